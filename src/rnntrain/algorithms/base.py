@@ -1,0 +1,85 @@
+"""The training-algorithm protocol: every family of RNN training behind one small interface.
+
+An algorithm advances training by one *round* in its own unit (an epoch of BPTT, a
+stretch of a stream for online algorithms, a generation of a population method, one
+closed-form fit) and reports metrics; the trainer, the CLI, run directories, checkpoints
+and plots never branch on which algorithm runs. Adding an algorithm is adding a file
+that subclasses :class:`Algorithm` and registers itself with :func:`register`.
+
+What an algorithm receives (:class:`Context`): the model (an ``nn.Module`` with the
+calling convention of :mod:`rnntrain.tasks.base`), the task (which hands out data in
+the shape the algorithm asks for), the optimizer config (gradient algorithms build an
+:class:`rnntrain.optim.Updater` from it; others ignore it), the number of rounds, the
+batch size and a seeded ``torch.Generator`` for every random draw it makes.
+
+Its whole state (optimizer moments, carried hidden state, influence matrices,
+populations, ...) is :meth:`Algorithm.state_dict`, saved in every checkpoint, so
+``--resume`` continues bit for bit for all algorithms alike.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Dict, Optional, Type
+
+import torch
+from torch import nn
+
+from ..config.schema import closest
+from ..errors import UserError
+from ..optim import OptimConfig
+from ..tasks.base import Task
+
+StepCallback = Callable[[float], None]  # called with the latest training loss, for progress display
+
+
+@dataclass
+class Context:
+    model: nn.Module
+    task: Task
+    optim: OptimConfig
+    rounds: int  # total rounds planned (schedules need it)
+    batch_size: int
+    generator: torch.Generator  # all randomness of the algorithm and its data order
+
+
+class Algorithm(ABC):
+    """One training algorithm. Subclasses set ``name``, ``unit`` and ``Options``."""
+
+    name: ClassVar[str]
+    unit: ClassVar[str] = "epoch"  # what one round is, for progress and plots
+    Options: ClassVar[type]  # frozen dataclass of the algorithm's own settings ([algorithm] table)
+
+    def __init__(self, ctx: Context, options: Any) -> None:
+        self.ctx = ctx
+        self.options = options
+
+    @abstractmethod
+    def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
+        """Advance training by one round; return training metrics (at least "loss")."""
+
+    def stop_reason(self) -> Optional[str]:
+        """A reason to stop before the planned rounds (e.g. a GA criterion met), or None."""
+        return None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+ALGORITHMS: Dict[str, Type[Algorithm]] = {}
+
+
+def register(cls: Type[Algorithm]) -> Type[Algorithm]:
+    """Class decorator: make ``cls`` available as ``--algorithm cls.name``."""
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def get_algorithm(name: str) -> Type[Algorithm]:
+    if name not in ALGORITHMS:
+        raise UserError(f"unknown algorithm '{name}'{closest(name, ALGORITHMS)}: choose one of "
+                        f"{', '.join(sorted(ALGORITHMS))} (--algorithm)")
+    return ALGORITHMS[name]

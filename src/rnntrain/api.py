@@ -1,0 +1,82 @@
+"""Inference on a run directory: recursive forecasts and text samples (what the CLI's
+``forecast`` and ``sample`` call)."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .training.trainer import load_run, make_task
+
+PathLike = Union[str, Path]
+
+
+@dataclass
+class Forecast:
+    """A recursive forecast: ``values`` (steps, n_targets) in the data's units."""
+
+    columns: List[str]
+    values: np.ndarray
+    start: str
+    truth: Optional[np.ndarray] = None  # the series' values over the same rows, when known
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        header = ["step", *self.columns] + ([f"{c}_true" for c in self.columns] if self.truth is not None else [])
+        buf.write(",".join(header) + "\n")
+        for i, row in enumerate(self.values):
+            cells = [str(i + 1), *(f"{v:.8g}" for v in row)]
+            if self.truth is not None:
+                cells += [f"{v:.8g}" for v in self.truth[i]] if i < len(self.truth) else [""] * len(self.columns)
+            buf.write(",".join(cells) + "\n")
+        return buf.getvalue()
+
+    @property
+    def mse(self) -> Optional[float]:
+        if self.truth is None:
+            return None
+        n = min(len(self.truth), len(self.values))
+        return float(np.mean((self.values[:n] - self.truth[:n]) ** 2))
+
+
+def _need(run, what: str, kind: str) -> None:
+    if run.config.task_kind != kind:
+        raise UserError(f"{run.path} is a {run.config.task_kind} run; '{what}' needs a {kind} run")
+
+
+def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end") -> Forecast:
+    """Recursive forecast (predictions fed back as inputs) from a forecasting run.
+
+    start="end": the ``steps`` after the end of the series (needs only the run dir);
+    "val"/"test": from the first row of that split, compared with the truth there
+    (reloads the data the run was trained on).
+    """
+    run = load_run(run_dir)
+    _need(run, "forecast", "forecast")
+    if start == "end":
+        values = run.task.forecast_future(run.model, steps or 100)
+        return Forecast(list(run.task.targets), values, start)
+    if start not in ("val", "test"):
+        raise UserError(f"--start must be end, val or test, got '{start}'")
+    task = make_task(run.config)
+    a, b = task.bounds[start]
+    if b <= a:
+        raise UserError(f"the run has no {start} split (task.split); use --start end")
+    steps = steps or (b - a)
+    values = task.recursive_forecast(run.model, a, steps)
+    truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
+    return Forecast(list(task.targets), values, start, truth)
+
+
+def sample(run_dir: PathLike, length: int = 500, temperature: float = 0.8, prime: str = "",
+           seed: int = 0) -> str:
+    """Text sampled from a character-level run (needs only the run directory)."""
+    run = load_run(run_dir)
+    _need(run, "sample", "text")
+    return run.task.sample(run.model, length, temperature=temperature, prime=prime,
+                           generator=torch.Generator().manual_seed(seed))

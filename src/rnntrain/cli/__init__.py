@@ -1,0 +1,1 @@
+"""The ``rnntrain`` command line: a thin layer over the Python API."""

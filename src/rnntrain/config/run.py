@@ -1,0 +1,173 @@
+"""The whole configuration of a run, as validated data, and its TOML form.
+
+A config on disk (and in every run directory, ``config.toml``)::
+
+    seed = 0
+    [task]          # kind = "forecast" | "text", then that task's options
+    [model]         # rnntrain.models.ModelConfig
+    [optim]         # rnntrain.optim.OptimConfig
+    [train]         # TrainConfig below
+    [algorithm]     # name = "bptt" | ..., then that algorithm's options
+
+Tables ``task`` and ``algorithm`` are tagged unions: ``kind``/``name`` picks the dataclass
+that validates the remaining keys. Everything missing takes its documented default, so
+the empty config is the seed PyTorch sine example.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, MutableMapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+import tomli_w
+
+from ..algorithms import get_algorithm
+from ..errors import UserError
+from ..models.sequence_model import ModelConfig
+from ..optim import OptimConfig
+from ..tasks import TASKS
+from .schema import build, check, closest, to_dict, unknown_key
+
+DEVICES_HINT = "cpu, cuda or cuda:N"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100  # rounds of training, in the algorithm's unit (epochs for BPTT)
+    batch_size: int = 32  # sequences per minibatch (the seed example's 32)
+    patience: int = 0  # early stopping: rounds without validation improvement (0 = off)
+    min_delta: float = 0.0  # smallest validation-loss decrease that counts as improvement
+    restore_best: bool = True  # end with the weights of the best validation round
+
+    def __post_init__(self) -> None:
+        check(self.epochs > 0, f"epochs must be positive, got {self.epochs} (--epochs)")
+        check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size} (--batch-size)")
+        check(self.patience >= 0, f"patience must be >= 0 (0 = no early stopping), got {self.patience}")
+        check(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0  # seeds every random draw: same seed, same bits on CPU
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | float64
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    task: Any = None  # the task's config dataclass (ForecastConfig, TextConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    algorithm: Any = None  # the algorithm's options dataclass
+
+    def __post_init__(self) -> None:
+        check(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got '{self.dtype}'")
+        check(self.device == "cpu" or self.device.startswith("cuda"),
+              f"unknown device '{self.device}': use {DEVICES_HINT} (--device)")
+        check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+
+    @property
+    def task_kind(self) -> str:
+        return next(k for k, (cfg, _) in TASKS.items() if isinstance(self.task, cfg))
+
+    @property
+    def algorithm_name(self) -> str:
+        from ..algorithms import ALGORITHMS
+        return next(k for k, a in ALGORITHMS.items() if isinstance(self.algorithm, a.Options))
+
+
+_TOP = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """Validate a plain dict (parsed TOML + overrides) into a RunConfig."""
+    data = dict(data)
+    for key in data:
+        if key not in _TOP:
+            raise unknown_key(key, _TOP, "")
+    for key in ("task", "model", "optim", "train", "algorithm"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise UserError(f"config '{key}' must be a table, got {data[key]!r}")
+    task = dict(data.pop("task", {}))
+    kind = task.pop("kind", "forecast")
+    if kind not in TASKS:
+        raise UserError(f"unknown task kind '{kind}'{closest(str(kind), TASKS)}: choose one of {', '.join(TASKS)}")
+    algo = dict(data.pop("algorithm", {}))
+    name = algo.pop("name", "bptt")
+    options_cls = get_algorithm(str(name)).Options
+    scalars = {k: v for k, v in data.items() if k in ("seed", "device", "dtype", "threads")}
+    top = build(RunConfig, {**scalars, **{k: data[k] for k in ("model", "optim", "train") if k in data}})
+    return dataclasses.replace(top, task=build(TASKS[kind][0], task, "task."),
+                               algorithm=build(options_cls, algo, "algorithm."))
+
+
+def to_plain(config: RunConfig) -> Dict[str, Any]:
+    """The config as a plain dict with every value resolved (what config.toml holds)."""
+    out = {k: getattr(config, k) for k in ("seed", "device", "dtype", "threads")}
+    out["task"] = {"kind": config.task_kind, **to_dict(config.task)}
+    out["model"] = to_dict(config.model)
+    out["optim"] = to_dict(config.optim)
+    out["train"] = to_dict(config.train)
+    out["algorithm"] = {"name": config.algorithm_name, **to_dict(config.algorithm)}
+    return out
+
+
+def dumps(config: RunConfig) -> str:
+    return tomli_w.dumps(to_plain(config))
+
+
+def read_toml(path: Path) -> Dict[str, Any]:
+    """Parse a TOML file as data (never executed); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text") from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: parsed as a TOML value (3, 1e-3, true, [1, 2], "s"), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_path(data: MutableMapping[str, Any], dotted: str, value: Any) -> None:
+    """data['a']['b'] = value for dotted 'a.b' (tables created as needed)."""
+    keys = dotted.split(".")
+    if not all(keys):
+        raise UserError(f"bad --set key '{dotted}': use section.key=value, e.g. model.hidden=32")
+    node = data
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, MutableMapping):
+            raise UserError(f"bad --set key '{dotted}': '{k}' is a value, not a table")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def apply_overrides(data: MutableMapping[str, Any], overrides: Iterable[str]) -> None:
+    """Apply ``key=value`` strings (``--set``) to a raw config dict, before validation."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"bad --set '{item}': expected key=value, e.g. model.hidden=32")
+        key, value = item.split("=", 1)
+        set_path(data, key.strip(), parse_value(value.strip()))
+
+
+def load_config(path=None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> RunConfig:
+    """Config from an optional TOML file, then ``base`` entries, then ``--set`` overrides."""
+    data: Dict[str, Any] = read_toml(Path(path)) if path else {}
+    for dotted, value in (base or {}).items():
+        set_path(data, dotted, value)
+    apply_overrides(data, overrides)
+    return from_dict(data)

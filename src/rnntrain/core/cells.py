@@ -1,0 +1,126 @@
+r"""The recurrent cells, each written once as a single step.
+
+Every cell is split into the part that depends only on the input (an affine map,
+``gx = W_ih x + b_ih``, which can be computed for all time steps in one matrix product)
+and the recurrence ``recur(gx, state, W_hh, b_hh) -> state``. The single step
+``(x_t, state) -> state`` is the composition of the two (:meth:`Cell.step`). Every
+training algorithm, analysis and generator calls these functions; the equations are
+never restated elsewhere.
+
+Shapes (``N`` batch, ``H_in`` input size, ``H`` hidden size, ``G`` gates of the cell)::
+
+    x      (N, H_in)          gx     (N, G*H)
+    W_ih   (G*H, H_in)        b_ih   (G*H,)
+    W_hh   (G*H, H)           b_hh   (G*H,)
+    state  tuple of (N, H):   (h,) for Elman and GRU, (h, c) for LSTM
+
+Weight layouts and gate orders are exactly those of ``torch.nn.RNN/LSTM/GRU``, so
+their state_dicts load unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+State = Tuple[Tensor, ...]
+
+
+def _elman(act: Callable[[Tensor], Tensor]):
+    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+        r"""Elman step: :math:`h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`."""
+        (h,) = state
+        return (act(gx + F.linear(h, w_hh, b_hh)),)
+
+    return recur
+
+
+def _lstm_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+    r"""LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; torch gate order i, f, g, o):
+
+    .. math::
+        i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t)
+    """
+    h, c = state
+    gates = gx + F.linear(h, w_hh, b_hh)  # (N, 4H)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return (h, c)
+
+
+def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+    r"""GRU step (Cho et al. 2014; torch gate order r, z, n):
+
+    .. math::
+        r_t &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+    """
+    (h,) = state
+    gh = F.linear(h, w_hh, b_hh)  # (N, 3H)
+    x_r, x_z, x_n = gx.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return (n + z * (h - n),)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One recurrent cell type: its gate count, state arity, recurrence and fused kernel.
+
+    ``recur(gx, state, w_hh, b_hh) -> state`` is the whole cell once the input
+    projection ``gx`` is known; :meth:`step` is the single step from a raw input.
+    """
+
+    name: str  # "rnn_tanh", "rnn_relu", "lstm", "gru"
+    gates: int  # G: rows of W_ih / W_hh per hidden unit
+    state_arity: int  # 1 for (h,), 2 for (h, c)
+    recur: Callable[[Tensor, State, Tensor, Optional[Tensor]], State]
+    fused: Callable  # torch's fused multi-layer kernel (same math, one call)
+
+    def step(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
+             b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
+        """Single step ``(x_t, state) -> state``; x (N, H_in), state tuple of (N, H)."""
+        return self.recur(F.linear(x, w_ih, b_ih), state, w_hh, b_hh)
+
+
+def _vf(name: str):
+    # torch's own entry points to the fused RNN kernels (what nn.RNN/LSTM/GRU call);
+    # looked up lazily so that importing rnntrain never depends on their presence.
+    def call(*args):
+        return getattr(torch._VF, name)(*args)
+
+    return call
+
+
+CELLS = {
+    "rnn_tanh": Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh")),
+    "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu")),
+    "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm")),
+    "gru": Cell("gru", 3, 1, _gru_recur, _vf("gru")),
+}
+
+
+def get_cell(mode: str, nonlinearity: str = "tanh") -> Cell:
+    """Cell for a torch-style ``mode`` ("RNN", "LSTM", "GRU", any case) and Elman nonlinearity."""
+    m = mode.lower()
+    if m in ("rnn", "elman"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        return CELLS["rnn_" + nonlinearity]
+    if m in CELLS:
+        return CELLS[m]
+    raise ValueError(f"Unknown mode '{mode}': choose one of 'RNN', 'LSTM', 'GRU' "
+                     "(or 'rnn_tanh', 'rnn_relu').")

@@ -1,0 +1,117 @@
+r"""Initialisation schemes for a :class:`rnntrain.Recurrent`, each from its source.
+
+``initialize(rnn, scheme, *, spectral_radius, generator)`` rewrites the parameters of
+every layer and direction in place. Every scheme first draws torch's default (below)
+for *all* parameters, then replaces the recurrent weights (and, for "identity", the
+biases). With a ``generator`` the result is a function of the seed alone: the same
+seed gives the same bits on CPU, whatever the global RNG did before.
+
+``weight_hh`` of a cell with ``G`` gates is ``(G*H, H)``: ``G`` square blocks of ``H``
+rows, one per gate in torch's order (LSTM i, f, g, o; GRU r, z, n). The structured
+schemes treat each block as its own recurrent matrix ``W`` (H, H):
+
+- ``"default"``: every weight and bias from :math:`U(-1/\sqrt{H}, 1/\sqrt{H})`
+  (torch.nn.RNN/LSTM/GRU's ``reset_parameters``).
+- ``"orthogonal"``: each block an independent Haar-random orthogonal matrix, the Q of
+  the QR decomposition of a standard Gaussian with the signs of diag(R) moved into Q
+  (Mezzadri 2007, "How to generate random matrices from the classical compact groups",
+  eq. 5.1). Orthogonal recurrent weights preserve norms along the unrolled chain:
+  Saxe, McClelland & Ganguli 2014, "Exact solutions to the nonlinear dynamics of
+  learning in deep linear neural networks", sec. 3.
+- ``"identity"``: each block ``spectral_radius * I`` and both biases zero, input
+  weights as default: the IRNN of Le, Jaitly & Hinton 2015, "A Simple Way to
+  Initialize Recurrent Networks of Rectified Linear Units" (meant for ReLU Elman
+  networks, where zero input keeps the state exactly; they use ``spectral_radius=1``).
+- ``"spectral"``: each block :math:`W_0 \sim N(0, 1/H)` entrywise, rescaled to
+  :math:`W = \rho\, W_0 / \max|\lambda(W_0)|` so that its spectral radius is exactly
+  ``spectral_radius`` :math:`\rho` (Jaeger 2001, "The 'echo state' approach to
+  analysing and training recurrent neural networks", GMD Report 148, sec. 4: scale a
+  random reservoir to a chosen spectral radius, < 1 for the echo state property).
+
+The structured matrices are built in float64 and then cast, so a float32 network is
+orthogonal (or has the requested radius) to float32 rounding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+
+INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral")
+
+
+def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: float = 1.0,
+               generator: Optional[torch.Generator] = None) -> nn.Module:
+    """Initialise ``rnn`` in place by ``scheme`` (one of :data:`INIT_SCHEMES`); returns it.
+
+    Args:
+        rnn: a :class:`rnntrain.Recurrent` (a ``torch.nn.RNN/LSTM/GRU`` without
+            ``proj_size`` works too: same parameter names and layouts).
+        scheme: "default", "orthogonal", "identity" or "spectral" (module docstring).
+        spectral_radius: the scale of each recurrent block for "identity" and its
+            spectral radius for "spectral"; must be a finite number >= 0 (> 0 for
+            "spectral"); ignored by the other schemes.
+        generator: the ``torch.Generator`` every draw comes from (None: the global RNG).
+    """
+    if scheme not in INIT_SCHEMES:
+        raise UserError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
+    rho = spectral_radius
+    if (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho)
+            or rho < 0 or (scheme == "spectral" and rho == 0)):
+        raise UserError(f"spectral_radius must be a finite number >= 0 (> 0 for 'spectral'), "
+                        f"got {rho!r}")
+    with torch.no_grad():
+        _default(rnn, generator)
+        if scheme == "default":
+            return rnn
+        for name, w_hh in rnn.named_parameters():
+            if not name.startswith("weight_hh"):
+                continue
+            H = w_hh.shape[1]
+            for block in w_hh.split(H, dim=0):  # G views of (H, H), one per gate
+                if scheme == "orthogonal":
+                    block.copy_(_orthogonal(H, generator))
+                elif scheme == "identity":
+                    block.copy_(rho * torch.eye(H, dtype=torch.float64))
+                else:
+                    block.copy_(_spectral(H, rho, generator))
+        if scheme == "identity":
+            for name, b in rnn.named_parameters():
+                if name.startswith("bias"):
+                    b.zero_()
+    return rnn
+
+
+def _default(rnn: nn.Module, generator: Optional[torch.Generator]) -> None:
+    """torch's ``reset_parameters``: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
+    if generator is None:
+        rnn.reset_parameters()
+        return
+    stdv = 1.0 / math.sqrt(rnn.hidden_size)
+    for p in rnn.parameters():  # registration order, so the draw order is fixed
+        # drawn on the generator's device, then copied: a CPU seed also fixes CUDA weights
+        sample = torch.empty(p.shape, dtype=p.dtype, device=generator.device)
+        p.copy_(sample.uniform_(-stdv, stdv, generator=generator))
+
+
+def _gaussian(H: int, generator: Optional[torch.Generator]) -> Tensor:
+    device = generator.device if generator is not None else None
+    return torch.randn(H, H, generator=generator, dtype=torch.float64, device=device)
+
+
+def _orthogonal(H: int, generator: Optional[torch.Generator]) -> Tensor:
+    """Haar-random orthogonal (H, H) in float64 (Mezzadri 2007, eq. 5.1)."""
+    q, r = torch.linalg.qr(_gaussian(H, generator))
+    # QR is unique only up to the signs of diag(R); fixing them makes Q Haar-distributed
+    return q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)  # column j times sign(R_jj)
+
+
+def _spectral(H: int, rho: float, generator: Optional[torch.Generator]) -> Tensor:
+    """N(0, 1/H) entries rescaled to spectral radius ``rho`` (Jaeger 2001), float64."""
+    w = _gaussian(H, generator) / math.sqrt(H)
+    radius = torch.linalg.eigvals(w).abs().max()  # max |eigenvalue|
+    return w * (rho / radius)

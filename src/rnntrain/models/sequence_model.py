@@ -1,0 +1,96 @@
+"""``SequenceModel``: input encoder -> ``Recurrent`` -> readout, and its validated config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..config.schema import check
+from ..core import Recurrent
+from ..errors import UserError
+from ..tasks.base import TaskSpec
+from .encoders import make_encoder
+from .readouts import READOUTS
+
+# CLI/config cell names -> (torch mode, nonlinearity)
+CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
+              "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh")}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "rnn"  # rnn (Elman tanh) | rnn-relu | lstm | gru
+    hidden: int = 64  # hidden units per layer and direction (the seed example's 64)
+    layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = False  # also read every sequence backwards (not for streams)
+    dropout: float = 0.0  # dropout between stacked layers, in [0, 1)
+    bias: bool = True  # biases in the recurrent layers
+    init: str = "default"  # default | orthogonal | identity | spectral (recurrent weights)
+    spectral_radius: float = 1.0  # for init = "spectral" (and a scale for "identity")
+    readout: str = "auto"  # auto (the task decides) | last (many-to-one) | every (many-to-many)
+    readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
+    embedding: int = 0  # token inputs: embedding size, 0 = one-hot
+    path: str = "auto"  # auto | fused | step: how the core runs (see rnntrain.Recurrent)
+
+    def __post_init__(self) -> None:
+        check(self.cell in CELL_NAMES, f"unknown cell '{self.cell}': choose one of "
+              f"{', '.join(CELL_NAMES)} (--cell)")
+        check(self.hidden > 0, f"hidden must be a positive number of units, got {self.hidden} (--hidden)")
+        check(self.layers > 0, f"layers must be at least 1, got {self.layers} (--layers)")
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        check(self.spectral_radius > 0, f"spectral_radius must be positive, got {self.spectral_radius}")
+        check(self.readout in ("auto", *READOUTS), f"unknown readout '{self.readout}': choose "
+              f"auto, {', '.join(READOUTS)}")
+        check(all(h > 0 for h in self.readout_hidden),
+              f"readout_hidden sizes must be positive, got {list(self.readout_hidden)}")
+        check(self.embedding >= 0, f"embedding must be >= 0 (0 = one-hot), got {self.embedding}")
+        check(self.path in ("auto", "fused", "step"), f"path must be auto, fused or step, got '{self.path}'")
+
+
+class SequenceModel(nn.Module):
+    """encoder -> Recurrent (batch first) -> readout.
+
+    forward(inputs, state=None) -> (outputs, state):
+        inputs  (N, L, F) features or (N, L) token ids
+        outputs (N, O) many-to-one, (N, L, O) many-to-many
+        state   the core's state in torch's layout, (layers*D, N, H) or a tuple (h, c)
+    """
+
+    def __init__(self, encoder: nn.Module, rnn: Recurrent, readout: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.rnn = rnn
+        self.readout = readout
+
+    @property
+    def per_step(self) -> bool:
+        return self.readout.per_step
+
+    def forward(self, inputs: Tensor, state=None):
+        states, state = self.rnn(self.encoder(inputs), state)  # (N, L, D*H)
+        return self.readout(states), state
+
+
+def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,
+                device=None, dtype=None) -> SequenceModel:
+    """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
+    from .init import initialize  # local: init imports the core only
+
+    readout = config.readout
+    if readout == "auto":
+        readout = "every" if spec.per_step else "last"
+    if spec.per_step and readout != "every":
+        raise UserError(f"this task predicts at every step; readout '{readout}' cannot: "
+                        "use readout = \"every\" (or \"auto\")")
+    mode, nonlinearity = CELL_NAMES[config.cell]
+    encoder = make_encoder(spec.input_size, spec.tokens, config.embedding)
+    rnn = Recurrent(mode, encoder.out_features, config.hidden, config.layers, bias=config.bias,
+                    batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0,
+                    bidirectional=config.bidirectional, nonlinearity=nonlinearity, path=config.path)
+    initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator)
+    head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
+                             config.readout_hidden)
+    model = SequenceModel(encoder, rnn, head)
+    return model.to(device=device, dtype=dtype)

@@ -1,0 +1,1 @@
+"""Plots of a run (PNG, matplotlib's Agg backend: no display needed)."""

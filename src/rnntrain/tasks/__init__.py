@@ -1,0 +1,24 @@
+"""Learning problems: each task owns its data, loss and metrics (see :mod:`.base`).
+
+``TASKS`` maps a task's config name to its (config dataclass, task class) pair, so the
+CLI and the trainer never branch on which task runs. Adding a task is adding a file and
+a line here.
+"""
+from .base import SPLITS, Batch, Task, TaskSpec
+from .forecast import ForecastConfig, ForecastTask
+from .scaling import SCALES, Scaler
+from .series import (BUILTIN_SERIES, Series, builtin_series, load_csv, noisy_sine, oscillator,
+                     sine, split_bounds)
+from .text import CharTask, TextConfig, default_corpus
+
+TASKS = {
+    "forecast": (ForecastConfig, ForecastTask),
+    "text": (TextConfig, CharTask),
+}
+
+__all__ = [
+    "SPLITS", "Batch", "Task", "TaskSpec", "TASKS",
+    "ForecastConfig", "ForecastTask", "CharTask", "TextConfig", "default_corpus",
+    "Scaler", "SCALES", "Series", "BUILTIN_SERIES", "builtin_series", "load_csv",
+    "sine", "noisy_sine", "oscillator", "split_bounds",
+]

@@ -1,0 +1,336 @@
+r"""Time-series forecasting: windows of the past predict the next ``horizon`` steps.
+
+Generalises the seed PyTorch example (a sine, 20-step windows, next value, recursive
+forecast over the validation period). Shapes, with W = window, H = horizon::
+
+    inputs   (N, W, n_inputs)        x_i = z[i : i+W, inputs]           (scaled units)
+    targets  (N, H * n_targets)      y_i = z[i+W : i+W+H, targets], step-major
+
+where z is the series after the train-fitted :class:`Scaler`. With H = 1 this is
+exactly the seed's ``SineDataset``: ``x = data[idx:idx+seq_len]``, ``y = data[idx+seq_len]``.
+Rows are split in time order and each split builds windows from its own rows only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config.schema import check
+from ..errors import UserError
+from .base import evaluating, SPLITS, Batch, Task, TaskSpec
+from .scaling import SCALES, Scaler
+from .series import BUILTIN_SERIES, Series, builtin_series, check_split, load_csv, split_bounds
+
+EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results)
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Forecasting task; the defaults are the seed PyTorch example (sine, 20 -> 1, 80/20)."""
+
+    series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator
+    data: str = ""  # CSV file; when set it replaces `series`
+    columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
+    targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
+    window: int = 20  # input steps per example (the seed's seq_len)
+    horizon: int = 1  # future steps predicted per example (direct multi-output)
+    split: tuple[float, ...] = (0.8, 0.2, 0.0)  # train/val/test fractions, in time order
+    scale: str = "none"  # none | standard | minmax, fitted on the train split only
+    interpolate: bool = False  # fill missing values linearly instead of failing
+    # std of Gaussian noise added to training inputs (scaled units); stabilises recursive forecasts
+    input_noise: float = 0.0
+    length: int = 1000  # length of a built-in series (the seed's 1000 points)
+
+    def __post_init__(self):
+        check(self.window >= 1, f"forecast window must be >= 1, got {self.window}")
+        check(self.horizon >= 1, f"forecast horizon must be >= 1, got {self.horizon}")
+        check_split(self.split, "forecast split")
+        check(self.scale in SCALES,
+              f"unknown scale '{self.scale}'; choose one of: {', '.join(SCALES)}")
+        check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
+        check(self.length > 0, f"series length must be > 0, got {self.length}")
+        check(bool(self.data) or self.series in BUILTIN_SERIES,
+              f"unknown series '{self.series}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
+              f"or give a CSV file with --data")
+
+
+class _Windows(NamedTuple):
+    x: torch.Tensor  # (N, W, n_inputs) scaled
+    y: torch.Tensor  # (N, H * n_targets) scaled
+    raw_y: np.ndarray  # (N, H, n_targets) original units, float64 (metrics)
+    raw_last: np.ndarray  # (N, n_targets) last observed target values (persistence)
+
+
+def _errors(pred: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
+    """mse, mae and nrmse of (N, H, C) predictions; nrmse = RMSE_c / std_c averaged over
+    the C target columns (so columns in different units weigh the same)."""
+    err = pred - truth
+    rmse_c = np.sqrt((err ** 2).reshape(-1, err.shape[-1]).mean(0))
+    std_c = truth.reshape(-1, truth.shape[-1]).std(0)
+    nrmse = float(np.mean(rmse_c / std_c)) if np.all(std_c > 0) else float("nan")
+    return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err))), "nrmse": nrmse}
+
+
+class ForecastTask(Task):
+    """Many-to-one regression of the next ``horizon`` rows from ``window`` past rows.
+
+    spec: input_size = n_inputs, output_size = horizon * n_targets, tokens=False,
+    per_step=False. The loss is the MSE in scaled units.
+    """
+
+    name = "forecast"
+
+    def __init__(self, config: ForecastConfig, *, seed: int = 0, device="cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.config, self.seed = config, seed
+        self.device, self.dtype = torch.device(device), dtype
+        self.window, self.horizon = config.window, config.horizon
+        if config.data:
+            # only the chosen columns must be numeric; no columns: every numeric column
+            wanted = (list(dict.fromkeys(config.columns + config.targets))
+                      if config.columns else None)
+            self.series = load_csv(config.data, wanted, config.interpolate)
+        else:
+            self.series = builtin_series(config.series, config.length, seed)
+        self._set_columns(self.series.columns, config.columns, config.targets)
+        self.bounds = split_bounds(len(self.series), config.split)
+        a, b = self.bounds["train"]
+        self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
+        self._check_lengths()
+        self._build()
+
+    # ------------------------------------------------------------ construction
+
+    def _set_columns(self, columns: Sequence[str], inputs: Sequence[str],
+                     targets: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self.inputs = list(inputs) or list(columns)
+        self.targets = list(targets) or list(self.inputs)
+        for kind, names in (("input", self.inputs), ("target", self.targets)):
+            unknown = [c for c in names if c not in self.columns]
+            check(not unknown, f"unknown {kind} column(s) {unknown}; available columns: "
+                               f"{', '.join(self.columns)}")
+        self.in_idx = [self.columns.index(c) for c in self.inputs]
+        self.tgt_idx = [self.columns.index(c) for c in self.targets]
+        # where each target sits among the inputs (None: some target is not an input)
+        self.tgt_in_pos = ([self.inputs.index(c) for c in self.targets]
+                           if set(self.targets) <= set(self.inputs) else None)
+        self.spec = TaskSpec(input_size=len(self.inputs),
+                             output_size=self.horizon * len(self.targets),
+                             tokens=False, per_step=False)
+
+    def _check_lengths(self) -> None:
+        need = self.window + self.horizon
+        for split in ("train", "val"):
+            a, b = self.bounds[split]
+            if (split == "train" or b > a) and b - a < need:
+                raise UserError(
+                    f"the {split} split has {b - a} rows of {len(self.series)} but one example "
+                    f"needs window + horizon = {self.window} + {self.horizon} = {need}; use a "
+                    f"shorter --window/--horizon or a longer series")
+
+    def _build(self) -> None:
+        """Scaled series and every split's windows, computed once."""
+        self.target_scaler = self.scaler.select(self.tgt_idx)
+        self.tail = self.series.values[-self.window:].copy()  # (W, C) for forecast_future
+        self.scaled = self.scaler.transform(self.series.values)  # (T, C)
+        self._windows = {s: self._make_windows(*self.bounds[s]) for s in SPLITS}
+
+    def _make_windows(self, a: int, b: int) -> _Windows:
+        W, H, nt = self.window, self.horizon, len(self.targets)
+        n = max(0, b - a - W - H + 1)
+        first = a + np.arange(n)[:, None]  # (N, 1) first row of each window
+        x_rows, y_rows = first + np.arange(W), first + W + np.arange(H)  # (N, W), (N, H)
+        x = self.scaled[x_rows][:, :, self.in_idx].reshape(n, W, len(self.inputs))
+        y = self.scaled[y_rows][:, :, self.tgt_idx].reshape(n, H * nt)
+        raw = self.series.values
+        tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)
+        return _Windows(tensor(x), tensor(y), raw[y_rows][:, :, self.tgt_idx].reshape(n, H, nt),
+                        raw[x_rows[:, -1]][:, self.tgt_idx].reshape(n, nt))
+
+    # ------------------------------------------------------------ Task protocol
+
+    def split_size(self, split: str) -> int:
+        w = self._windows.get(split)
+        return 0 if w is None else len(w.x)
+
+    def batches(self, split: str, batch_size: int, *,
+                generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
+        w = self._windows[split]
+        n, train = len(w.x), split == "train"
+        order = torch.randperm(n, generator=generator) if train else torch.arange(n)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size].to(self.device)
+            x = w.x[idx]  # (B, W, n_inputs)
+            if train and self.config.input_noise > 0:
+                noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
+                x = x + self.config.input_noise * noise.to(self.device)
+            yield Batch(x, w.y[idx], continues=False)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs, targets)
+
+    def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
+        with evaluating(model):
+            return torch.cat([model(x[i:i + EVAL_BATCH], None)[0]
+                              for i in range(0, len(x), EVAL_BATCH)])
+
+    def evaluate(self, model, split: str) -> Dict[str, float]:
+        """loss (scaled MSE), and in original units mse, mae, nrmse, plus the persistence
+        baseline's (last observed value repeated; only when targets are inputs)."""
+        w = self._windows.get(split)
+        if w is None or len(w.x) == 0:
+            return {}
+        pred = self._predict(model, w.x)  # (N, H * n_targets)
+        out = {"loss": float(self.loss(pred, w.y))}
+        p = self.target_scaler.inverse(pred.double().cpu().numpy().reshape(w.raw_y.shape))
+        out.update(_errors(p, w.raw_y))
+        if self.tgt_in_pos is not None:
+            base = np.repeat(w.raw_last[:, None, :], self.horizon, axis=1)  # (N, H, n_t)
+            out.update({f"persistence_{k}": v for k, v in _errors(base, w.raw_y).items()})
+        return out
+
+    # ------------------------------------------------------------ recursive forecasts
+
+    def _roll(self, model, context: np.ndarray, steps: int,
+              known: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """Feed predictions back as inputs, as the seed does with
+        ``current = cat(current[:, 1:], pred)``; each call advances ``horizon`` rows.
+
+        context (W, n_inputs) scaled; known(k, H) -> (H, n_inputs) scaled inputs of the
+        k-th..(k+H-1)-th predicted rows (true values for non-target inputs).
+        Returns (steps, n_targets) in original units.
+        """
+        H, nt = self.horizon, len(self.targets)
+        cur = torch.as_tensor(context, dtype=self.dtype, device=self.device)[None]  # (1, W, n_in)
+        preds = []
+        with evaluating(model):
+            for k in range(0, steps, H):
+                step = model(cur, None)[0].reshape(H, nt)  # (H, n_targets)
+                preds.append(step)
+                if k + H < steps:
+                    rows = torch.as_tensor(known(k, H), dtype=self.dtype, device=self.device)
+                    rows[:, self.tgt_in_pos] = step
+                    cur = torch.cat([cur, rows[None]], dim=1)[:, -self.window:]
+        z = torch.cat(preds)[:steps].double().cpu().numpy()
+        return self.target_scaler.inverse(z)
+
+    def _require_feedback(self) -> None:
+        check(self.tgt_in_pos is not None,
+              f"a recursive forecast feeds predictions back as inputs, so every target must be "
+              f"an input column; targets {self.targets} vs inputs {self.inputs}: add the "
+              f"targets to --column")
+
+    def recursive_forecast(self, model, start_row: int, steps: int) -> np.ndarray:
+        """Forecast ``steps`` rows from the ``window`` rows before ``start_row`` (a row of
+        the full series). Returns (steps, n_targets) in original units."""
+        self._require_feedback()
+        check(self.series is not None, "this task was built for inference without its data; "
+                                       "use forecast_future, or build it from the data")
+        T = len(self.series)
+        check(self.window <= start_row <= T,
+              f"start_row must be in [{self.window}, {T}] (a full window before it), "
+              f"got {start_row}")
+        unknown_inputs = [c for c in self.inputs if c not in self.targets]
+
+        def known(k: int, count: int) -> np.ndarray:
+            rows = np.arange(start_row + k, start_row + k + count)
+            if rows[-1] >= T and unknown_inputs:
+                raise UserError(f"the forecast runs past the end of the series ({T} rows) but "
+                                f"inputs {unknown_inputs} are not predicted; forecast fewer steps")
+            return self.scaled[np.minimum(rows, T - 1)][:, self.in_idx]
+
+        context = self.scaled[start_row - self.window:start_row][:, self.in_idx]
+        return self._roll(model, context, steps, known)
+
+    def forecast_future(self, model, steps: int) -> np.ndarray:
+        """``steps`` rows past the end of the series: (steps, n_targets), original units."""
+        self._require_feedback()
+        extra = [c for c in self.inputs if c not in self.targets]
+        check(not extra, f"cannot forecast past the end of the data: inputs {extra} are not "
+                         f"targets, so their future is unknown; forecast from the validation "
+                         f"start instead (recursive_forecast), or make them targets")
+        context = self.scaler.transform(self.tail)[:, self.in_idx]
+        zeros = lambda k, count: np.zeros((count, len(self.inputs)))  # all overwritten
+        return self._roll(model, context, steps, zeros)
+
+    # ------------------------------------------------------------ report and state
+
+    def report(self, model, out_dir: Path) -> Dict[str, Any]:
+        """forecast.png (one-step predictions and the recursive forecast from the
+        train/val boundary) and the recursive forecast's MSE over the validation rows."""
+        check(self.series is not None, "report needs the task's data; build it from the data")
+        split = "val" if self.split_size("val") else "train"
+        w, (a, b) = self._windows[split], self.bounds[split]
+        p = self._predict(model, w.x).double().cpu().numpy().reshape(w.raw_y.shape)
+        one_step = self.target_scaler.inverse(p)[:, 0]  # (N, n_t), first horizon step
+        out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
+        va, vb = self.bounds["val"]
+        recursive = None
+        if self.tgt_in_pos is not None and vb > va:
+            rec = self.recursive_forecast(model, va, vb - va)
+            truth = self.series.values[va:vb][:, self.tgt_idx]
+            out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
+            recursive = (np.arange(va, vb), rec)
+        plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
+                      self.series.values[a:b][:, self.tgt_idx],
+                      (a + self.window + np.arange(len(one_step)), one_step),
+                      recursive, self.targets, f"{self.series.name}: {split} split")
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),
+                "inputs": list(self.inputs), "targets": list(self.targets),
+                "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.scaler = Scaler(state["scaler"]["kind"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.window, self.horizon = int(state["window"]), int(state["horizon"])
+        check(self.series is None or list(state["columns"]) == self.series.columns,
+              f"saved task columns {state['columns']} differ from the data's "
+              f"{self.series and self.series.columns}; use the data the model was trained on")
+        self._set_columns(state["columns"], state["inputs"], state["targets"])
+        if self.series is None:
+            self.target_scaler = self.scaler.select(self.tgt_idx)
+            self.tail = np.asarray(state["tail"], dtype=np.float64)  # (W, C)
+        else:
+            self._build()
+
+    @classmethod
+    def for_inference(cls, config: ForecastConfig, state: Dict[str, Any], *, device="cpu",
+                      dtype: torch.dtype = torch.float32) -> "ForecastTask":
+        """A task that can ``forecast_future`` from a saved state, without the data."""
+        task = cls.__new__(cls)
+        task.config, task.seed, task.device, task.dtype = config, 0, torch.device(device), dtype
+        task.series, task._windows = None, {}
+        task.load_state_dict(state)
+        return task
+
+
+def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
+                  names: Sequence[str], title: str) -> None:
+    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    shown = min(len(names), 4)  # more panels than this stop being readable
+    fig, axes = plt.subplots(shown, 1, figsize=(12, 3.5 * shown), squeeze=False)
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(rows, truth[:, c], label="true values", color="black", lw=1)
+        ax.plot(one_step[0], one_step[1][:, c], label="one-step predictions", lw=1)
+        if recursive is not None:
+            ax.plot(recursive[0], recursive[1][:, c], label="recursive forecast", lw=1)
+        ax.set_ylabel(names[c])
+        ax.legend(loc="upper right")
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("time step (row)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

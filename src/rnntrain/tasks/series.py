@@ -1,0 +1,245 @@
+"""Time series sources: built-in signals (the seed programs) and CSV files.
+
+Every source returns a :class:`Series`: a float64 matrix of shape (T, C), one row per
+time step and one column per named variable. A date column of a CSV is kept apart in
+``Series.time`` (strings, for plot labels) and is never a feature.
+
+Also here: :func:`split_bounds`, the one place sequences (series rows, text characters)
+are cut into train/val/test in time order.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..config.schema import check
+from ..errors import UserError
+
+BUILTIN_SERIES = ("sine", "noisy-sine", "oscillator")
+
+
+@dataclass
+class Series:
+    """A multivariate time series.
+
+    values:  (T, C) float64, row t = time step t.
+    columns: C column names.
+    time:    (T,) strings of the CSV's date column, or None; never a feature.
+    name:    where it came from (built-in name or file name), for labels.
+    """
+
+    values: np.ndarray
+    columns: List[str]
+    time: Optional[np.ndarray] = None
+    name: str = ""
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+
+# ---------------------------------------------------------------- built-in series
+
+def sine(length: int = 1000) -> Series:
+    """The seed PyTorch example: ``t = linspace(0, 4π, length)``, x(t) = sin(t). Column "sin"."""
+    t = np.linspace(0.0, 4 * np.pi, length)
+    return Series(np.sin(t)[:, None], ["sin"], None, "sine")
+
+
+def noisy_sine(length: int = 1000, seed: int = 0) -> Series:
+    """The seed Keras example: x_t = sin(0.02 t) + 2 u_t, u_t ~ U(0, 1), t = 0..length-1.
+
+    The noise comes from ``numpy.random.default_rng(seed)``: same seed, same series.
+    Column "x".
+    """
+    t = np.arange(length, dtype=np.float64)
+    u = np.random.default_rng(seed).random(length)
+    return Series((np.sin(0.02 * t) + 2.0 * u)[:, None], ["x"], None, "noisy-sine")
+
+
+def oscillator(length: int = 2000, dt: float = 0.05, eta: float = 0.2, force: float = 1.0,
+               omega: float = 0.5, x0: float = 1.0, v0: float = 0.0) -> Series:
+    r"""The seed's damped driven oscillator, integrated with classic 4th-order Runge-Kutta.
+
+    .. math::  \ddot x + \eta \dot x + x = F(t),\qquad F(t) = \text{force}\cos(\omega t)
+
+    written as the first-order system dx/dt = v, dv/dt = F(t) - η v - x, stepped by RK4
+    (local error O(dt^5), global O(dt^4)) from x(0) = x0, v(0) = v0. Row i is time i·dt;
+    columns "x", "v", "F" (the known drive, useful as an input).
+    """
+    def deriv(t: float, x: float, v: float) -> Tuple[float, float]:
+        return v, force * math.cos(omega * t) - eta * v - x
+
+    out = np.empty((length, 3))
+    x, v = float(x0), float(v0)
+    for i in range(length):
+        t = i * dt
+        out[i] = (x, v, force * math.cos(omega * t))
+        k1x, k1v = deriv(t, x, v)
+        k2x, k2v = deriv(t + dt / 2, x + dt / 2 * k1x, v + dt / 2 * k1v)
+        k3x, k3v = deriv(t + dt / 2, x + dt / 2 * k2x, v + dt / 2 * k2v)
+        k4x, k4v = deriv(t + dt, x + dt * k3x, v + dt * k3v)
+        x += dt / 6 * (k1x + 2 * k2x + 2 * k3x + k4x)
+        v += dt / 6 * (k1v + 2 * k2v + 2 * k3v + k4v)
+    return Series(out, ["x", "v", "F"], None, "oscillator")
+
+
+def builtin_series(name: str, length: int = 1000, seed: int = 0) -> Series:
+    """The built-in series ``name`` (one of :data:`BUILTIN_SERIES`) with ``length`` rows."""
+    if name == "sine":
+        return sine(length)
+    if name == "noisy-sine":
+        return noisy_sine(length, seed)
+    if name == "oscillator":
+        return oscillator(length)
+    raise UserError(f"unknown series '{name}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
+                    f"or give a CSV file with --data")
+
+
+# ---------------------------------------------------------------- splits
+
+def check_split(fractions: Sequence[float], where: str = "split") -> None:
+    """Validate train/val/test fractions: 1 to 3 values, each ≥ 0, summing to 1, train > 0."""
+    check(1 <= len(fractions) <= 3,
+          f"{where} must list 1 to 3 fractions (train, val, test), got {list(fractions)}")
+    check(all(f >= 0 for f in fractions), f"{where} fractions must be >= 0, got {list(fractions)}")
+    check(abs(sum(fractions) - 1.0) < 1e-6,
+          f"{where} fractions must sum to 1, got {list(fractions)} (sum {sum(fractions):g})")
+    check(fractions[0] > 0, f"{where} needs a train fraction > 0, got {list(fractions)}")
+
+
+def split_bounds(n: int, fractions: Sequence[float]) -> Dict[str, Tuple[int, int]]:
+    """[start, stop) of train, val and test in a sequence of ``n`` items, in order.
+
+    Cumulative rounding, so the three parts always tile 0..n exactly; a zero fraction
+    gives an empty part (the seed's 1000 rows at (0.8, 0.2) -> 0..800, 800..1000).
+    """
+    f = list(fractions) + [0.0] * (3 - len(fractions))
+    b1 = n if f[1] == 0 and f[2] == 0 else min(n, round(n * f[0]))
+    b2 = n if f[2] == 0 else min(n, max(b1, round(n * (f[0] + f[1]))))
+    return {"train": (0, b1), "val": (b1, b2), "test": (b2, n)}
+
+
+# ---------------------------------------------------------------- CSV
+
+_DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
+                 "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+
+
+def _is_date(text: str) -> bool:
+    """ISO 8601 date/datetime, or 31/01/2020, 2020/01/31 (optionally with a time)."""
+    try:
+        float(text)
+        return False  # 20200131 is a number first: never turn a numeric column into dates
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            datetime.strptime(text, fmt)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
+def _read_rows(path: Path) -> Tuple[List[str], List[List[str]], List[int]]:
+    """Header, data rows (padded to the header's width) and their line numbers."""
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}; check the path given to --data")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: tolerate Excel's BOM
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                        f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv")
+    reader = csv.reader(io.StringIO(text))
+    rows, lines = [], []
+    for row in reader:
+        if any(cell.strip() for cell in row):  # blank lines carry nothing
+            rows.append([cell.strip() for cell in row])
+            lines.append(reader.line_num)
+    if not rows:
+        raise UserError(f"{path} is empty; it needs a header row naming the columns, "
+                        f"then one row per time step")
+    header, data, lines = rows[0], rows[1:], lines[1:]
+    if not data:
+        raise UserError(f"{path} has a header but no data rows; add one row per time step")
+    header = [h or f"column{j + 1}" for j, h in enumerate(header)]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    check(not dupes, f"{path} has duplicate column names {dupes}; rename them in the header")
+    width = len(header)
+    for row, line in zip(data, lines):
+        if len(row) > width:
+            raise UserError(f"{path} line {line} has {len(row)} fields but the header names "
+                            f"{width} columns; fix the row or add the missing column names")
+        row.extend([""] * (width - len(row)))
+    return header, data, lines
+
+
+def _interpolate(col: np.ndarray) -> np.ndarray:
+    """Linear interpolation over row index (evenly spaced rows); edges take the nearest value."""
+    ok = ~np.isnan(col)
+    rows = np.arange(len(col))
+    return np.interp(rows, rows[ok], col[ok])  # np.interp holds the end values constant
+
+
+def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False) -> Series:
+    """Read a CSV time series (stdlib csv, one header row, one row per time step).
+
+    A column whose every non-empty value is a date/datetime becomes ``Series.time``.
+    ``columns`` selects the feature columns (in that order); only those must be numeric.
+    ``None`` selects every non-date column. Empty cells and NaN are missing values: an
+    error, or with ``interpolate`` filled linearly in row order (edges: nearest value).
+    Every problem raises a one-line :class:`UserError` naming the fix.
+    """
+    path = Path(path)
+    header, data, lines = _read_rows(path)
+    date_cols = [j for j in range(len(header))
+                 if any(r[j] for r in data) and all(_is_date(r[j]) for r in data if r[j])]
+    if columns is None:
+        chosen = [h for j, h in enumerate(header) if j not in date_cols]
+        check(bool(chosen), f"{path} has no numeric columns (only dates: "
+                            f"{[header[j] for j in date_cols]}); add a column of values")
+    else:
+        chosen = list(columns)
+        unknown = [c for c in chosen if c not in header]
+        check(not unknown, f"unknown column(s) {unknown} in {path}; available columns: "
+                           f"{', '.join(header)}")
+    values = np.empty((len(data), len(chosen)))
+    for k, name in enumerate(chosen):
+        j = header.index(name)
+        for i, (row, line) in enumerate(zip(data, lines)):
+            cell = row[j]
+            try:
+                x = float(cell) if cell else math.nan
+            except ValueError:
+                raise UserError(f"column '{name}' of {path} has a non-numeric value {cell!r} "
+                                f"in data row {i + 1} (line {line}); drop the column or choose "
+                                f"numeric columns with --column") from None
+            if math.isinf(x):
+                raise UserError(f"column '{name}' of {path} has an infinite value {cell!r} in "
+                                f"data row {i + 1} (line {line}); replace it with a finite number")
+            values[i, k] = x
+        missing = np.isnan(values[:, k])
+        if missing.any():
+            first = int(np.argmax(missing))
+            check(not missing.all(), f"column '{name}' of {path} has no values; "
+                                     f"drop it or choose other columns with --column")
+            if not interpolate:
+                raise UserError(f"column '{name}' of {path} has {int(missing.sum())} missing "
+                                f"value(s) (first in data row {first + 1}, line {lines[first]}); "
+                                f"fill them in the file, or pass --interpolate to fill them "
+                                f"linearly")
+            values[:, k] = _interpolate(values[:, k])
+    time = np.array([r[date_cols[0]] for r in data]) if date_cols else None
+    return Series(values, chosen, time, path.name)

@@ -1,0 +1,88 @@
+"""The run directory: everything needed to resume, evaluate, forecast or sample.
+
+::
+
+    RUN_DIR/
+      config.toml      resolved config (every default written out)
+      metrics.csv      one row per round: train_* and val_* metrics, lr, clipped fraction, time
+      checkpoint.pt    model, algorithm state (optimizer, ...), RNG states, progress, task state
+      summary.json     final metrics on every split, stop reason, timings, task extras
+      loss.png         train/validation loss curves
+      ...              the task's own plots (forecast.png) and samples (sample.txt)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ..config.run import RunConfig, dumps, from_dict, read_toml
+from ..errors import UserError
+from .checkpoint import atomic_write_text
+
+CONFIG = "config.toml"
+METRICS = "metrics.csv"
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "forecast.png", "sample.txt")
+
+
+class RunDir:
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def is_run(self) -> bool:
+        return (self.path / CONFIG).is_file() and (self.path / CHECKPOINT).is_file()
+
+    def require_run(self) -> None:
+        if not self.path.is_dir():
+            raise UserError(f"run directory not found: {self.path}")
+        if not self.is_run():
+            raise UserError(f"{self.path} is not an rnntrain run directory (no {CONFIG} and {CHECKPOINT}); "
+                            "give the --out directory of an earlier 'rnntrain train'")
+
+    def create(self, config: RunConfig, overwrite: bool = False) -> None:
+        """Make the directory and write config.toml; refuses to clobber an earlier run."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} exists and is not a directory")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if self.is_run() and not overwrite:
+                raise UserError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
+                                "replace it with --overwrite, or choose another --out")
+            foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES]
+            if foreign:
+                raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
+                                "choose another --out")
+            for name in RUN_FILES:
+                (self.path / name).unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / CONFIG, dumps(config))
+
+    def read_config(self) -> RunConfig:
+        return from_dict(read_toml(self.path / CONFIG))
+
+    def write_metrics(self, history: List[Dict[str, Any]]) -> None:
+        keys: List[str] = []
+        for row in history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()})
+        atomic_write_text(self.path / METRICS, buf.getvalue())
+
+    def write_summary(self, summary: Dict[str, Any]) -> None:
+        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+    def read_summary(self) -> Dict[str, Any]:
+        return json.loads((self.path / SUMMARY).read_text(encoding="utf-8"))

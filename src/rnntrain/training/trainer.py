@@ -1,0 +1,231 @@
+"""The trainer: one loop for every algorithm.
+
+How a round flows::
+
+    task.batches(...) --> algorithm.run_round() --> train metrics
+                                         task.evaluate(model, "val") --> val metrics
+    metrics.csv row, early stopping, checkpoint (atomic), progress, callbacks
+
+The trainer never looks at which algorithm runs: it asks it for rounds, saves its
+``state_dict`` and honours its ``stop_reason``. Resuming restores the model, the
+algorithm's state, every RNG and the progress counters, so an interrupted-then-resumed
+run ends with exactly the weights of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import torch
+
+from ..algorithms import Context, get_algorithm
+from ..config.run import RunConfig, to_plain
+from ..errors import UserError
+from ..models import SequenceModel, build_model
+from ..reporting.plots import plot_losses
+from ..tasks import TASKS
+from ..tasks.base import Task
+from .checkpoint import load_checkpoint, save_checkpoint
+from .progress import Progress
+from .run_dir import RunDir
+
+RoundCallback = Callable[[int, Dict[str, Any]], None]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunResult:
+    """What a finished run leaves in memory (and, when ``out_dir`` is set, on disk)."""
+
+    config: RunConfig
+    model: SequenceModel
+    task: Task
+    history: List[Dict[str, Any]]
+    summary: Dict[str, Any]
+    out_dir: Optional[Path] = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available here: use --device cpu")
+    return torch.device(name)
+
+
+def make_task(config: RunConfig) -> Task:
+    cfg_cls, task_cls = TASKS[config.task_kind]
+    return task_cls(config.task, seed=config.seed, device=resolve_device(config.device),
+                    dtype=DTYPES[config.dtype])
+
+
+def make_model(config: RunConfig, task_spec) -> SequenceModel:
+    """The model for ``config``; weights drawn from the run's seed (same seed, same weights)."""
+    torch.manual_seed(config.seed)
+    return build_model(config.model, task_spec, generator=torch.Generator().manual_seed(config.seed),
+                       device=resolve_device(config.device), dtype=DTYPES[config.dtype])
+
+
+class Trainer:
+    """Runs ``config`` into ``out_dir`` (or in memory when ``out_dir`` is None)."""
+
+    def __init__(self, config: RunConfig, out_dir: Union[str, Path, None] = None, *,
+                 progress: Optional[str] = "off", callbacks: Iterable[RoundCallback] = ()) -> None:
+        self.config = config
+        self.run = RunDir(out_dir) if out_dir is not None else None
+        self.progress_mode = progress
+        self.callbacks = list(callbacks)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.task = make_task(config)
+        self.model = make_model(config, self.task.spec)
+        # One generator for all of the algorithm's randomness (data order, noise, populations).
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        algo_cls = get_algorithm(config.algorithm_name)
+        self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
+                                          config.train.batch_size, self.generator), config.algorithm)
+        self.history: List[Dict[str, Any]] = []
+        self.round = 0
+        self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
+        self.bad_rounds = 0
+        self.stop_reason: Optional[str] = None
+        self.elapsed = 0.0
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {"format": 1, "round": self.round, "model": self.model.state_dict(),
+                "algorithm": self.algorithm.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+                "history": self.history, "best": self.best, "bad_rounds": self.bad_rounds,
+                "stop_reason": self.stop_reason, "elapsed": self.elapsed,
+                "task": self.task.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.algorithm.load_state_dict(state["algorithm"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        self.round, self.history = state["round"], list(state["history"])
+        self.best, self.bad_rounds = state["best"], state["bad_rounds"]
+        self.stop_reason, self.elapsed = state["stop_reason"], state["elapsed"]
+
+    def save(self) -> None:
+        if self.run is not None:
+            save_checkpoint(self.run.checkpoint, self.state_dict())
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        cfg = self.config
+        total = cfg.train.epochs
+        progress = Progress(total, self.round, self.algorithm.unit, self.progress_mode)
+        try:
+            while self.round < total and self.stop_reason is None:
+                t0 = time.perf_counter()
+                train = self.algorithm.run_round(progress.step)
+                val = self.task.evaluate(self.model, "val")
+                self.round += 1
+                self.elapsed += time.perf_counter() - t0
+                row: Dict[str, Any] = {"round": self.round}
+                row.update({f"train_{k}": v for k, v in train.items()})
+                row.update({f"val_{k}": v for k, v in val.items()})
+                row["seconds"] = self.elapsed
+                self.history.append(row)
+                self._early_stopping(row)
+                self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
+                self.save()
+                if self.run is not None:
+                    self.run.write_metrics(self.history)
+                progress.end_round(row)
+                for callback in self.callbacks:
+                    callback(self.round, row)
+        finally:
+            progress.close()
+        return self.finish()
+
+    def _early_stopping(self, row: Dict[str, Any]) -> None:
+        score = row.get("val_loss", row.get("train_loss"))
+        if score is None or score != score:  # NaN never counts as an improvement
+            self.bad_rounds += 1
+        elif score < self.best["score"] - self.config.train.min_delta:
+            self.best = {"round": self.round, "score": float(score),
+                         "model": copy.deepcopy(self.model.state_dict())}
+            self.bad_rounds = 0
+        else:
+            self.bad_rounds += 1
+        patience = self.config.train.patience
+        if patience and self.bad_rounds >= patience:
+            self.stop_reason = f"early stopping: no validation improvement in {patience} rounds"
+
+    def finish(self) -> RunResult:
+        cfg = self.config
+        if cfg.train.restore_best and self.best["model"] is not None:
+            self.model.load_state_dict(self.best["model"])
+        metrics = {split: self.task.evaluate(self.model, split) for split in ("train", "val", "test")}
+        summary: Dict[str, Any] = {
+            "algorithm": cfg.algorithm_name, "task": cfg.task_kind, "cell": cfg.model.cell,
+            "rounds": self.round, "unit": self.algorithm.unit,
+            "stop_reason": self.stop_reason or f"completed {cfg.train.epochs} rounds",
+            "best_round": self.best["round"], "restored_best": bool(cfg.train.restore_best and self.best["model"] is not None),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "seconds": round(self.elapsed, 3),
+            "metrics": {k: v for k, v in metrics.items() if v},
+            "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                            "device": cfg.device, "threads": torch.get_num_threads()},
+        }
+        if self.run is not None:
+            summary.update(self.task.report(self.model, self.run.path))
+            if self.history:
+                plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
+            self.run.write_summary(summary)
+        return RunResult(cfg, self.model, self.task, self.history, summary,
+                         self.run.path if self.run else None)
+
+
+def train(config: RunConfig, out_dir: Union[str, Path, None] = None, *, overwrite: bool = False,
+          progress: Optional[str] = "off", callbacks: Iterable[RoundCallback] = ()) -> RunResult:
+    """Train ``config`` from scratch; with ``out_dir``, write a run directory there."""
+    # Build everything first: bad data or config fails before anything is written.
+    trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
+    if out_dir is not None:
+        RunDir(out_dir).create(config, overwrite=overwrite)
+    return trainer.fit()
+
+
+def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
+           callbacks: Iterable[RoundCallback] = ()) -> RunResult:
+    """Continue the run in ``out_dir`` from its last checkpoint, with its own config."""
+    run = RunDir(out_dir)
+    run.require_run()
+    config = run.read_config()
+    trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
+    trainer.load_state_dict(load_checkpoint(run.checkpoint))
+    return trainer.fit()
+
+
+@dataclass
+class LoadedRun:
+    """A finished (or interrupted) run loaded for inference: config, model with its weights, task."""
+
+    config: RunConfig
+    model: SequenceModel
+    task: Task
+    path: Path
+
+
+def load_run(out_dir: Union[str, Path]) -> LoadedRun:
+    """The model of a run directory (best weights if the run restored them) and its task,
+    rebuilt for inference from the checkpoint alone (no training data needed)."""
+    run = RunDir(out_dir)
+    run.require_run()
+    config = run.read_config()
+    state = load_checkpoint(run.checkpoint)
+    _, task_cls = TASKS[config.task_kind]
+    task = task_cls.for_inference(config.task, state["task"], device=resolve_device(config.device),
+                                  dtype=DTYPES[config.dtype])
+    model = make_model(config, task.spec)
+    best = state["best"]["model"]
+    model.load_state_dict(best if (config.train.restore_best and best is not None) else state["model"])
+    model.eval()
+    return LoadedRun(config, model, task, run.path)

@@ -1,0 +1,39 @@
+"""Shared fixtures: small, fast configurations of every layer."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnntrain
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tests are many tiny models: one thread avoids oversubscription on 2-core CI.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_series_config(**overrides):
+    """Sine forecasting with a small network: trains in about a second."""
+    base = {"task.series": "sine", "task.length": 300, "task.window": 10, "model.hidden": 16,
+            "optim.lr": 0.01, "train.epochs": 4, "train.batch_size": 32}
+    base.update(overrides)
+    return rnntrain.load_config(base=base)
+
+
+def small_text_config(path, **overrides):
+    base = {"task.kind": "text", "task.text": str(path), "task.seq_len": 20, "task.sample_length": 40,
+            "model.hidden": 32, "optim.lr": 0.01, "train.epochs": 3, "train.batch_size": 8}
+    base.update(overrides)
+    return rnntrain.load_config(base=base)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """A tiny corpus with an obvious pattern (learnable in seconds)."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat on the mat. " * 120, encoding="utf-8")
+    return path

@@ -1,0 +1,158 @@
+"""Time-series sources: the seed signals, the RK4 oscillator, CSV loading and its errors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnntrain.errors import UserError
+from rnntrain.tasks.series import (builtin_series, load_csv, noisy_sine, oscillator, sine,
+                                   split_bounds)
+
+
+# ---------------------------------------------------------------- built-in series
+
+def test_sine_is_the_seed_pytorch_signal():
+    s = sine(1000)
+    assert s.values.shape == (1000, 1) and s.values.dtype == np.float64 and s.columns == ["sin"]
+    np.testing.assert_allclose(s.values[:, 0], np.sin(np.linspace(0, 4 * np.pi, 1000)), atol=0)
+    seed = torch.sin(torch.linspace(0, 4 * np.pi, 1000))  # the seed program, float32
+    np.testing.assert_allclose(s.values[:, 0], seed.numpy(), atol=2e-6)
+    assert s.time is None
+
+
+def test_noisy_sine_mean_is_sine_mean_plus_one_and_seeded():
+    a, b, c = noisy_sine(1000, seed=0), noisy_sine(1000, seed=0), noisy_sine(1000, seed=1)
+    t = np.arange(1000)
+    noise = a.values[:, 0] - np.sin(0.02 * t)
+    assert noise.min() >= 0 and noise.max() <= 2  # 2 U(0, 1)
+    assert abs(noise.mean() - 1.0) < 0.06  # mean of 2U is 1; sd of the mean ~0.018
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.allclose(a.values, c.values)
+    assert a.columns == ["x"]
+
+
+def test_oscillator_rk4_matches_undriven_analytic_solution():
+    eta, dt = 0.2, 0.05
+    s = oscillator(length=2000, dt=dt, eta=eta, force=0.0, x0=1.0, v0=0.0)
+    t = np.arange(2000) * dt
+    wd = math.sqrt(1 - eta ** 2 / 4)  # underdamped: x = e^{-ηt/2}(A cos wd t + B sin wd t)
+    A, B = 1.0, (eta / 2) / wd
+    decay = np.exp(-eta * t / 2)
+    x = decay * (A * np.cos(wd * t) + B * np.sin(wd * t))
+    v = decay * ((-eta / 2) * (A * np.cos(wd * t) + B * np.sin(wd * t))
+                 + wd * (-A * np.sin(wd * t) + B * np.cos(wd * t)))
+    assert s.columns == ["x", "v", "F"]
+    assert np.abs(s.values[:, 0] - x).max() < 1e-6
+    assert np.abs(s.values[:, 1] - v).max() < 1e-6
+    np.testing.assert_array_equal(s.values[:, 2], 0.0)
+
+
+def test_undriven_oscillator_energy_never_increases():
+    s = oscillator(length=2000, force=0.0)
+    energy = 0.5 * (s.values[:, 0] ** 2 + s.values[:, 1] ** 2)  # dE/dt = -η v² <= 0
+    assert np.all(np.diff(energy) <= 1e-12)
+    assert energy[-1] < 1e-3 * energy[0]  # e^{-η t} over t = 100
+
+
+def test_driven_oscillator_settles_to_resonance_amplitude():
+    s = oscillator()  # force 1, ω 0.5, η 0.2, t up to 100: transients decay like e^{-0.1 t}
+    np.testing.assert_allclose(s.values[:, 2], np.cos(0.5 * np.arange(2000) * 0.05))
+    amplitude = 1.0 / math.sqrt((1 - 0.5 ** 2) ** 2 + (0.2 * 0.5) ** 2)
+    last_period = s.values[-int(2 * np.pi / 0.5 / 0.05):, 0]
+    assert abs(np.abs(last_period).max() - amplitude) < 1e-3
+
+
+def test_builtin_series_dispatches_and_rejects_unknown_names():
+    assert builtin_series("sine", 50).values.shape == (50, 1)
+    assert builtin_series("noisy-sine", 50, seed=3).values.shape == (50, 1)
+    assert builtin_series("oscillator", 50).values.shape == (50, 3)
+    with pytest.raises(UserError, match="sine, noisy-sine, oscillator"):
+        builtin_series("cosine", 50)
+
+
+def test_split_bounds_tile_the_sequence_in_order():
+    assert split_bounds(1000, (0.8, 0.2, 0.0)) == {"train": (0, 800), "val": (800, 1000),
+                                                   "test": (1000, 1000)}
+    b = split_bounds(101, (0.7, 0.2, 0.1))
+    assert b["train"][0] == 0 and b["train"][1] == b["val"][0] and b["val"][1] == b["test"][0]
+    assert b["test"][1] == 101
+    assert split_bounds(10, (1.0,)) == {"train": (0, 10), "val": (10, 10), "test": (10, 10)}
+
+
+# ---------------------------------------------------------------- CSV
+
+def write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("date", ["2020-01-31", "2020-01-31 12:00", "2020-01-31T12:00:00",
+                                  "31/01/2020", "2020/01/31"])
+def test_csv_date_column_is_time_not_a_feature(tmp_path, date):
+    path = write(tmp_path, f"date,a,b\n{date},1,2\n{date},3,4.5\n")
+    s = load_csv(path)
+    assert s.columns == ["a", "b"]
+    np.testing.assert_array_equal(s.values, [[1, 2], [3, 4.5]])
+    assert list(s.time) == [date, date]
+
+
+def test_csv_integer_column_is_not_mistaken_for_dates(tmp_path):
+    s = load_csv(write(tmp_path, "day,x\n20200131,1\n20200201,2\n"))
+    assert s.columns == ["day", "x"] and s.time is None
+
+
+def test_csv_column_selection_ignores_unselected_text_columns(tmp_path):
+    path = write(tmp_path, "date,city,temp,rain\n2020-01-01,Oslo,-3,1\n2020-01-02,Oslo,-1,0\n")
+    s = load_csv(path, columns=["rain", "temp"])
+    assert s.columns == ["rain", "temp"]
+    np.testing.assert_array_equal(s.values, [[1, -3], [0, -1]])
+
+
+def test_csv_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not found.*--data"):
+        load_csv(tmp_path / "nope.csv")
+
+
+def test_csv_empty_file_and_header_only(tmp_path):
+    with pytest.raises(UserError, match="empty.*header"):
+        load_csv(write(tmp_path, ""))
+    with pytest.raises(UserError, match="no data rows"):
+        load_csv(write(tmp_path, "a,b\n"))
+
+
+def test_csv_non_numeric_value_names_column_row_value_and_fix(tmp_path):
+    path = write(tmp_path, "date,city,temp\n2020-01-01,Oslo,1\n2020-01-02,Oslo,x7\n")
+    with pytest.raises(UserError) as err:
+        load_csv(path, columns=["temp"])
+    msg = str(err.value)
+    assert "'temp'" in msg and "row 2" in msg and "'x7'" in msg and "--column" in msg
+    assert "\n" not in msg
+    with pytest.raises(UserError, match="'city'.*'Oslo'.*--column"):
+        load_csv(path)  # no selection: every non-date column must be numeric
+
+
+def test_csv_missing_values_fail_with_interpolate_hint(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n,3\nnan,4\n")
+    with pytest.raises(UserError, match="'a'.*2 missing.*--interpolate"):
+        load_csv(path)
+
+
+def test_csv_interpolation_is_exactly_linear_with_nearest_edges(tmp_path):
+    path = write(tmp_path, "a,b\n,0\n2,0\n,0\nNaN,0\n8,0\n,0\n")
+    s = load_csv(path, interpolate=True)
+    np.testing.assert_allclose(s.values[:, 0], [2, 2, 4, 6, 8, 8])
+
+
+def test_csv_not_utf8_suggests_iconv(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("städ,x\n1,2\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8.*iconv"):
+        load_csv(path)
+
+
+def test_csv_unknown_column_lists_available_columns(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n")
+    with pytest.raises(UserError, match="unknown column.*'c'.*available columns: a, b"):
+        load_csv(path, columns=["a", "c"])
