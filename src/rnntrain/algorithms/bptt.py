@@ -23,17 +23,9 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..config.schema import check
+from ..core import detach_state
 from ..optim import Updater
 from .base import Algorithm, Context, StepCallback, register
-
-
-def detach_state(state):
-    """The state with its history cut (a tensor or a tuple of tensors; None stays None)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
 
 
 @dataclass(frozen=True)

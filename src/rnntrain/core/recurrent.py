@@ -42,6 +42,15 @@ HiddenArg = Union[Tensor, Tuple[Tensor, Tensor], None]
 PATHS = ("auto", "fused", "step")
 
 
+def detach_state(state):
+    """The state with its history cut: a tensor, a tuple of tensors (LSTM), or None."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return type(state)(s.detach() for s in state)
+    return state.detach()
+
+
 def unroll_layer(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
                  b_ih: Optional[Tensor], b_hh: Optional[Tensor],
                  reverse: bool = False) -> Tuple[Tensor, State]:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config.schema import check
+from ..core import detach_state
 from ..errors import UserError
 from .base import evaluating, SPLITS, Batch, Task, TaskSpec
 from .series import check_split, split_bounds
@@ -73,15 +74,6 @@ def read_text(path) -> str:
                         f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.txt > out.txt")
     check(bool(text), f"{path} is empty; give a text file with some characters in it")
     return text
-
-
-def _detach(state):
-    """Cut the graph behind a state: a tensor, a tuple of tensors (LSTM) or None."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return type(state)(_detach(s) for s in state)
 
 
 class CharTask(Task):
@@ -149,7 +141,7 @@ class CharTask(Task):
         with evaluating(model):
             for batch in self.batches(split, EVAL_STREAMS):
                 outputs, state = model(batch.inputs, state if batch.continues else None)
-                state = _detach(state)
+                state = detach_state(state)
                 total += float(self.loss(outputs, batch.targets)) * batch.targets.numel()
                 count += batch.targets.numel()
         if count == 0:

@@ -1,0 +1,111 @@
+"""The seed PyTorch program vs rnntrain on the seed's own problem, seed by seed.
+
+Both train nn.RNN(1, 64) + Linear on the 1000-point sine (windows of 20, 800/200
+split) with Adam 1e-3, batch 32, 100 epochs. Compared, per seed and thread count:
+
+- seconds: the training loop (train + per-epoch validation), no setup, no forecast;
+  rnntrain's is ``summary["seconds"]``;
+- val loss: last epoch's validation MSE. The seed averages batch MSEs (its last batch of
+  20 windows weighs like a full one); rnntrain averages over windows
+  (``history[-1]["val_loss"]``); the seed's window average is shown too;
+- recursive MSE: 200 steps fed back from the train/val boundary against the truth.
+  rnntrain restores its best-validation weights (``train.restore_best``) before this;
+  the seed forecasts with its last-epoch weights.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import Callable, Dict, List, Sequence
+
+import torch
+
+import rnntrain
+from seed_program import run_seed
+
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def with_threads(threads: int, fn: Callable[[], Dict[str, float]]) -> Dict[str, float]:
+    """fn() with torch's thread count set, restored after (rnntrain's threads=N is sticky)."""
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(DEFAULT_THREADS)
+
+
+def run_rnntrain(seed: int, overrides: Sequence[str] = ()) -> Dict[str, float]:
+    """rnntrain's default config (the seed example) in memory; the same three numbers."""
+    result = rnntrain.train(rnntrain.load_config(overrides=[f"seed={seed}", *overrides]))
+    task = result.task
+    a, b = task.bounds["val"]
+    forecast = task.recursive_forecast(result.model, a, b - a)  # (200, 1), original units
+    truth = task.series.values[a:b][:, task.tgt_idx]
+    return {"seconds": result.summary["seconds"], "val_loss": result.history[-1]["val_loss"],
+            "recursive_mse": float(((forecast - truth) ** 2).mean())}
+
+
+def _log(what: str, seed: int, r: Dict[str, float]) -> None:
+    print(f"  {what} seed {seed}: {r['seconds']:.1f} s, recursive MSE {r['recursive_mse']:.3g}",
+          file=sys.stderr, flush=True)
+
+
+def compare(seeds: Sequence[int]) -> str:
+    """Table: seed program vs rnntrain at torch's default threads and at 1 thread."""
+    lines = ["| threads | seed | seed s | rnntrain s | ratio | seed val (batch mean) | "
+             "seed val (window mean) | rnntrain val | seed recursive MSE | rnntrain recursive MSE |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for threads in dict.fromkeys((DEFAULT_THREADS, 1)):
+        rows: List[List[float]] = []
+        for s in seeds:
+            a = with_threads(threads, lambda: run_seed(s))
+            _log(f"seed program, {threads} threads,", s, a)
+            b = with_threads(threads, lambda: run_rnntrain(s, [f"threads={threads}"]))
+            _log(f"rnntrain, {threads} threads,", s, b)
+            rows.append([a["seconds"], b["seconds"], b["seconds"] / a["seconds"], a["val_loss"],
+                         a["val_loss_windows"], b["val_loss"], a["recursive_mse"], b["recursive_mse"]])
+        for s, row in zip(seeds, rows):
+            lines.append(_row(threads, s, row))
+        if len(rows) > 1:
+            lines.append(_row(threads, "median", [statistics.median(c) for c in zip(*rows)]))
+    return "\n".join(lines)
+
+
+def _row(threads, seed, v: List[float]) -> str:
+    return (f"| {threads} | {seed} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]:.3g} | {v[4]:.3g} "
+            f"| {v[5]:.3g} | {v[6]:.3g} | {v[7]:.3g} |")
+
+
+def noise_sweep(seeds: Sequence[int], noises: Sequence[float]) -> str:
+    """Table: rnntrain's recursive-forecast MSE per seed for each task.input_noise, 1 thread."""
+    mse: Dict[float, List[float]] = {}
+    for noise in noises:
+        mse[noise] = []
+        for s in seeds:
+            r = with_threads(1, lambda: run_rnntrain(s, ["threads=1", f"task.input_noise={noise}"]))
+            _log(f"rnntrain, input_noise={noise},", s, r)
+            mse[noise].append(r["recursive_mse"])
+    lines = ["| seed | " + " | ".join(f"noise {n:g}" for n in noises) + " |",
+             "|---" * (len(noises) + 1) + "|"]
+    for i, s in enumerate(seeds):
+        lines.append(f"| {s} | " + " | ".join(f"{mse[n][i]:.3g}" for n in noises) + " |")
+    for name, stat in (("median", statistics.median), ("max", max)):
+        lines.append(f"| {name} | " + " | ".join(f"{stat(mse[n]):.3g}" for n in noises) + " |")
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> str:
+    seeds = [0] if quick else list(range(5))
+    noises = (0.0, 0.02) if quick else (0.0, 0.01, 0.02, 0.05)
+    return ("Seed program vs rnntrain (ratio = rnntrain s / seed s at the same thread count):\n\n"
+            + compare(seeds)
+            + "\n\nrnntrain recursive-forecast MSE (200 steps) vs task.input_noise, threads=1:\n\n"
+            + noise_sweep(seeds, noises))
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, two noise levels")
+    print(run(parser.parse_args().quick))

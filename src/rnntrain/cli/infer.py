@@ -1,0 +1,52 @@
+"""``rnntrain forecast`` and ``rnntrain sample``: inference from a run directory."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("forecast", help="recursive forecast from a trained forecasting run")
+    p.set_defaults(func=cmd_forecast)
+    p.add_argument("run_dir")
+    p.add_argument("--steps", type=int, help="steps to forecast (default: the split's length with --start val/test, else 100)")
+    p.add_argument("--start", choices=("end", "val", "test"), default="end",
+                   help="forecast after the end of the series (default) or from the start of the val/test split")
+    p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
+    p = sub.add_parser("sample", help="sample text from a trained text run")
+    p.set_defaults(func=cmd_sample)
+    p.add_argument("run_dir")
+    p.add_argument("--length", type=int, default=500, help="characters to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0 = greedy)")
+    p.add_argument("--prime", default="", help="text to start from")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_forecast(a: argparse.Namespace) -> int:
+    from ..api import forecast
+
+    if a.steps is not None and a.steps <= 0:
+        raise UserError(f"--steps must be positive, got {a.steps}")
+    table = forecast(a.run_dir, steps=a.steps, start=a.start)
+    text = table.to_csv()
+    if a.output:
+        Path(a.output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(table.values)} forecast rows to {a.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    from ..api import sample
+
+    if a.length <= 0:
+        raise UserError(f"--length must be positive, got {a.length}")
+    if a.temperature < 0:
+        raise UserError(f"--temperature must be >= 0 (0 = most likely character), got {a.temperature}")
+    sys.stdout.write(sample(a.run_dir, length=a.length, temperature=a.temperature,
+                            prime=a.prime, seed=a.seed) + "\n")
+    return 0

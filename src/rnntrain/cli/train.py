@@ -1,0 +1,119 @@
+"""``rnntrain train``: train from flags, a TOML config and ``--set`` overrides, or resume."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
+    p.set_defaults(func=cmd_train)
+    p.add_argument("config", nargs="?", help="TOML config file (everything has a default)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<task>-<cell>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="FILE.csv", help="CSV time series to forecast")
+    g.add_argument("--column", action="append", metavar="NAME", help="input column (repeatable)")
+    g.add_argument("--target", action="append", metavar="NAME", help="target column (repeatable; default: the inputs)")
+    g.add_argument("--series", help="built-in series: sine, noisy-sine, oscillator")
+    g.add_argument("--text", metavar="FILE", help="UTF-8 text file for character-level language modelling")
+    g.add_argument("--window", type=int, help="input window (forecast) or chunk length (text)")
+    g.add_argument("--seq-len", type=int, dest="seq_len", help="text: characters per chunk (same as --window)")
+    g.add_argument("--horizon", type=int, help="steps ahead predicted per window")
+    g.add_argument("--interpolate", action="store_true", help="fill missing CSV values linearly")
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", help="rnn, rnn-relu, lstm or gru")
+    g.add_argument("--hidden", type=int, help="hidden units per layer")
+    g.add_argument("--layers", type=int, help="stacked layers")
+    g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional layers")
+    g.add_argument("--init", help="default, orthogonal, identity or spectral")
+    g = p.add_argument_group("training")
+    g.add_argument("--algorithm", help="training algorithm (bptt)")
+    g.add_argument("--truncation", type=int, help="truncated BPTT: steps per piece (0 = full)")
+    g.add_argument("--epochs", type=int, help="rounds of training")
+    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--optimizer", help="sgd, adam or rmsprop")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--clip", type=float, help="gradient-norm clip (0 = off)")
+    g.add_argument("--patience", type=int, help="early stopping patience in rounds (0 = off)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="cpu or cuda")
+    g.add_argument("--dtype", help="float32 or float64")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.dropout=0.1 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
+    """Dotted config keys set by the common-path flags."""
+    out: Dict[str, Any] = {}
+    if a.text is not None:
+        out["task.kind"] = "text"
+        out["task.text"] = a.text
+        if (a.seq_len or a.window) is not None:
+            out["task.seq_len"] = a.seq_len or a.window
+    else:
+        if a.data is not None or a.series is not None or a.column or a.target:
+            out["task.kind"] = "forecast"
+        for key, value in (("data", a.data), ("series", a.series), ("window", a.window),
+                           ("horizon", a.horizon)):
+            if value is not None:
+                out[f"task.{key}"] = value
+        if a.column:
+            out["task.columns"] = a.column
+        if a.target:
+            out["task.targets"] = a.target
+        if a.interpolate:
+            out["task.interpolate"] = True
+    for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),
+                       ("model.bidirectional", a.bidirectional), ("model.init", a.init),
+                       ("algorithm.name", a.algorithm), ("algorithm.truncation", a.truncation),
+                       ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
+                       ("train.patience", a.patience), ("optim.name", a.optimizer), ("optim.lr", a.lr),
+                       ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..config.run import load_config
+    from ..training import resume, train
+
+    progress = "off" if a.quiet else None
+    if a.resume:
+        others = [k for k, v in vars(a).items()
+                  if k not in ("resume", "quiet", "cmd", "func") and v not in (None, False, [])]
+        if others:
+            raise UserError(f"--resume continues a run with its own config.toml; drop --{others[0].replace('_', '-')}")
+        result = resume(a.resume, progress=progress)
+    else:
+        config = load_config(a.config, a.set, base=_flag_entries(a))
+        out = Path(a.out) if a.out else default_out(config)
+        result = train(config, out, overwrite=a.overwrite, progress=progress)
+    print_summary(result.summary, result.out_dir)
+    return 0
+
+
+def default_out(config) -> Path:
+    import time
+    return Path("runs") / f"{config.task_kind}-{config.model.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def print_summary(summary: Dict[str, Any], out_dir: Optional[Path]) -> None:
+    print(f"{summary['algorithm']} on {summary['task']} ({summary['cell']}): {summary['rounds']} "
+          f"{summary['unit']}s in {summary['seconds']:.1f} s; {summary['stop_reason']}")
+    for split, metrics in summary["metrics"].items():
+        shown = "  ".join(f"{k} {v:.5g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        print(f"  {split:5s} {shown}")
+    for key in ("recursive_mse",):
+        if key in summary:
+            print(f"  recursive forecast MSE over the validation period: {summary[key]:.5g}")
+    if "sample" in summary:
+        print("  sample: " + summary["sample"][:200].replace("\n", "\\n"))
+    if out_dir is not None:
+        print(f"run directory: {out_dir}")
