@@ -19,7 +19,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rnntrain train --out runs/demo
+	$(VENV)/bin/rnntrain train --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest
