@@ -52,14 +52,14 @@ def run(quick: bool = False) -> str:
     """The markdown table of every cell and shape."""
     repeats = 3 if quick else 10
     lines = [f"Forward + backward of output.sum(), float32, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, median of {repeats} repeats; "
-             f"throughput in thousand elements (batch x T) per second.", "",
+             f"{torch.get_num_threads()} threads, median of {repeats} repeats; throughput in "
+             f"thousand elements (batch x T) per second; ratios are time ratios "
+             f"(> 1: slower than torch).", "",
              "| cell | batch | T | hidden | torch | fused | step | fused/torch | step/torch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for batch, T, hidden in SHAPES:
         for cell in CELLS:
             r = measure(cell, batch, T, hidden, repeats)
-            # ratio of times (>1: slower than torch), the target is fused/torch <= 1.1
             lines.append(f"| {cell} | {batch} | {T} | {hidden} | {r['torch'] / 1e3:.1f} | "
                          f"{r['fused'] / 1e3:.1f} | {r['step'] / 1e3:.1f} | "
                          f"{r['torch'] / r['fused']:.2f} | {r['torch'] / r['step']:.2f} |")

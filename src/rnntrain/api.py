@@ -80,3 +80,55 @@ def sample(run_dir: PathLike, length: int = 500, temperature: float = 0.8, prime
     _need(run, "sample", "text")
     return run.task.sample(run.model, length, temperature=temperature, prime=prime,
                            generator=torch.Generator().manual_seed(seed))
+
+
+def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecast:
+    """Closed-loop (free-running) generation from a forecasting run, the state carried
+    from step to step (:func:`rnntrain.models.generate.closed_loop`; Jaeger 2001).
+
+    The network is first run teacher-forced over a context, then each output is fed back
+    as the next input. start="end": the context is the last ``window`` rows saved in the
+    run, and the ``steps`` after the end of the series are generated (needs only the run
+    dir); "val"/"test": the context is every row before that split (the data is reloaded),
+    and the truth there is returned alongside. Needs horizon 1 and every target an input;
+    inputs that are not targets must be known (start val/test only).
+    """
+    from .models.generate import closed_loop
+
+    run = load_run(run_dir)
+    _need(run, "generate", "forecast")
+    task = run.task if start == "end" else make_task(run.config)
+    if task.horizon != 1:
+        raise UserError(f"closed-loop generation feeds one predicted row back per step; the run "
+                        f"predicts {task.horizon} rows (horizon): train with --horizon 1")
+    task._require_feedback()
+    t = lambda v: torch.as_tensor(v, dtype=_dtype_of(run.model), device=_device_of(run.model))
+    if start == "end":
+        extra = [c for c in task.inputs if c not in task.targets]
+        if extra:
+            raise UserError(f"cannot generate past the end of the data: inputs {extra} are not "
+                            f"targets, so their future is unknown; use --start val or test")
+        context = task.scaler.transform(task.tail)[:, task.in_idx]
+        exogenous, truth = None, None
+    elif start in ("val", "test"):
+        a, b = task.bounds[start]
+        if b <= a:
+            raise UserError(f"the run has no {start} split (task.split); use --start end")
+        context = task.scaled[:a][:, task.in_idx]
+        ex_rows = np.minimum(np.arange(a, a + steps - 1), len(task.series) - 1)
+        exogenous = t(task.scaled[ex_rows][:, task.in_idx])[None]
+        truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
+    else:
+        raise UserError(f"--start must be end, val or test, got '{start}'")
+    out = closed_loop(run.model, t(context)[None], steps, feedback=task.tgt_in_pos,
+                      exogenous=exogenous)  # (1, steps, n_targets)
+    values = task.target_scaler.inverse(out[0].double().cpu().numpy())
+    return Forecast(list(task.targets), values, start, truth)
+
+
+def _dtype_of(model) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["train", "infer"]
+COMMAND_MODULES = ["train", "infer", "generate", "analyze", "gradcheck"]
 
 
 class Parser(argparse.ArgumentParser):

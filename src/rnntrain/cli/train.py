@@ -32,9 +32,14 @@ def register(sub) -> None:
     g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional layers")
     g.add_argument("--init", help="default, orthogonal, identity or spectral")
     g = p.add_argument_group("training")
-    g.add_argument("--algorithm", help="training algorithm (bptt)")
+    g.add_argument("--algorithm", help="training algorithm: bptt, ga, pso, anneal, cmaes, guess")
     g.add_argument("--truncation", type=int, help="truncated BPTT: steps per piece (0 = full)")
+    g.add_argument("--update-every", type=int, dest="update_every",
+                   help="online algorithms (rtrl, uoro, snap1, snap2, crbp): update every k steps (0 = per batch)")
     g.add_argument("--epochs", type=int, help="rounds of training")
+    g.add_argument("--generations", type=int,
+                   help="population methods: generations (an alias of --epochs, sets train.epochs)")
+    g.add_argument("--population", type=int, help="population methods: individuals per generation")
     g.add_argument("--batch-size", type=int, dest="batch_size")
     g.add_argument("--optimizer", help="sgd, adam or rmsprop")
     g.add_argument("--lr", type=float, help="learning rate")
@@ -69,9 +74,16 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
             out["task.targets"] = a.target
         if a.interpolate:
             out["task.interpolate"] = True
+    if a.generations is not None:
+        if a.epochs is not None and a.epochs != a.generations:
+            raise UserError("--generations is an alias of --epochs: give one of them")
+        out["train.epochs"] = a.generations
+    if a.population is not None:
+        out["algorithm.population"] = a.population
     for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),
                        ("model.bidirectional", a.bidirectional), ("model.init", a.init),
                        ("algorithm.name", a.algorithm), ("algorithm.truncation", a.truncation),
+                       ("algorithm.update_every", a.update_every),
                        ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
                        ("train.patience", a.patience), ("optim.name", a.optimizer), ("optim.lr", a.lr),
                        ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype)):

@@ -53,6 +53,17 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Measurements taken during training (rnntrain.training.monitors); 0 = off."""
+
+    gradient_flow_every: int = 0  # record gradient-flow statistics every N rounds (rnntrain analyze gradients)
+
+    def __post_init__(self) -> None:
+        check(self.gradient_flow_every >= 0,
+              f"monitor.gradient_flow_every must be >= 0 (0 = off), got {self.gradient_flow_every}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int = 0  # seeds every random draw: same seed, same bits on CPU
     device: str = "cpu"  # cpu | cuda | cuda:N
@@ -62,6 +73,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     algorithm: Any = None  # the algorithm's options dataclass
 
     def __post_init__(self) -> None:
@@ -89,7 +101,7 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     for key in data:
         if key not in _TOP:
             raise unknown_key(key, _TOP, "")
-    for key in ("task", "model", "optim", "train", "algorithm"):
+    for key in ("task", "model", "optim", "train", "monitor", "algorithm"):
         if key in data and not isinstance(data[key], Mapping):
             raise UserError(f"config '{key}' must be a table, got {data[key]!r}")
     task = dict(data.pop("task", {}))
@@ -100,7 +112,7 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     name = algo.pop("name", "bptt")
     options_cls = get_algorithm(str(name)).Options
     scalars = {k: v for k, v in data.items() if k in ("seed", "device", "dtype", "threads")}
-    top = build(RunConfig, {**scalars, **{k: data[k] for k in ("model", "optim", "train") if k in data}})
+    top = build(RunConfig, {**scalars, **{k: data[k] for k in ("model", "optim", "train", "monitor") if k in data}})
     return dataclasses.replace(top, task=build(TASKS[kind][0], task, "task."),
                                algorithm=build(options_cls, algo, "algorithm."))
 
@@ -112,6 +124,7 @@ def to_plain(config: RunConfig) -> Dict[str, Any]:
     out["model"] = to_dict(config.model)
     out["optim"] = to_dict(config.optim)
     out["train"] = to_dict(config.train)
+    out["monitor"] = to_dict(config.monitor)
     out["algorithm"] = {"name": config.algorithm_name, **to_dict(config.algorithm)}
     return out
 

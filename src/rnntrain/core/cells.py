@@ -88,7 +88,7 @@ class Cell:
     gates: int  # G: rows of W_ih / W_hh per hidden unit
     state_arity: int  # 1 for (h,), 2 for (h, c)
     recur: Callable[[Tensor, State, Tensor, Optional[Tensor]], State]
-    fused: Callable  # torch's fused multi-layer kernel (same math, one call)
+    fused: Optional[Callable]  # torch's fused multi-layer kernel (same math, one call); None: step path only
 
     def step(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
              b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
@@ -113,8 +113,66 @@ CELLS = {
 }
 
 
+def _matmul_t(h: Tensor, w: Tensor) -> Tensor:
+    """h (N, H) @ w.T for a dense or sparse (CSR/COO) w (H, H): F.linear has no sparse weights."""
+    return F.linear(h, w) if w.layout == torch.strided else torch.mm(w, h.t()).t()
+
+
+def reservoir_cell(leak_rate: float = 1.0) -> Cell:
+    r"""The echo state network's reservoir: leaky-integrator tanh units (Jaeger 2001,
+    "The 'echo state' approach...", GMD Report 148, eq. 3; Jaeger et al. 2007, "Optimization
+    and applications of echo state networks with leaky-integrator neurons", eq. 2):
+
+    .. math::  x_t = (1 - a)\, x_{t-1} + a \tanh(W_{in} u_t + b + W x_{t-1})
+
+    with ``gx = W_in u_t + b`` (``W_ih``, ``b_ih``), ``W = W_hh`` (dense, or sparse CSR for a
+    large sparse reservoir) and leak rate ``a`` in (0, 1] (``a = 1``: the plain tanh Elman
+    step). Output feedback enters as an input column (Jaeger's :math:`W^{back} y_{t-1}` is
+    ``W_in``'s column of the fed-back variable). No fused kernel: it always runs the step path.
+    """
+    a = float(leak_rate)
+    if not 0.0 < a <= 1.0:
+        raise ValueError(f"leak_rate must be in (0, 1], got {leak_rate!r}")
+
+    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+        (x,) = state  # (N, H)
+        pre = gx + _matmul_t(x, w_hh)  # (N, H)
+        if b_hh is not None:
+            pre = pre + b_hh
+        return ((1.0 - a) * x + a * torch.tanh(pre),) if a < 1.0 else (torch.tanh(pre),)
+
+    return Cell("reservoir", 1, 1, recur, None)
+
+
+CELLS["reservoir"] = reservoir_cell(1.0)  # leak rate 1; reservoir_cell(a) for a leaky one
+
+
+def _local_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+    r"""Locally recurrent step (activation feedback: every unit feeds back only to itself;
+    Frasconi, Gori & Soda 1992; the simplest of the locally recurrent networks of Campolucci,
+    Uncini, Piazza & Rao 1999, "On-line learning algorithms for locally recurrent neural
+    networks", IEEE TNN 10(2)):
+
+    .. math::  h_t = \tanh(W_{ih} x_t + b_{ih} + \operatorname{diag}(W_{hh}) \odot h_{t-1} + b_{hh})
+
+    ``W_hh`` keeps torch's (H, H) layout so that Recurrent, state_dicts and the init schemes
+    work unchanged; only its diagonal is read (the off-diagonal entries get zero gradient).
+    The state Jacobian is diagonal, which is what makes exact online gradients cheap.
+    """
+    (h,) = state
+    pre = gx + torch.diagonal(w_hh) * h  # (N, H)
+    if b_hh is not None:
+        pre = pre + b_hh
+    return (torch.tanh(pre),)
+
+
+CELLS["local"] = Cell("local", 1, 1, _local_recur, None)  # no fused kernel: step path only
+
+
 def get_cell(mode: str, nonlinearity: str = "tanh") -> Cell:
     """Cell for a torch-style ``mode`` ("RNN", "LSTM", "GRU", any case) and Elman nonlinearity."""
+    if isinstance(mode, Cell):  # a configured cell, e.g. reservoir_cell(leak_rate)
+        return mode
     m = mode.lower()
     if m in ("rnn", "elman"):
         if nonlinearity not in ("tanh", "relu"):

@@ -83,7 +83,8 @@ class Recurrent(nn.Module):
     """Multi-layer Elman (tanh/ReLU), LSTM or GRU network; see the module docstring.
 
     Args:
-        mode: "RNN", "LSTM" or "GRU" (case-insensitive; "rnn_tanh"/"rnn_relu" also accepted).
+        mode: "RNN", "LSTM" or "GRU" (case-insensitive; "rnn_tanh"/"rnn_relu" also accepted),
+            or a :class:`~rnntrain.core.cells.Cell` (e.g. ``reservoir_cell(leak_rate)``).
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         nonlinearity: exactly as for ``torch.nn.RNN`` (``nonlinearity`` applies to "RNN").
         path: "auto" (fused kernel unless a step path is needed), "fused" or "step".
@@ -105,7 +106,8 @@ class Recurrent(nn.Module):
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         self.cell: Cell = get_cell(mode, nonlinearity)
-        self.mode = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.cell.name]
+        self.mode = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM",
+                     "gru": "GRU"}.get(self.cell.name, self.cell.name.upper())  # others: "RESERVOIR", ...
         self.nonlinearity = "relu" if self.cell.name == "rnn_relu" else "tanh"
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -204,7 +206,7 @@ class Recurrent(nn.Module):
         if path == "auto":
             states = hx if isinstance(hx, tuple) else (hx,)
             path = "step" if _under_transform([input, *states, *self._flat_weights()]) else "fused"
-        if path == "fused":
+        if path == "fused" and self.cell.fused is not None:  # cells without a kernel: step path
             output, hn = self._forward_fused(input, hx)
         else:
             output, hn = self._forward_step(input, hx)

@@ -28,6 +28,12 @@ schemes treat each block as its own recurrent matrix ``W`` (H, H):
   analysing and training recurrent neural networks", GMD Report 148, sec. 4: scale a
   random reservoir to a chosen spectral radius, < 1 for the echo state property).
 
+- ``"esn"``: echo-state initialisation for a trained network: each block a sparse
+  reservoir matrix (a fraction ``density`` of N(0, 1) entries, rescaled to spectral
+  radius ``spectral_radius``) and ``weight_ih`` entries :math:`\pm` ``input_scaling`` on
+  a fraction ``input_density`` (:mod:`rnntrain.models.reservoir`; Jaeger 2001), biases as
+  default.
+
 The structured matrices are built in float64 and then cast, so a float32 network is
 orthogonal (or has the requested radius) to float32 rounding.
 """
@@ -40,12 +46,14 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .reservoir import sparse_input, sparse_recurrent
 
-INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral")
+INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral", "esn")
 
 
 def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: float = 1.0,
-               generator: Optional[torch.Generator] = None) -> nn.Module:
+               generator: Optional[torch.Generator] = None, density: float = 0.1,
+               input_scaling: float = 1.0, input_density: float = 1.0) -> nn.Module:
     """Initialise ``rnn`` in place by ``scheme`` (one of :data:`INIT_SCHEMES`); returns it.
 
     Args:
@@ -61,7 +69,7 @@ def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: floa
         raise UserError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     rho = spectral_radius
     if (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho)
-            or rho < 0 or (scheme == "spectral" and rho == 0)):
+            or rho < 0 or (scheme in ("spectral", "esn") and rho == 0)):
         raise UserError(f"spectral_radius must be a finite number >= 0 (> 0 for 'spectral'), "
                         f"got {rho!r}")
     with torch.no_grad():
@@ -75,10 +83,16 @@ def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: floa
             for block in w_hh.split(H, dim=0):  # G views of (H, H), one per gate
                 if scheme == "orthogonal":
                     block.copy_(_orthogonal(H, generator))
+                elif scheme == "esn":
+                    block.copy_(sparse_recurrent(H, rho, density, generator))
                 elif scheme == "identity":
                     block.copy_(rho * torch.eye(H, dtype=torch.float64))
                 else:
                     block.copy_(_spectral(H, rho, generator))
+        if scheme == "esn":
+            for name, w_ih in rnn.named_parameters():
+                if name.startswith("weight_ih"):
+                    w_ih.copy_(sparse_input(*w_ih.shape, input_scaling, input_density, generator))
         if scheme == "identity":
             for name, b in rnn.named_parameters():
                 if name.startswith("bias"):

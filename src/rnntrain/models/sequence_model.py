@@ -1,7 +1,7 @@
 """``SequenceModel``: input encoder -> ``Recurrent`` -> readout, and its validated config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import torch
@@ -13,15 +13,18 @@ from ..errors import UserError
 from ..tasks.base import TaskSpec
 from .encoders import make_encoder
 from .readouts import READOUTS
+from .reservoir import ReservoirConfig
 
 # CLI/config cell names -> (torch mode, nonlinearity)
 CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
-              "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh")}
+              "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh"),
+              "esn": ("RESERVOIR", "tanh")}  # esn: fixed reservoir + closed-form readout (models/esn.py)
+CELL_NAMES["local"] = ("LOCAL", "tanh")  # locally recurrent: each unit feeds back to itself only
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "rnn"  # rnn (Elman tanh) | rnn-relu | lstm | gru
+    cell: str = "rnn"  # rnn (Elman tanh) | rnn-relu | lstm | gru | esn (echo state network)
     hidden: int = 64  # hidden units per layer and direction (the seed example's 64)
     layers: int = 1  # stacked recurrent layers
     bidirectional: bool = False  # also read every sequence backwards (not for streams)
@@ -33,6 +36,8 @@ class ModelConfig:
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
     path: str = "auto"  # auto | fused | step: how the core runs (see rnntrain.Recurrent)
+    # cell = "esn" (and init = "esn"): the fixed reservoir's weights; spectral_radius above is W's
+    reservoir: ReservoirConfig = field(default_factory=ReservoirConfig)
 
     def __post_init__(self) -> None:
         check(self.cell in CELL_NAMES, f"unknown cell '{self.cell}': choose one of "
@@ -78,6 +83,14 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
     from .init import initialize  # local: init imports the core only
 
+    if config.cell == "esn":
+        check(config.layers == 1 and not config.bidirectional,
+              "cell 'esn' is one reservoir layer, read forwards: drop --layers/--bidirectional")
+        from .esn import build_esn  # local: esn subclasses SequenceModel
+        return build_esn(config.hidden, config.spectral_radius, config.reservoir, spec,
+                         embedding=config.embedding, readout=config.readout, generator=generator,
+                         device=device, dtype=dtype)
+
     readout = config.readout
     if readout == "auto":
         readout = "every" if spec.per_step else "last"
@@ -89,7 +102,9 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     rnn = Recurrent(mode, encoder.out_features, config.hidden, config.layers, bias=config.bias,
                     batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0,
                     bidirectional=config.bidirectional, nonlinearity=nonlinearity, path=config.path)
-    initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator)
+    initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
+               density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
+               input_density=config.reservoir.input_density)
     head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
                              config.readout_hidden)
     model = SequenceModel(encoder, rnn, head)

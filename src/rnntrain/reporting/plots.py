@@ -27,3 +27,34 @@ def plot_losses(history: List[Dict[str, Any]], path: Path, unit: str = "epoch") 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = "epoch") -> bool:
+    """One panel per family of training metrics other than the loss (``train_fitness_best``
+    and ``train_fitness_mean`` share the panel "fitness"; ``train_diversity`` has its own),
+    whatever algorithm wrote them. Returns False (and writes nothing) when there are none."""
+    families: Dict[str, List[str]] = {}
+    for row in history:
+        for key, value in row.items():
+            if key.startswith("train_") and key != "train_loss" and isinstance(value, (int, float)):
+                family = key[len("train_"):].split("_")[0]
+                if key not in families.setdefault(family, []):
+                    families[family].append(key)
+    if not families:
+        return False
+    fig, axes = plt.subplots(len(families), 1, figsize=(8, 2.6 * len(families)), squeeze=False, sharex=True)
+    for ax, (family, keys) in zip(axes[:, 0], families.items()):
+        for key in keys:
+            points = [(row["round"], row[key]) for row in history if isinstance(row.get(key), (int, float))]
+            ax.plot([r for r, _ in points], [v for _, v in points], label=key[len("train_"):])
+        values = [row[k] for row in history for k in keys if isinstance(row.get(k), (int, float))]
+        if values and min(values) > 0 and max(values) / min(values) > 100:
+            ax.set_yscale("log")
+        ax.set_ylabel(family)
+        ax.legend(loc="best", fontsize=8)
+    axes[-1, 0].set_xlabel(unit)
+    axes[0, 0].set_title("Training metrics per " + unit)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

@@ -6,19 +6,25 @@ a line here.
 """
 from .base import SPLITS, Batch, Task, TaskSpec
 from .forecast import ForecastConfig, ForecastTask
+from .guessing import GuessingConfig, GuessingTask
+from .languages import LANGUAGES, LanguageConfig, LanguageTask
 from .scaling import SCALES, Scaler
 from .series import (BUILTIN_SERIES, Series, builtin_series, load_csv, noisy_sine, oscillator,
                      sine, split_bounds)
 from .text import CharTask, TextConfig, default_corpus
+from .stream import StreamConfig, StreamTask
 
 TASKS = {
     "forecast": (ForecastConfig, ForecastTask),
     "text": (TextConfig, CharTask),
+    "language": (LanguageConfig, LanguageTask),
+    "stream": (StreamConfig, StreamTask),
+    "guessing": (GuessingConfig, GuessingTask),
 }
 
 __all__ = [
     "SPLITS", "Batch", "Task", "TaskSpec", "TASKS",
-    "ForecastConfig", "ForecastTask", "CharTask", "TextConfig", "default_corpus",
+    "ForecastConfig", "ForecastTask", "LanguageConfig", "LanguageTask", "LANGUAGES", "CharTask", "TextConfig", "default_corpus",
     "Scaler", "SCALES", "Series", "BUILTIN_SERIES", "builtin_series", "load_csv",
-    "sine", "noisy_sine", "oscillator", "split_bounds",
+    "sine", "noisy_sine", "oscillator", "split_bounds", "StreamConfig", "StreamTask",
 ]

@@ -97,9 +97,29 @@ class Task(ABC):
         """Final artefacts of a run (plots, samples) written into ``out_dir``;
         returns JSON-able extras for the run summary."""
 
+    def within_tolerance(self, outputs: Tensor, targets: Tensor, tolerance: float) -> Tensor:
+        """(N,) bool: which examples the outputs get right to within ``tolerance`` (largest
+        absolute error over the example's outputs); population methods stop on the
+        fraction of these (the GA recipe's "percentage of the training data learned").
+        Class targets (integer ids): every step's arg-max is the target."""
+        if not targets.is_floating_point():
+            return (outputs.argmax(-1) == targets).reshape(targets.shape[0], -1).all(1)
+        err = (outputs - targets).abs().reshape(outputs.shape[0], -1)
+        return err.amax(1) <= tolerance
+
     def split_size(self, split: str) -> int:
         """Number of examples (windows, or characters for text) in a split."""
         return 0
+
+    def stream(self, split: str) -> Optional[Batch]:
+        """``split`` as one continuous teacher-forced stream, or None if the task has none.
+
+        Batch(inputs (1, T, F), targets (1, T, O)): ``targets[:, t]`` is what a model should
+        output after reading ``inputs[:, :t + 1]`` from the zero state (for a window task:
+        the target of the window ending at step t). For algorithms that read a whole split
+        in one pass (echo state networks collect reservoir states over it).
+        """
+        return None
 
     def state_dict(self) -> Dict[str, Any]:
         """What inference needs besides the weights (vocabulary, scaler, ...)."""

@@ -33,7 +33,7 @@ EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results
 class ForecastConfig:
     """Forecasting task; the defaults are the seed PyTorch example (sine, 20 -> 1, 80/20)."""
 
-    series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator
+    series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator | mackey-glass | mackey-glass-30 | lorenz | narma10
     data: str = ""  # CSV file; when set it replaces `series`
     columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
     targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
@@ -171,6 +171,21 @@ class ForecastTask(Task):
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
                 x = x + self.config.input_noise * noise.to(self.device)
             yield Batch(x, w.y[idx], continues=False)
+
+    def stream(self, split: str) -> Optional[Batch]:
+        """The split's rows as one stream: inputs z[a : b-H] (1, T, n_inputs), targets at
+        step t the H rows after it, z[t+1 : t+1+H] (1, T, H * n_targets) (scaled units):
+        exactly the targets of the windows ending at each row, without the windows."""
+        a, b = self.bounds[split]
+        T = b - a - self.horizon
+        if self.series is None or T <= 0:
+            return None
+        rows = a + np.arange(T)  # (T,) the last row read at each step
+        y_rows = rows[:, None] + 1 + np.arange(self.horizon)  # (T, H)
+        x = self.scaled[rows][:, self.in_idx]
+        y = self.scaled[y_rows][:, :, self.tgt_idx].reshape(T, -1)
+        tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)[None]
+        return Batch(tensor(x), tensor(y), continues=False)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(outputs, targets)

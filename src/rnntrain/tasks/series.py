@@ -22,7 +22,8 @@ import numpy as np
 from ..config.schema import check
 from ..errors import UserError
 
-BUILTIN_SERIES = ("sine", "noisy-sine", "oscillator")
+BUILTIN_SERIES = ("sine", "noisy-sine", "oscillator",
+                  "mackey-glass", "mackey-glass-30", "lorenz", "narma10")  # the last four: tasks/chaotic.py
 
 
 @dataclass
@@ -98,6 +99,14 @@ def builtin_series(name: str, length: int = 1000, seed: int = 0) -> Series:
         return noisy_sine(length, seed)
     if name == "oscillator":
         return oscillator(length)
+    from . import chaotic  # chaotic and benchmark series (echo state network benchmarks)
+    if name in ("mackey-glass", "mackey-glass-30"):
+        tau = 30.0 if name.endswith("30") else 17.0
+        return Series(chaotic.mackey_glass(length, tau=tau, seed=seed), ["x"], None, name)
+    if name == "lorenz":
+        return Series(chaotic.lorenz(length), ["x", "y", "z"], None, name)
+    if name == "narma10":
+        return Series(chaotic.narma10(length, seed), ["u", "y"], None, name)
     raise UserError(f"unknown series '{name}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
                     f"or give a CSV file with --data")
 

@@ -8,6 +8,7 @@
       checkpoint.pt    model, algorithm state (optimizer, ...), RNG states, progress, task state
       summary.json     final metrics on every split, stop reason, timings, task extras
       loss.png         train/validation loss curves
+      train_metrics.png  every other train_* metric family (fitness, diversity, lr, ...)
       ...              the task's own plots (forecast.png) and samples (sample.txt)
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -26,7 +28,9 @@ CONFIG = "config.toml"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "forecast.png", "sample.txt")
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "forecast.png", "sample.txt",
+             "gradient_flow.csv")
+RUN_DIRS = ("analysis",)  # written later by `rnntrain analyze`; part of the run
 
 
 class RunDir:
@@ -58,12 +62,16 @@ class RunDir:
             if self.is_run() and not overwrite:
                 raise UserError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
                                 "replace it with --overwrite, or choose another --out")
-            foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES]
+            foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES + RUN_DIRS]
             if foreign:
                 raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
                                 "choose another --out")
-            for name in RUN_FILES:
-                (self.path / name).unlink(missing_ok=True)
+            for name in RUN_FILES + RUN_DIRS:
+                target = self.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / CONFIG, dumps(config))
 

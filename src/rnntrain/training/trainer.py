@@ -26,10 +26,11 @@ from ..algorithms import Context, get_algorithm
 from ..config.run import RunConfig, to_plain
 from ..errors import UserError
 from ..models import SequenceModel, build_model
-from ..reporting.plots import plot_losses
+from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
 from ..tasks.base import Task
 from .checkpoint import load_checkpoint, save_checkpoint
+from .monitors import build_monitors
 from .progress import Progress
 from .run_dir import RunDir
 
@@ -77,8 +78,6 @@ class Trainer:
         self.run = RunDir(out_dir) if out_dir is not None else None
         self.progress_mode = progress
         self.callbacks = list(callbacks)
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self.task = make_task(config)
         self.model = make_model(config, self.task.spec)
         # One generator for all of the algorithm's randomness (data order, noise, populations).
@@ -86,6 +85,8 @@ class Trainer:
         algo_cls = get_algorithm(config.algorithm_name)
         self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
                                           config.train.batch_size, self.generator), config.algorithm)
+        # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks
+        self.callbacks += build_monitors(config.monitor, self.model, self.task, out_dir)
         self.history: List[Dict[str, Any]] = []
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
@@ -120,6 +121,9 @@ class Trainer:
         cfg = self.config
         total = cfg.train.epochs
         progress = Progress(total, self.round, self.algorithm.unit, self.progress_mode)
+        threads = torch.get_num_threads()
+        if cfg.threads:  # for this run only: restored below, so runs in one process don't leak
+            torch.set_num_threads(cfg.threads)
         try:
             while self.round < total and self.stop_reason is None:
                 t0 = time.perf_counter()
@@ -140,9 +144,10 @@ class Trainer:
                 progress.end_round(row)
                 for callback in self.callbacks:
                     callback(self.round, row)
+            return self.finish()
         finally:
             progress.close()
-        return self.finish()
+            torch.set_num_threads(threads)
 
     def _early_stopping(self, row: Dict[str, Any]) -> None:
         score = row.get("val_loss", row.get("train_loss"))
@@ -178,6 +183,7 @@ class Trainer:
             summary.update(self.task.report(self.model, self.run.path))
             if self.history:
                 plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
+                plot_metric_families(self.history, self.run.file("train_metrics.png"), self.algorithm.unit)
             self.run.write_summary(summary)
         return RunResult(cfg, self.model, self.task, self.history, summary,
                          self.run.path if self.run else None)

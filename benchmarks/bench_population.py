@@ -1,0 +1,151 @@
+"""Population methods: rnntrain's GA and PSO against pygad (torchga) and pyswarms, same model and data.
+
+Model: ``torch.nn.RNN(1, 16)`` + ``Linear(16, 1)`` (rnntrain: the same Elman RNN, hidden 16,
+linear readout); data: the seed's sine windows (1000 points, window 20, 80 % training).
+Population 50, 100 generations (quick: 20). Reports seconds per generation and the best
+training MSE; the FLOP rate of rnntrain's population evaluation as a fraction of
+``torch.mm``'s measured in the same run; and time per generation as P grows.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+import rnntrain
+from rnntrain.training import Trainer
+
+HIDDEN, POP = 16, 50
+
+
+def _config(algo: str, population: int, generations: int):
+    return rnntrain.load_config(base={"model.hidden": HIDDEN, "algorithm.name": algo,
+                                      "algorithm.population": population, "train.epochs": generations})
+
+
+def _rnntrain(algo: str, population: int, generations: int) -> Dict[str, float]:
+    trainer = Trainer(_config(algo, population, generations))
+    alg = trainer.algorithm
+    alg.run_round()  # warm-up (and generation 0 of the GA)
+    start = time.perf_counter()
+    for _ in range(generations - 1):
+        alg.run_round()
+    seconds = (time.perf_counter() - start) / (generations - 1)
+    return {"s_per_gen": seconds, "mse": alg.best_loss, "evaluations": alg.evaluations}
+
+
+def _data():
+    task = Trainer(_config("guess", 2, 1)).task
+    b = next(task.batches("train", 10 ** 6, generator=torch.Generator().manual_seed(0)))
+    return b.inputs, b.targets
+
+
+class _TorchModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(1, HIDDEN, batch_first=True)
+        self.fc = torch.nn.Linear(HIDDEN, 1)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def _pygad(generations: int) -> Dict[str, float]:
+    import pygad
+    import pygad.torchga as torchga
+
+    x, y = _data()
+    model = _TorchModel()
+    tga = torchga.TorchGA(model=model, num_solutions=POP)
+    loss_fn = torch.nn.MSELoss()
+
+    def fitness(ga, solution, idx):
+        w = torchga.model_weights_as_dict(model=model, weights_vector=solution)
+        model.load_state_dict(w)
+        with torch.no_grad():
+            return 1.0 / (float(loss_fn(model(x), y)) + 1e-8)
+
+    ga = pygad.GA(num_generations=generations, num_parents_mating=10, initial_population=tga.population_weights,
+                  fitness_func=fitness, random_seed=0, suppress_warnings=True, keep_elitism=2)
+    start = time.perf_counter()
+    ga.run()
+    seconds = (time.perf_counter() - start) / generations
+    _, best, _ = ga.best_solution()
+    return {"s_per_gen": seconds, "mse": 1.0 / best - 1e-8, "evaluations": POP * generations}
+
+
+def _pyswarms(generations: int) -> Dict[str, float]:
+    import pyswarms
+
+    x, y = _data()
+    model = _TorchModel()
+    n = sum(p.numel() for p in model.parameters())
+
+    def f(particles: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for p in particles:
+                torch.nn.utils.vector_to_parameters(torch.as_tensor(p, dtype=torch.float32), model.parameters())
+                out.append(float(((model(x) - y) ** 2).mean()))
+        return np.array(out)
+
+    np.random.seed(0)
+    opt = pyswarms.single.GlobalBestPSO(n_particles=POP, dimensions=n,
+                                        options={"c1": 1.49618, "c2": 1.49618, "w": 0.7298},
+                                        init_pos=np.random.uniform(-0.5, 0.5, (POP, n)))
+    start = time.perf_counter()
+    cost, _ = opt.optimize(f, iters=generations, verbose=False)
+    return {"s_per_gen": (time.perf_counter() - start) / generations, "mse": float(cost),
+            "evaluations": POP * generations}
+
+
+def _flop_fraction() -> str:
+    x, _ = _data()
+    N, L = x.shape[0], x.shape[1]
+    flops = POP * N * L * (2 * HIDDEN * HIDDEN + 2 * HIDDEN + 4 * HIDDEN) + POP * N * 2 * HIDDEN
+    trainer = Trainer(_config("pso", POP, 2))
+    ev, pop = trainer.algorithm.evaluator, trainer.algorithm.x
+    ev(pop)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        ev(pop)
+        times.append(time.perf_counter() - t)
+    rate = flops / min(times)
+    a = torch.randn(1024, 1024)
+    a @ a
+    t = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    mm = 2 * 1024 ** 3 * 5 / (time.perf_counter() - t)
+    return (f"Population evaluation (P = {POP}, {N} windows x {L} steps, {flops / 1e9:.2f} GFLOP): "
+            f"{min(times) * 1e3:.1f} ms, {rate / 1e9:.1f} GFLOP/s = {rate / mm:.1%} of torch.mm "
+            f"(1024 x 1024: {mm / 1e9:.1f} GFLOP/s).")
+
+
+def main(quick: bool = False) -> str:
+    generations = 20 if quick else 100
+    rows: List[str] = ["| method | s / generation | best training MSE | evaluations |", "|---|---|---|---|"]
+    results = {"rnntrain GA": _rnntrain("ga", POP, generations), "rnntrain PSO": _rnntrain("pso", POP, generations)}
+    for name, fn in (("pygad GA (torchga)", _pygad), ("pyswarms GlobalBestPSO", _pyswarms)):
+        try:
+            results[name] = fn(generations)
+        except ImportError:
+            rows.append(f"| {name} | not installed (pip install rnntrain[bench]) | | |")
+    for name, r in results.items():
+        rows.insert(2, f"| {name} | {r['s_per_gen'] * 1e3:.1f} ms | {r['mse']:.3g} | {r['evaluations']} |")
+    lines = [f"Population {POP}, {generations} generations, Elman RNN hidden {HIDDEN} + linear readout, "
+             f"seed sine windows; torch {torch.__version__}, {torch.get_num_threads()} threads.", ""] + rows
+    if "pygad GA (torchga)" in results:
+        lines.append(f"\nSpeed-up per generation: GA {results['pygad GA (torchga)']['s_per_gen'] / results['rnntrain GA']['s_per_gen']:.1f}x "
+                     f"over pygad, PSO {results['pyswarms GlobalBestPSO']['s_per_gen'] / results['rnntrain PSO']['s_per_gen']:.1f}x over pyswarms.")
+    lines += ["", _flop_fraction(), "", "| P | ms / generation (rnntrain PSO) |", "|---|---|"]
+    for P in ((10, 100, 500) if quick else (10, 50, 200, 500, 1000, 2000)):
+        lines.append(f"| {P} | {_rnntrain('pso', P, 4)['s_per_gen'] * 1e3:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main(quick=True))

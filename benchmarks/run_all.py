@@ -1,0 +1,52 @@
+"""Run every benchmark, print the markdown tables and write them to bench-results/latest.md.
+
+    .venv/bin/python benchmarks/run_all.py            # full: 5 seeds, 10 repeats (~5 min idle)
+    .venv/bin/python benchmarks/run_all.py --quick    # 1 seed, 3 repeats (~1 min idle)
+
+Wall times depend on what else runs on the machine; the load average before and after
+is printed so that a noisy run can be recognised (and rerun).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+import bench_seed
+import bench_throughput
+
+RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "latest.md"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 seed, fewer repeats: a fast check")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)  # keep the tables readable
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    sections = [f"# rnntrain benchmarks{' (quick)' if args.quick else ''}\n\n"
+                f"{time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
+                f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads by default, "
+                f"Python {platform.python_version()}",
+                "## Throughput: rnntrain.Recurrent vs torch.nn\n\n" + bench_throughput.run(args.quick),
+                "## Seed PyTorch program vs rnntrain\n\n" + bench_seed.run(args.quick)]
+    after = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1  # the benchmark itself adds up to `cpus` to the load after
+    busy = load > 0.5 * cpus or after > cpus + 0.5
+    sections.append(f"Total {time.perf_counter() - start:.0f} s; load average {load:.2f} before, "
+                    f"{after:.2f} after" + (": other processes were running, so the timings "
+                    "(multi-threaded ones most) are unreliable; rerun on an idle machine." if busy else "."))
+    text = "\n\n".join(sections) + "\n"
+    print(text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(text)
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+r"""What the online gradient algorithms (RTRL, UORO, SnAp, CRBP) share.
+
+Real-time recurrent learning (Williams & Zipser 1989) carries the *influence* of the
+recurrent parameters on the state forward in time instead of storing the sequence:
+
+.. math::
+    M_t = \frac{\partial s_t}{\partial \theta} = D_t M_{t-1} + I_t, \qquad
+    D_t = \frac{\partial f}{\partial s}(s_{t-1}, x_t), \quad
+    I_t = \frac{\partial f}{\partial \theta}(s_{t-1}, x_t), \qquad
+    \frac{dL_t}{d\theta} = \frac{\partial L_t}{\partial s_t} M_t,
+
+where ``s_t = f(θ, s_{t-1}, x_t)`` is one step of the whole recurrent core (every layer,
+flattened: ``s = [h_layer0 .. h_layerK, c_layer0 .. c_layerK]``). The algorithms differ
+only in how they store and advance ``M`` (exactly, as a rank-one estimate, on a sparsity
+pattern); each implements a :class:`Sensitivity`. The rest lives here, once:
+
+- :class:`StepFunction` / :class:`ModelStep`: the core's single step ``Recurrent.step`` as
+  a pure function of a flat parameter vector, and its Jacobians by ``torch.func``
+  (``jacrev`` for D and I, ``jvp`` for D·v, ``vjp`` for u·I). The cell's equations are
+  never restated: everything is derived from the cell's own step.
+- :class:`OnlineAlgorithm`: the stream loop (one step at a time, state carried across
+  batches that ``continue``), the credit ``∂L_t/∂s_t`` and the readout's gradient by
+  autograd through the readout alone, the k-step update schedule, the ``Updater`` and the
+  checkpointed state (carried state, influence, pending gradient).
+
+Shapes: ``N`` streams, ``S`` state size (arity·layers·H), ``P`` recurrent parameters,
+``F`` encoded input features.
+"""
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+from ..config.schema import check
+from ..core import CELLS, Recurrent
+from ..errors import UserError
+from ..optim import Updater
+from .base import Algorithm, Context, StepCallback
+
+
+# ----------------------------------------------------------------- the step as a function
+
+class StepFunction(ABC):
+    """A recurrent step ``f(theta (P,), s (N, S), x (N, F)) -> s' (N, S)`` and its Jacobians.
+
+    ``readout_slice`` is the part of ``s`` the readout reads (the top layer's h).
+    """
+
+    P: int
+    S: int
+    readout_slice: slice
+
+    @abstractmethod
+    def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        ...
+
+    @abstractmethod
+    def theta(self) -> Tensor:
+        """The current parameters as one flat detached vector (P,)."""
+
+    def structural(self) -> "StepFunction":
+        """A step with the same Jacobian sparsity and no accidental exact zeros (for probing)."""
+        return self
+
+    def single(self, theta: Tensor, s1: Tensor, x1: Tensor) -> Tensor:
+        """One stream: s1 (S,), x1 (F,) -> (S,)."""
+        return self(theta, s1[None], x1[None])[0]
+
+    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(s' (N, S), D (N, S, S), I (N, S, P)), per stream, by reverse mode (S vjps)."""
+        def f(th, s1, x1):
+            out = self.single(th, s1, x1)
+            return out, out
+
+        (D, I), s_next = vmap(jacrev(f, argnums=(1, 0), has_aux=True), in_dims=(None, 0, 0))(theta, s, x)
+        return s_next, D, I
+
+    def jvp_state(self, theta: Tensor, s: Tensor, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+        """(s', D v) for v (N, S): forward mode, one pass (streams are independent rows)."""
+        return jvp(lambda s_: self(theta, s_, x), (s,), (v,))
+
+    def jvp_state_many(self, theta: Tensor, s: Tensor, x: Tensor, U: Tensor) -> Tuple[Tensor, Tensor]:
+        """(s', D u_k for every tangent u_k of U (K, S) shared by all streams) -> (K, N, S)."""
+        N = s.shape[0]
+        outs = vmap(lambda u: self.jvp_state(theta, s, x, u.expand(N, -1)))(U)
+        return outs[0][0], outs[1]
+
+    def vjp_params(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor) -> Tensor:
+        """Per-stream u I for cotangents V (N, K, S) -> (N, K, P) (one forward per stream)."""
+        def per_stream(s1, x1, v1):
+            _, pull = vjp(lambda th: self.single(th, s1, x1), theta)
+            return vmap(lambda u: pull(u)[0])(v1)
+
+        return vmap(per_stream)(s, x, V)
+
+
+class _Stepper(nn.Module):
+    """``Recurrent.step`` as a module's forward, so ``functional_call`` can run it."""
+
+    def __init__(self, rnn: Recurrent) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: Tensor, hx):
+        return self.rnn.step(x, hx)
+
+
+class ModelStep(StepFunction):
+    """The single step of a :class:`rnntrain.Recurrent` (every layer) over a flat vector.
+
+    The flat order is ``rnn.named_parameters()`` (torch's: per layer W_ih, W_hh, b_ih, b_hh).
+    """
+
+    def __init__(self, rnn: Recurrent) -> None:
+        self.rnn = rnn
+        self.stepper = _Stepper(rnn)
+        self.names = [n for n, _ in rnn.named_parameters()]
+        self.shapes = [p.shape for p in rnn.parameters()]
+        self.sizes = [p.numel() for p in rnn.parameters()]
+        self.P = sum(self.sizes)
+        self.H, self.layers, self.arity = rnn.hidden_size, rnn.num_layers, rnn.state_arity
+        self.S = self.arity * self.layers * self.H
+        self.readout_slice = slice((self.layers - 1) * self.H, self.layers * self.H)
+
+    def theta(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.rnn.parameters()])
+
+    def split(self, flat: Tensor) -> List[Tensor]:
+        """A flat (P,) vector as tensors shaped like the parameters (views)."""
+        return [t.view(shape) for t, shape in zip(flat.split(self.sizes), self.shapes)]
+
+    def to_hx(self, s: Tensor):
+        """(N, S) -> the core's state layout: (layers, N, H), or a tuple (h, c)."""
+        parts = s.reshape(s.shape[0], self.arity, self.layers, self.H).permute(1, 2, 0, 3)
+        return (parts[0], parts[1]) if self.arity == 2 else parts[0]
+
+    def from_hx(self, hx) -> Tensor:
+        """The core's state layout -> (N, S)."""
+        parts = hx if isinstance(hx, tuple) else (hx,)
+        return torch.stack(parts).permute(2, 0, 1, 3).reshape(parts[0].shape[1], self.S)
+
+    def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        params = {"rnn." + n: t for n, t in zip(self.names, self.split(theta))}
+        return self.from_hx(functional_call(self.stepper, params, (x, self.to_hx(s))))
+
+    def structural(self) -> "ModelStep":
+        # ReLU units are exactly zero (with zero derivative) half the time; tanh has the same
+        # structure (elementwise) and no exact zeros, so probe sparsity with it.
+        rnn = copy.deepcopy(self.rnn).double()
+        if rnn.cell.name == "rnn_relu":
+            rnn.cell = CELLS["rnn_tanh"]
+        return ModelStep(rnn)
+
+
+# ----------------------------------------------------------------- sensitivities
+
+class Sensitivity(ABC):
+    """How an algorithm stores and advances the influence ``M_t = ∂s_t/∂θ`` of N streams."""
+
+    def __init__(self, fn: StepFunction, generator: Optional[torch.Generator] = None) -> None:
+        self.fn = fn
+        self.generator = generator
+
+    @abstractmethod
+    def reset(self, batch: int, like: Tensor) -> None:
+        """Zero influence for ``batch`` fresh streams (dtype and device of ``like``)."""
+
+    @abstractmethod
+    def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        """Step the state s_{t-1} (N, S) -> s_t with input x (N, F), advancing M_{t-1} -> M_t."""
+
+    @abstractmethod
+    def gradient(self, c: Tensor) -> Tensor:
+        """Per-stream gradient (estimate) ``c_n M_t[n]`` (N, P) from the credit c = ∂L_t/∂s_t (N, S)."""
+
+    @abstractmethod
+    def state_dict(self) -> Dict[str, Any]:
+        ...
+
+    @abstractmethod
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        ...
+
+
+# ----------------------------------------------------------------- the algorithm
+
+@dataclass(frozen=True)
+class OnlineOptions:
+    update_every: int = 1  # apply the accumulated gradient every k loss steps (0: once per batch)
+
+    def __post_init__(self) -> None:
+        check(self.update_every >= 0,
+              f"update_every must be >= 0 (0 = once per batch), got {self.update_every}")
+
+
+def check_online_model(model: nn.Module, name: str) -> None:
+    """UserError unless ``model`` is an encoder -> Recurrent -> readout an online algorithm can run."""
+    rnn = getattr(model, "rnn", None)
+    if not isinstance(rnn, Recurrent):
+        raise UserError(f"{name} needs a SequenceModel (encoder -> Recurrent -> readout)")
+    if rnn.bidirectional:
+        raise UserError(f"{name} learns online, forward in time; a bidirectional network needs the "
+                        f"whole sequence: set model.bidirectional = false or use --algorithm bptt")
+    if rnn.num_layers > 1 and rnn.dropout > 0:
+        raise UserError(f"{name} steps one time step at a time, where dropout between layers is "
+                        f"not applied: set model.dropout = 0")
+    if any(True for _ in model.encoder.parameters()):
+        raise UserError(f"{name} carries the influence of the recurrent core's parameters only; "
+                        f"learned embeddings are not covered: set model.embedding = 0 (one-hot)")
+
+
+class OnlineAlgorithm(Algorithm):
+    """Online gradient descent with a :class:`Sensitivity`; subclasses build the sensitivity.
+
+    Every batch is run one time step at a time. At every step with a target (every step of
+    a per-step task; the last step of a many-to-one window) the loss L_t of that step is
+    back-propagated through the readout alone, giving the readout's gradient and the credit
+    c_t = ∂L_t/∂s_t; the recurrent gradient is c_t M_t. After ``update_every`` such steps
+    (and at the end of every batch) the mean of the accumulated gradients is applied by the
+    Updater (optimizer, clipping). State and influence carry across batches that continue a
+    stream and restart at zero otherwise; weights change under a running stream, as in
+    Williams & Zipser's "real-time" RTRL.
+    """
+
+    unit = "epoch"
+    Options = OnlineOptions
+
+    def __init__(self, ctx: Context, options: OnlineOptions) -> None:
+        super().__init__(ctx, options)
+        check_online_model(ctx.model, self.name)
+        self.fn = ModelStep(ctx.model.rnn)
+        self.sens = self.make_sensitivity(self.fn)
+        self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
+        self.state: Optional[Tensor] = None  # (N, S) carried between continuing batches
+        self.grad: Optional[Tensor] = None  # (P,) recurrent gradient accumulated since the last update
+        self.pending = 0  # loss steps accumulated since the last update
+        self.keep_streams = False  # gradient checks: keep the per-stream gradients (N, P)
+
+    @abstractmethod
+    def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
+        ...
+
+    # -- one batch -----------------------------------------------------------------------
+    def begin(self, batch) -> None:
+        """Start or continue the streams of ``batch``."""
+        N = batch.inputs.shape[0]
+        if not batch.continues or self.state is None or self.state.shape[0] != N:
+            p = self.ctx.model.rnn.weight_ih_l0
+            self.state = torch.zeros(N, self.fn.S, dtype=p.dtype, device=p.device)
+            self.sens.reset(N, self.state)
+
+    def credit(self, s: Tensor, target: Tensor) -> Tensor:
+        """Loss of one step; accumulates the readout's gradient (p.grad) and c·M (self.grad)."""
+        model = self.ctx.model
+        leaf = s.detach().requires_grad_(True)
+        out = model.readout(leaf[:, None, self.fn.readout_slice])  # (N, 1, O) or (N, O)
+        loss = self.ctx.task.loss(out, target)
+        loss.backward()
+        g = self.sens.gradient(leaf.grad)  # (N, P)
+        g = g if self.keep_streams else g.sum(0)
+        self.grad = g if self.grad is None else self.grad + g
+        self.pending += 1
+        return loss.detach()
+
+    def apply(self) -> None:
+        """Mean of the pending gradients -> p.grad -> Updater.step."""
+        if self.pending == 0:
+            return
+        model = self.ctx.model
+        for p in model.readout.parameters():
+            if p.grad is not None:
+                p.grad /= self.pending
+        for p, g in zip(model.rnn.parameters(), self.fn.split(self.grad / self.pending)):
+            p.grad = g.clone()
+        self.updater.step()
+        self.updater.zero_grad()
+        self.grad, self.pending = None, 0
+
+    def run_batch(self, batch, *, update: bool = True, on_step: Optional[StepCallback] = None
+                  ) -> Tuple[Tensor, int]:
+        """Stream through ``batch`` step by step; returns (sum of step losses × N, count)."""
+        model, per_step = self.ctx.model, self.ctx.task.spec.per_step
+        k = self.options.update_every
+        self.begin(batch)
+        with torch.no_grad():
+            x = model.encoder(batch.inputs)  # (N, L, F): encoders here have no parameters
+        L = x.shape[1]
+        total = torch.zeros((), dtype=torch.float64)
+        count = 0
+        for t in range(L):
+            with torch.no_grad():
+                self.state = self.sens.advance(self.fn.theta(), self.state, x[:, t])  # (N, S)
+            if not per_step and t < L - 1:
+                continue
+            target = batch.targets[:, t:t + 1] if per_step else batch.targets
+            loss = self.credit(self.state, target)
+            total += loss.double().cpu() * x.shape[0]
+            count += x.shape[0]
+            if update and k and self.pending >= k:
+                self.apply()
+                if on_step is not None:
+                    on_step(float(loss))
+        if update and self.pending:
+            self.apply()
+            if on_step is not None:
+                on_step(float(loss))
+        return total, count
+
+    def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
+        self.ctx.model.train()
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        for batch in self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
+            t, c = self.run_batch(batch, on_step=on_step)
+            total += t
+            count += c
+        metrics = {"loss": float(total) / max(count, 1)}
+        metrics.update(self.updater.end_round())
+        return metrics
+
+    # -- gradient checks -------------------------------------------------------------------
+    def grad_of(self, p: nn.Parameter) -> Tensor:
+        """The mean gradient accumulated by ``run_batch(update=False)`` for parameter ``p``."""
+        rec = dict(zip(map(id, self.ctx.model.rnn.parameters()), self.fn.split(self.grad / self.pending)))
+        return rec[id(p)] if id(p) in rec else p.grad / self.pending
+
+    def per_stream_gradients(self, batch) -> List[Tensor]:
+        """Per-stream gradients of ``batch`` (weights fixed), one (N, *shape) per parameter:
+        row n is stream n's estimate of the gradient of the mean loss, so the mean over the
+        copies of a group of streams is that group's gradient (UORO's independent samples).
+        Immediate gradients (the readout's) are exact and given to every stream."""
+        N = batch.inputs.shape[0]
+        self.keep_streams = True
+        try:
+            for p in self.ctx.model.parameters():
+                p.grad = None
+            self.run_batch(batch, update=False)
+            rec = {id(p): g for p, g in zip(self.ctx.model.rnn.parameters(),
+                                             [t.reshape(N, *shape) for t, shape in
+                                              zip((self.grad / self.pending).split(self.fn.sizes, 1), self.fn.shapes)])}
+            out = []
+            for p in self.ctx.model.parameters():
+                if id(p) in rec:
+                    out.append(rec[id(p)] * N)
+                else:  # immediate gradients (readout): exact, shared equally by the streams
+                    out.append((p.grad / self.pending).expand(N, *p.shape) * 1.0)
+            return out
+        finally:
+            self.keep_streams = False
+            self.grad, self.pending = None, 0
+
+    # -- checkpoint ----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {"updater": self.updater.state_dict(), "state": self.state, "grad": self.grad,
+                "pending": self.pending, "sensitivity": self.sens.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.updater.load_state_dict(state["updater"])
+        self.state, self.grad, self.pending = state["state"], state["grad"], state["pending"]
+        self.sens.load_state_dict(state["sensitivity"])

@@ -1,0 +1,108 @@
+r"""CMA-ES: covariance matrix adaptation evolution strategy, (mu/mu_w, lambda) with full C.
+
+Hansen, "The CMA Evolution Strategy: A Tutorial" (arXiv:1604.00772), Algorithm table
+(eqs. 39-47 there), with the default parameters of its Table 1. Each generation::
+
+    y_k = B D z_k,  z_k ~ N(0, I);   x_k = m + sigma y_k,   k = 1..lambda (= population)
+    m      <- m + sigma <y>_w                      (mu = lambda/2 best, log weights)
+    p_sigma <- (1-c_s) p_sigma + sqrt(c_s(2-c_s) mu_eff) C^-1/2 <y>_w
+    p_c    <- (1-c_c) p_c + h_sigma sqrt(c_c(2-c_c) mu_eff) <y>_w
+    C      <- (1-c_1-c_mu) C + c_1 (p_c p_c^T + (1-h_sigma) c_c(2-c_c) C) + c_mu sum w_i y_i y_i^T
+    sigma  <- sigma exp(c_s/d_s (|p_sigma| / E|N(0,I)| - 1))
+
+Written here rather than taken from the ``cma`` package: its state is a Python object
+(not plain tensors for a ``weights_only`` checkpoint) and it draws from numpy's global
+RNG, where rnntrain draws everything from the run's ``torch.Generator``. The state (m,
+sigma, C, paths) is float64; the D x D covariance limits D to ``max_genes``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import torch
+
+from ...config.schema import check
+from ...errors import UserError
+from ..base import register
+from .base import PopulationAlgorithm, PopulationOptions
+
+
+@dataclass(frozen=True)
+class CMAESOptions(PopulationOptions):
+    sigma: float = 0.1  # initial step size around the model's initial weights
+    max_genes: int = 4000  # largest weight vector (the covariance is D x D)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.sigma > 0, f"sigma must be > 0, got {self.sigma}")
+        check(self.population >= 4, f"CMA-ES needs population >= 4, got {self.population}")
+
+
+@register
+class CMAES(PopulationAlgorithm):
+    """CMA-ES; see the module docstring."""
+
+    name = "cmaes"
+    label = "CMA-ES"
+    Options = CMAESOptions
+
+    def __init__(self, ctx, options: CMAESOptions) -> None:
+        super().__init__(ctx, options)
+        n, lam = self.D, options.population
+        if n > options.max_genes:
+            raise UserError(f"CMA-ES keeps a {n} x {n} covariance for this model's {n} weights "
+                            f"(max_genes = {options.max_genes}): use a smaller model, raise "
+                            f"algorithm.max_genes, or use ga/pso")
+        f64 = torch.float64
+        mu = lam // 2
+        w = math.log(mu + 0.5) - torch.log(torch.arange(1, mu + 1, dtype=f64))
+        self.w = w / w.sum()  # (mu,) recombination weights
+        self.mu_eff = float(1.0 / (self.w ** 2).sum())
+        me = self.mu_eff
+        self.c_s = (me + 2) / (n + me + 5)
+        self.d_s = 1 + 2 * max(0.0, math.sqrt((me - 1) / (n + 1)) - 1) + self.c_s
+        self.c_c = (4 + me / n) / (n + 4 + 2 * me / n)
+        self.c_1 = 2 / ((n + 1.3) ** 2 + me)
+        self.c_mu = min(1 - self.c_1, 2 * (me - 2 + 1 / me) / ((n + 2) ** 2 + me))
+        self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))  # E|N(0, I)|
+        self.m = self.layout.vector(ctx.model).to(f64)  # (n,) mean
+        self.sigma = options.sigma
+        self.C = torch.eye(n, dtype=f64)
+        self.p_s = torch.zeros(n, dtype=f64)
+        self.p_c = torch.zeros(n, dtype=f64)
+
+    def generation(self) -> Dict[str, float]:
+        n, lam = self.D, self.options.population
+        evals, B = torch.linalg.eigh(self.C)  # C = B diag(d^2) B^T
+        d = evals.clamp_min(1e-20).sqrt()
+        z = torch.randn(lam, n, generator=self.ctx.generator, dtype=torch.float64)
+        y = (z * d) @ B.T  # (lambda, n) ~ N(0, C)
+        x = self.m + self.sigma * y
+        losses = self.evaluate(x.to(self.dtype))
+        order = losses.argsort()[:len(self.w)]
+        y_sel = y[order]  # (mu, n)
+        y_w = self.w @ y_sel
+        self.m = self.m + self.sigma * y_w
+        c_inv_sqrt_y = B @ ((B.T @ y_w) / d)
+        self.p_s = (1 - self.c_s) * self.p_s + math.sqrt(self.c_s * (2 - self.c_s) * self.mu_eff) * c_inv_sqrt_y
+        g = self.generation_count + 1
+        norm_ps = float(self.p_s.norm())
+        h = norm_ps / math.sqrt(1 - (1 - self.c_s) ** (2 * g)) < (1.4 + 2 / (n + 1)) * self.chi_n
+        self.p_c = (1 - self.c_c) * self.p_c + (math.sqrt(self.c_c * (2 - self.c_c) * self.mu_eff) * y_w if h else 0)
+        rank_mu = (y_sel.T * self.w) @ y_sel
+        self.C = ((1 - self.c_1 - self.c_mu) * self.C
+                  + self.c_1 * (torch.outer(self.p_c, self.p_c) + (0 if h else self.c_c * (2 - self.c_c)) * self.C)
+                  + self.c_mu * rank_mu)
+        self.C = (self.C + self.C.T) / 2  # keep it exactly symmetric
+        self.sigma *= math.exp(self.c_s / self.d_s * (norm_ps / self.chi_n - 1))
+        return {"sigma": self.sigma, "condition": float(evals.max() / evals.clamp_min(1e-20).min())}
+
+    def search_state(self) -> Dict[str, Any]:
+        return {"m": self.m.clone(), "sigma": self.sigma, "C": self.C.clone(),
+                "p_s": self.p_s.clone(), "p_c": self.p_c.clone()}
+
+    def load_search_state(self, state: Dict[str, Any]) -> None:
+        self.m, self.sigma, self.C = state["m"].clone(), float(state["sigma"]), state["C"].clone()
+        self.p_s, self.p_c = state["p_s"].clone(), state["p_c"].clone()

@@ -1,0 +1,63 @@
+r"""Real-time recurrent learning, exact (Williams & Zipser 1989, "A learning algorithm for
+continually running fully recurrent neural networks", Neural Computation 1(2), eq. 11-12).
+
+The influence matrix of every stream is kept densely and advanced by
+
+.. math::  M_t = D_t M_{t-1} + I_t \qquad (N, S, P) = (N, S, S) @ (N, S, P) + (N, S, P)
+
+with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (``torch.func.jacrev``,
+see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
+every cell and any number of layers, with no stored history. Cost per step: the batched
+matrix product, 2·N·S²·P flops (for an Elman network S = n, P ≈ n², so n⁴), and N·S·P
+memory (n³) — why the approximations (UORO, SnAp) exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict
+
+import torch
+from torch import Tensor
+
+from .base import register
+from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
+
+
+class RTRLSensitivity(Sensitivity):
+    """Dense influence ``M`` (N, S, P), advanced exactly."""
+
+    M: Tensor
+
+    def reset(self, batch: int, like: Tensor) -> None:
+        self.M = like.new_zeros(batch, self.fn.S, self.fn.P)
+
+    def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        s_next, D, I = self.fn.jacobians(theta, s, x)  # (N, S), (N, S, S), (N, S, P)
+        self.M = torch.baddbmm(I, D, self.M)  # D M + I: the one matrix product of RTRL
+        return s_next
+
+    def gradient(self, c: Tensor) -> Tensor:
+        return torch.bmm(c[:, None, :], self.M)[:, 0]  # (N, P)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"M": getattr(self, "M", None)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["M"] is not None:
+            self.M = state["M"]
+
+
+@dataclass(frozen=True)
+class RTRLOptions(OnlineOptions):
+    """[algorithm] name = "rtrl": the online options (a class of its own names the algorithm)."""
+
+
+@register
+class RTRL(OnlineAlgorithm):
+    """Exact real-time recurrent learning; see the module docstring."""
+
+    name = "rtrl"
+    Options = RTRLOptions
+
+    def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
+        return RTRLSensitivity(fn)

@@ -1,0 +1,121 @@
+r"""The one object every analysis works on: a step function ``F(h, x) -> h'`` on a flat state.
+
+Analyses (gradient flow, fixed points, Lyapunov exponents, behaviour) are written once
+against a generic single step::
+
+    step(h, x) -> h'        h, h' (D,) flat state;  x (I,) the core's input at that step
+
+and take every Jacobian ``∂h'/∂h`` from that step with ``torch.func`` (jacrev, jvp, vmap).
+Any callable of that shape works (a linear map ``h -> ρQh`` in the known-answer tests);
+:func:`model_step` is the thin adapter for a model: it calls ``Recurrent.step`` (the
+cells' own single steps, so every cell of the core, present and future, works unchanged)
+with the state of all layers flattened into one vector.
+
+Flat state layout (``S`` state arity: 1 for (h,), 2 for LSTM's (h, c); ``K`` layers)::
+
+    h_flat = concat(state[0][layer 0], ..., state[0][layer K-1],     # hidden states
+                    state[1][layer 0], ..., state[1][layer K-1])     # LSTM cell states
+    D = S * K * H
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+from torch import Tensor
+from torch.func import jacrev, vmap
+
+from ..errors import UserError
+
+StepFn = Callable[[Tensor, Tensor], Tensor]  # (h (D,), x (I,)) -> h' (D,)
+
+
+@dataclass
+class ModelStep:
+    """A model's core as a flat step function, plus what is needed to read its layout.
+
+    step(h, x): h (D,), x (I,) encoded input -> h' (D,).
+    """
+
+    model: torch.nn.Module
+    hidden: int  # H
+    layers: int  # K
+    arity: int  # S
+    input_size: int  # I: the core's input size (after the encoder)
+
+    @property
+    def dim(self) -> int:
+        return self.arity * self.layers * self.hidden
+
+    def unflatten(self, h: Tensor):
+        """(..., D) -> the core's state layout with a batch of one: (K, 1, H) or a tuple."""
+        parts = h.reshape(self.arity, self.layers, 1, self.hidden).unbind(0)
+        return parts if self.arity == 2 else parts[0]
+
+    def flatten(self, state) -> Tensor:
+        """The core's state (K, N, H) or tuple -> (N, D)."""
+        parts = state if isinstance(state, tuple) else (state,)
+        return torch.cat([p.transpose(0, 1).reshape(p.shape[1], -1) for p in parts], dim=-1)
+
+    def __call__(self, h: Tensor, x: Tensor) -> Tensor:
+        new = self.model.rnn.step(x.unsqueeze(0), self.unflatten(h))
+        return self.flatten(new)[0]
+
+    def part(self, h: Tensor, component: int, layer: Optional[int] = None) -> Tensor:
+        """The slice of a flat state (..., D) holding state component ``component``
+        (0: h, 1: LSTM c) of ``layer`` (None: every layer)."""
+        K, H = self.layers, self.hidden
+        a = component * K * H
+        if layer is None:
+            return h[..., a:a + K * H]
+        return h[..., a + layer * H:a + (layer + 1) * H]
+
+    def encode(self, inputs: Tensor) -> Tensor:
+        """Task inputs (N, L, F) or token ids (N, L) -> the core's inputs (N, L, I)."""
+        return self.model.encoder(inputs)
+
+    def zero_state(self, n: int = 1) -> Tensor:
+        p = next(self.model.parameters())
+        return torch.zeros(n, self.dim, dtype=p.dtype, device=p.device)
+
+
+def model_step(model) -> ModelStep:
+    """The step function of a SequenceModel's core (eval mode: no dropout between layers)."""
+    rnn = model.rnn
+    if rnn.bidirectional:
+        raise UserError("dynamics and gradient flow need a single step, which a bidirectional "
+                        "network does not have: analyse a unidirectional run")
+    model.eval()
+    return ModelStep(model, rnn.hidden_size, rnn.num_layers, rnn.state_arity, rnn.input_size)
+
+
+def trajectory(step: StepFn, h0: Tensor, xs: Tensor) -> Tensor:
+    """States visited from ``h0`` driven by ``xs``: h0 (B, D), xs (B, T, I) -> (B, T+1, D)
+    (index 0 is h0). Batched with vmap over the B starting states."""
+    f = vmap(step)
+    hs: List[Tensor] = [h0]
+    h = h0
+    for t in range(xs.shape[1]):
+        h = f(h, xs[:, t])
+        hs.append(h)
+    return torch.stack(hs, dim=1)
+
+
+def step_jacobians(step: StepFn, hs: Tensor, xs: Tensor) -> Tensor:
+    """∂F/∂h at every (h, x): hs (..., D), xs (..., I) -> (..., D, D), by vmap(jacrev(step))."""
+    lead = hs.shape[:-1]
+    n = hs[..., 0].numel()
+    jac = vmap(jacrev(step, argnums=0))(hs.reshape(n, hs.shape[-1]), xs.reshape(n, xs.shape[-1]))
+    return jac.reshape(*lead, hs.shape[-1], hs.shape[-1])
+
+
+def constant_input(x: Tensor, steps: int, batch: int = 1) -> Tensor:
+    """A constant input x (I,) repeated: (batch, steps, I)."""
+    return x.reshape(1, 1, -1).expand(batch, steps, x.numel())
+
+
+def no_input(dtype=torch.float32) -> Tensor:
+    """The input of an autonomous generic step function: an empty vector (0,)."""
+    return torch.zeros(0, dtype=dtype)
+

@@ -1,0 +1,35 @@
+"""``rnntrain generate``: closed-loop (free-running) generation from a forecasting run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="closed-loop generation (outputs fed back, state carried) "
+                                        "from a forecasting run, e.g. an echo state network")
+    p.set_defaults(func=cmd_generate)
+    p.add_argument("run_dir")
+    p.add_argument("--steps", type=int, default=100, help="steps to generate (default 100)")
+    p.add_argument("--start", choices=("end", "val", "test"), default="end",
+                   help="after the end of the series (default), or from the start of the val/test "
+                        "split, teacher-forced over every row before it and compared with the truth")
+    p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from ..api import generate
+
+    if a.steps <= 0:
+        raise UserError(f"--steps must be positive, got {a.steps}")
+    table = generate(a.run_dir, steps=a.steps, start=a.start)
+    text = table.to_csv()
+    if a.output:
+        Path(a.output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(table.values)} generated rows to {a.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

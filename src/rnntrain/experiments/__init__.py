@@ -1,0 +1,1 @@
+"""Experiments that reproduce figures of the docs: ``python -m rnntrain.experiments.NAME --out FILE.png``."""

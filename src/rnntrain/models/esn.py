@@ -1,0 +1,123 @@
+r"""The echo state network: a fixed random reservoir and a linear readout fitted in closed form.
+
+A :class:`SequenceModel` whose core is the core's reservoir cell
+(:func:`rnntrain.core.cells.reservoir_cell`, weights from :mod:`.reservoir`, never
+trained: ``requires_grad=False``) and whose readout is linear,
+
+.. math::  y_t = W_{out} f_t + c,\qquad f_t = x_t \text{ or } [x_t; u_t]\ (\text{``readout_inputs``}),
+
+fitted by the ``esn`` algorithm (ridge regression or recursive least squares). Because it
+is a SequenceModel with the usual calling convention, evaluation, run directories,
+checkpoints and forecasting work unchanged. Prediction modes:
+
+- teacher-forced one-step prediction: :meth:`EchoStateNetwork.predict` (every step);
+- free-running (closed-loop) generation: :meth:`EchoStateNetwork.generate`.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..core.cells import reservoir_cell
+from ..core.recurrent import Recurrent, unroll_layer
+from ..tasks.base import TaskSpec, evaluating
+from .encoders import make_encoder
+from .generate import closed_loop
+from .reservoir import ReservoirConfig, reservoir_weights, use_sparse
+from .sequence_model import SequenceModel
+
+
+class LinearReadout(nn.Module):
+    """y = W_out f + c at the last step (N, O) or at every step (N, L, O); f (N, L, D_f)."""
+
+    def __init__(self, features: int, out_features: int, per_step: bool) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, out_features)
+        self.per_step = per_step
+        nn.init.zeros_(self.linear.weight)  # fitted in closed form; zero until then
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.linear(features if self.per_step else features[:, -1])
+
+
+class EchoStateNetwork(SequenceModel):
+    """encoder -> reservoir (fixed) -> linear readout (fitted); see the module docstring."""
+
+    def __init__(self, encoder: nn.Module, rnn: Recurrent, readout: LinearReadout,
+                 config: ReservoirConfig) -> None:
+        super().__init__(encoder, rnn, readout)
+        self.readout_inputs = config.readout_inputs
+        self.sparse = use_sparse(config, rnn.hidden_size)
+        self._csr: Optional[Tuple[Tuple[int, int, int], Tensor]] = None  # ((ptr, version, device), W)
+
+    @property
+    def feature_size(self) -> int:
+        return self.readout.linear.in_features
+
+    def _w(self) -> Tensor:
+        """W as the step multiplies it: the parameter itself, or a cached CSR copy of it."""
+        w = self.rnn.weight_hh_l0
+        if not self.sparse:
+            return w
+        key = (w.data_ptr(), w._version, hash(w.device))
+        if self._csr is None or self._csr[0] != key:
+            self._csr = (key, w.detach().to_sparse_csr())
+        return self._csr[1]
+
+    def features(self, inputs: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Readout features f_t at every step and the final state.
+
+        inputs (N, L, F) (or token ids (N, L)); state (1, N, H) or None (zeros)
+        -> features (N, L, H) or (N, L, H + F) with ``readout_inputs``, state (1, N, H).
+        """
+        u = self.encoder(inputs)  # (N, L, F)
+        if state is None:
+            state = self.rnn.initial_state(u.shape[0], device=u.device, dtype=u.dtype)
+        w_ih, _, b_ih, b_hh = self.rnn.layer_weights(0)
+        # the core's own unroll, with W dense or CSR (no fused kernel exists for this cell)
+        states, (h,) = unroll_layer(self.rnn.cell, u.transpose(0, 1), (state[0],), w_ih, self._w(),
+                                    b_ih, b_hh)
+        states = states.transpose(0, 1)  # (N, L, H)
+        feats = torch.cat([states, u], dim=-1) if self.readout_inputs else states
+        return feats, h[None]
+
+    def forward(self, inputs: Tensor, state=None):
+        feats, state = self.features(inputs, state)
+        return self.readout(feats), state
+
+    def predict(self, inputs: Tensor, state=None) -> Tuple[Tensor, Tensor]:
+        """Teacher-forced one-step predictions at every step: (N, L, O), and the state."""
+        with evaluating(self):
+            feats, state = self.features(inputs, state)
+            return self.readout.linear(feats), state
+
+    def generate(self, context: Tensor, steps: int, *, feedback: Optional[Sequence[int]] = None,
+                 exogenous: Optional[Tensor] = None) -> Tensor:
+        """Teacher forcing over ``context`` (N, L, F), then ``steps`` free-running outputs
+        (N, steps, O), each fed back as the next input (:func:`.generate.closed_loop`)."""
+        return closed_loop(self, context, steps, feedback=feedback, exogenous=exogenous)
+
+
+def build_esn(hidden: int, spectral_radius: float, config: ReservoirConfig, spec: TaskSpec, *,
+              embedding: int = 0, readout: str = "auto",
+              generator: Optional[torch.Generator] = None, device=None, dtype=None) -> EchoStateNetwork:
+    """An echo state network for ``spec``: reservoir of ``hidden`` units drawn from ``generator``."""
+    encoder = make_encoder(spec.input_size, spec.tokens, embedding)
+    F = encoder.out_features
+    rnn = Recurrent(reservoir_cell(config.leak_rate), F, hidden, 1, bias=True, batch_first=True,
+                    path="step")
+    w_in, w, b = reservoir_weights(hidden, F, spectral_radius, config, generator)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(w_in)
+        rnn.weight_hh_l0.copy_(w)
+        rnn.bias_ih_l0.copy_(b)
+        rnn.bias_hh_l0.zero_()
+    rnn.requires_grad_(False)  # fixed: no algorithm may change the reservoir
+    if isinstance(encoder, nn.Embedding):
+        encoder.requires_grad_(False)
+    per_step = spec.per_step if readout == "auto" else readout == "every"
+    head = LinearReadout(hidden + (F if config.readout_inputs else 0), spec.output_size, per_step)
+    return EchoStateNetwork(encoder, rnn, head, config).to(device=device, dtype=dtype)

@@ -1,0 +1,178 @@
+"""Population methods: weight vector, batched evaluation, GA/PSO/annealing/CMA-ES vs guessing,
+the GA's three stopping criteria, memetic fine-tuning, resume, CLI, two processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.func import functional_call
+
+import rnntrain
+from rnntrain.models.vector import WeightLayout
+from rnntrain.training import Trainer
+from conftest import small_series_config
+
+METHODS = ["ga", "pso", "anneal", "cmaes"]
+
+
+def pop_config(algo, **overrides):
+    base = {"task.length": 200, "task.window": 8, "model.hidden": 6, "algorithm.name": algo,
+            "algorithm.population": 30, "train.epochs": 30}
+    base.update(overrides)
+    return small_series_config(**base)
+
+
+@pytest.mark.parametrize("cell,layers", [("rnn", 1), ("lstm", 2), ("gru", 1)])
+def test_weight_vector_round_trips_and_follows_registration_order(cell, layers):
+    trainer = Trainer(pop_config("ga", **{"model.cell": cell, "model.layers": layers}))
+    model, layout = trainer.model, WeightLayout(trainer.model)
+    v = layout.vector(model)
+    assert v.shape == (sum(p.numel() for p in model.parameters()),)
+    assert torch.equal(v, torch.nn.utils.parameters_to_vector(model.parameters()))
+    layout.load(model, torch.arange(layout.size, dtype=v.dtype))
+    w_hh = model.rnn.weight_hh_l0
+    slot = next(s for s in layout.slots if s.name == "rnn.weight_hh_l0")
+    assert w_hh[1, 2] == slot.offset + 1 * w_hh.shape[1] + 2  # one gene = one weight, row-major
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_batched_evaluation_equals_one_network_at_a_time(cell):
+    trainer = Trainer(pop_config("ga", **{"model.cell": cell, "model.layers": 2}))
+    algo, model, task = trainer.algorithm, trainer.model, trainer.task
+    pop = algo.pop[:7]
+    losses, _ = algo.evaluator(pop)
+    for i in range(len(pop)):
+        algo.layout.load(model, pop[i])
+        assert losses[i] == pytest.approx(task.evaluate(model, "train")["loss"], rel=1e-4)
+    algo.evaluator.chunk = 2  # chunked, and the generic vmap(functional_call) path
+    chunked, _ = algo.evaluator(pop)
+    algo.evaluator.fast = False
+    generic, _ = algo.evaluator(pop)
+    assert torch.allclose(chunked, losses, rtol=1e-5) and torch.allclose(generic, losses, rtol=1e-5)
+
+
+def test_chunk_size_follows_the_memory_budget():
+    small = Trainer(pop_config("ga", **{"algorithm.memory_mb": 1})).algorithm.evaluator.chunk
+    large = Trainer(pop_config("ga", **{"algorithm.memory_mb": 4096})).algorithm.evaluator.chunk
+    assert 1 <= small < 30 <= large
+
+
+def test_every_method_beats_random_guessing_at_equal_evaluations():
+    # 30 generations x 30 individuals; guessing gets the same number of evaluations.
+    guess = rnntrain.train(pop_config("guess", **{"train.epochs": 32}))
+    baseline = guess.history[-1]["train_loss"]
+    assert guess.history[-1]["train_evaluations"] >= 900
+    for algo in METHODS:
+        r = rnntrain.train(pop_config(algo))
+        assert r.history[-1]["train_evaluations"] <= guess.history[-1]["train_evaluations"]
+        assert r.history[-1]["train_loss"] < baseline / 3, (algo, r.history[-1]["train_loss"], baseline)
+
+
+def test_ga_stops_on_the_fraction_of_examples_learned():
+    r = rnntrain.train(pop_config("ga", **{"algorithm.solved_fraction": 0.5, "algorithm.tolerance": 0.5}))
+    assert "training examples within tolerance 0.5" in r.summary["stop_reason"]
+    assert r.history[-1]["train_within_tolerance"] >= 0.5
+    assert len(r.history) < 30
+
+
+def test_ga_stops_on_the_mse_threshold():
+    r = rnntrain.train(pop_config("ga", **{"algorithm.target_loss": 0.05}))
+    assert "<= target_loss 0.05" in r.summary["stop_reason"]
+    assert r.history[-1]["train_loss"] <= 0.05 < r.history[-2]["train_loss"] if len(r.history) > 1 else True
+    assert len(r.history) < 30
+
+
+def test_ga_stops_at_the_maximum_number_of_generations():
+    r = rnntrain.train(pop_config("ga", **{"train.epochs": 5}))
+    assert r.summary["stop_reason"] == "GA: maximum number of generations (5) reached"
+    assert len(r.history) == 5
+
+
+@pytest.mark.parametrize("options", [
+    {"algorithm.selection": "roulette", "algorithm.crossover": "one-point"},
+    {"algorithm.selection": "rank", "algorithm.crossover": "blend"},
+])
+def test_ga_variants_learn(options):
+    r = rnntrain.train(pop_config("ga", **options))
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] / 2
+
+
+def test_pso_ring_with_constriction_learns():
+    r = rnntrain.train(pop_config("pso", **{"algorithm.topology": "ring", "algorithm.coefficients": "constriction",
+                                            "algorithm.cognitive": 2.05, "algorithm.social": 2.05}))
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] / 2
+
+
+def test_annealing_reports_acceptance_and_cools():
+    geo = rnntrain.train(pop_config("anneal", **{"train.epochs": 10}))
+    temps = [r["train_temperature"] for r in geo.history]
+    assert temps[-1] == pytest.approx(temps[0] * 0.95 ** 9, rel=1e-6)
+    assert all(0 <= r["train_acceptance_rate"] <= 1 for r in geo.history)
+    ada = rnntrain.train(pop_config("anneal", **{"train.epochs": 30, "algorithm.schedule": "adaptive"}))
+    assert 0.05 < ada.history[-1]["train_acceptance_total"] < 0.9
+
+
+def test_memetic_finetuning_continues_from_the_best_individual():
+    r = rnntrain.train(pop_config("ga", **{"train.epochs": 14, "algorithm.finetune_epochs": 4}))
+    ga_best = r.history[9]["train_loss"]
+    assert "then 4 BPTT fine-tuning epochs" in r.summary["stop_reason"]
+    assert "train_lr" in r.history[-1] and "train_lr" not in r.history[9]
+    assert r.history[-1]["train_loss"] < ga_best
+
+
+@pytest.mark.parametrize("algo", METHODS + ["guess"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, algo):
+    config = pop_config(algo, **{"train.epochs": 4, "train.restore_best": False, "algorithm.finetune_epochs": 1})
+    whole = rnntrain.train(config, tmp_path / "whole")
+
+    def stop(round_, row):
+        if round_ == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rnntrain.train(config, tmp_path / "cut", callbacks=[stop])
+    resumed = rnntrain.resume(tmp_path / "cut")
+    sa, sb = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+    assert (tmp_path / "whole" / "train_metrics.png").is_file()
+
+
+def test_guessing_solves_the_latch_in_few_trials():
+    # Hochreiter & Schmidhuber: random guessing solves the latch (variant II) in ~22 trials.
+    config = rnntrain.load_config(base={
+        "task.kind": "guessing", "task.problem": "latch", "task.length": 50, "task.examples": 50,
+        "model.hidden": 1, "algorithm.name": "guess", "algorithm.population": 10,
+        "algorithm.init_range": 100.0, "algorithm.solved_fraction": 1.0, "algorithm.tolerance": 0.3,
+        "train.epochs": 50})
+    r = rnntrain.train(config)
+    assert "100.0% of training examples" in r.summary["stop_reason"]
+    assert r.summary["metrics"]["train"]["accuracy"] == 1.0
+    assert r.history[-1]["train_evaluations_to_solve"] <= 200
+
+
+def test_cli_generations_and_population(tmp_path, capsys):
+    from rnntrain.cli.main import main
+    code = main(["train", "--algorithm", "pso", "--population", "12", "--generations", "3", "--hidden", "4",
+                 "--window", "8", "--set", "task.length=200", "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    config = rnntrain.load_config(tmp_path / "run" / "config.toml")
+    assert config.train.epochs == 3 and config.algorithm.population == 12
+    assert "PSO: maximum number of generations (3) reached" in capsys.readouterr().out
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    script = Path(__file__).with_name("dist_population.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", "29731", str(script), str(tmp_path / "two.pt")],
+                   check=True, env=env, capture_output=True)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert two["world"] == 2 and one["world"] == 1
+    assert one["losses"] == two["losses"]
+    assert all(torch.equal(one["weights"][k], two["weights"][k]) for k in one["weights"])
