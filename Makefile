@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[bench]"
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -27,7 +27,7 @@ DEFAULT_THREADS = torch.get_num_threads()
 
 
 def with_threads(threads: int, fn: Callable[[], Dict[str, float]]) -> Dict[str, float]:
-    """fn() with torch's thread count set, restored after (rnntrain's threads=N is sticky)."""
+    """fn() with torch's thread count set, then restored."""
     torch.set_num_threads(threads)
     try:
         return fn()
@@ -77,35 +77,45 @@ def _row(threads, seed, v: List[float]) -> str:
             f"| {v[5]:.3g} | {v[6]:.3g} | {v[7]:.3g} |")
 
 
-def noise_sweep(seeds: Sequence[int], noises: Sequence[float]) -> str:
-    """Table: rnntrain's recursive-forecast MSE per seed for each task.input_noise, 1 thread."""
-    mse: Dict[float, List[float]] = {}
-    for noise in noises:
-        mse[noise] = []
+# Ways to keep the closed-loop forecast stable without changing the model or the data:
+# the seed's constant rate leaves the final weights wherever the last minibatches put
+# them; a cosine decay settles them, and a little input noise teaches the model to
+# correct its own small errors when its predictions are fed back.
+VARIANTS = {
+    "seed settings": [],
+    "cosine LR": ["optim.schedule='cosine'"],
+    "cosine LR + input noise 0.01": ["optim.schedule='cosine'", "task.input_noise=0.01"],
+}
+
+
+def stability(seeds: Sequence[int]) -> str:
+    """Table: rnntrain's recursive-forecast MSE per seed for each training variant, 1 thread."""
+    mse: Dict[str, List[float]] = {}
+    for name, overrides in VARIANTS.items():
+        mse[name] = []
         for s in seeds:
-            r = with_threads(1, lambda: run_rnntrain(s, ["threads=1", f"task.input_noise={noise}"]))
-            _log(f"rnntrain, input_noise={noise},", s, r)
-            mse[noise].append(r["recursive_mse"])
-    lines = ["| seed | " + " | ".join(f"noise {n:g}" for n in noises) + " |",
-             "|---" * (len(noises) + 1) + "|"]
+            r = with_threads(1, lambda: run_rnntrain(s, ["threads=1", *overrides]))
+            _log(f"rnntrain, {name},", s, r)
+            mse[name].append(r["recursive_mse"])
+    lines = ["| seed | " + " | ".join(VARIANTS) + " |", "|---" * (len(VARIANTS) + 1) + "|"]
     for i, s in enumerate(seeds):
-        lines.append(f"| {s} | " + " | ".join(f"{mse[n][i]:.3g}" for n in noises) + " |")
-    for name, stat in (("median", statistics.median), ("max", max)):
-        lines.append(f"| {name} | " + " | ".join(f"{stat(mse[n]):.3g}" for n in noises) + " |")
+        lines.append(f"| {s} | " + " | ".join(f"{mse[n][i]:.3g}" for n in VARIANTS) + " |")
+    for label, stat in (("median", statistics.median), ("max", max)):
+        lines.append(f"| {label} | " + " | ".join(f"{stat(mse[n]):.3g}" for n in VARIANTS) + " |")
     return "\n".join(lines)
 
 
 def run(quick: bool = False) -> str:
     seeds = [0] if quick else list(range(5))
-    noises = (0.0, 0.02) if quick else (0.0, 0.01, 0.02, 0.05)
     return ("Seed program vs rnntrain (ratio = rnntrain s / seed s at the same thread count):\n\n"
             + compare(seeds)
-            + "\n\nrnntrain recursive-forecast MSE (200 steps) vs task.input_noise, threads=1:\n\n"
-            + noise_sweep(seeds, noises))
+            + "\n\nrnntrain recursive-forecast MSE (200 steps from the train/val boundary), "
+              "threads=1, by training variant:\n\n"
+            + stability(seeds))
 
 
 if __name__ == "__main__":
     import argparse
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, two noise levels")
+    parser.add_argument("--quick", action="store_true", help="one seed")
     print(run(parser.parse_args().quick))

@@ -15,10 +15,20 @@ import time
 import warnings
 from pathlib import Path
 
+import importlib
+
 import torch
 
-import bench_seed
-import bench_throughput
+# (title, module, function(quick) -> markdown), in the order they run.
+SECTIONS = [
+    ("Throughput: rnntrain.Recurrent vs torch.nn", "bench_throughput", "run"),
+    ("Seed PyTorch program vs rnntrain", "bench_seed", "run"),
+    ("Online gradients: RTRL, UORO, SnAp, CRBP vs BPTT", "bench_online", "main"),
+    ("Population search vs pygad and pyswarms", "bench_population", "main"),
+    ("Echo state networks vs reservoirpy", "bench_esn", "main"),
+    ("Hessian-free optimisation", "bench_hf", "main"),
+    ("Dynamics analysis", "bench_analysis", "main"),
+]
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "latest.md"
 
@@ -26,15 +36,26 @@ RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "latest.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, fewer repeats: a fast check")
+    parser.add_argument("--only", nargs="*", metavar="MODULE",
+                        help="run only these sections (module names, e.g. bench_seed bench_esn)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)  # keep the tables readable
     start, load = time.perf_counter(), os.getloadavg()[0]
     sections = [f"# rnntrain benchmarks{' (quick)' if args.quick else ''}\n\n"
                 f"{time.strftime('%Y-%m-%d %H:%M')}, torch {torch.__version__}, "
                 f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads by default, "
-                f"Python {platform.python_version()}",
-                "## Throughput: rnntrain.Recurrent vs torch.nn\n\n" + bench_throughput.run(args.quick),
-                "## Seed PyTorch program vs rnntrain\n\n" + bench_seed.run(args.quick)]
+                f"Python {platform.python_version()}"]
+    for title, module, function in SECTIONS:
+        if args.only and module not in args.only:
+            continue
+        try:
+            run = getattr(importlib.import_module(module), function)
+        except ModuleNotFoundError as e:  # a section whose reference tool is not installed
+            sections.append(f"## {title}\n\nskipped: {e} (make bench installs the bench extra)")
+            continue
+        t0 = time.perf_counter()
+        print(f"running {module} ...", flush=True)
+        sections.append(f"## {title}\n\n{run(args.quick)}\n\n({time.perf_counter() - t0:.0f} s)")
     after = os.getloadavg()[0]
     cpus = os.cpu_count() or 1  # the benchmark itself adds up to `cpus` to the load after
     busy = load > 0.5 * cpus or after > cpus + 0.5
