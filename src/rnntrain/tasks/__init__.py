@@ -13,6 +13,7 @@ from .series import (BUILTIN_SERIES, Series, builtin_series, load_csv, noisy_sin
                      sine, split_bounds)
 from .text import CharTask, TextConfig, default_corpus
 from .stream import StreamConfig, StreamTask
+from .pathological import PathologicalConfig, PathologicalTask
 
 TASKS = {
     "forecast": (ForecastConfig, ForecastTask),
@@ -20,6 +21,7 @@ TASKS = {
     "language": (LanguageConfig, LanguageTask),
     "stream": (StreamConfig, StreamTask),
     "guessing": (GuessingConfig, GuessingTask),
+    "pathological": (PathologicalConfig, PathologicalTask),
 }
 
 __all__ = [
@@ -27,4 +29,5 @@ __all__ = [
     "ForecastConfig", "ForecastTask", "LanguageConfig", "LanguageTask", "LANGUAGES", "CharTask", "TextConfig", "default_corpus",
     "Scaler", "SCALES", "Series", "BUILTIN_SERIES", "builtin_series", "load_csv",
     "sine", "noisy_sine", "oscillator", "split_bounds", "StreamConfig", "StreamTask",
+    "PathologicalConfig", "PathologicalTask",
 ]
