@@ -1,17 +1,27 @@
 """Time and memory per step of the online gradient algorithms against hidden size n.
 
 For an Elman network (tanh; CRBP: the locally recurrent cell) with N = 4 streams, input
-size 1, float32 on CPU: seconds per time step of the sensitivity update (Jacobians +
-influence update + the gradient c·M) and the bytes it carries (influence / rank-one
-factors), against BPTT's seconds per step (forward + backward of a T = 50 sequence, / T)
-and the bytes of activations it stores per step (saved tensors). The scaling exponent is
-the slope of log(time) and log(memory) against log(n) over the largest three sizes.
+size 1, float32 on CPU, one torch thread: seconds per time step of the sensitivity update
+(Jacobians + influence update + the gradient c·M) and the bytes it carries (influence /
+rank-one factors), against BPTT's seconds per step (forward + backward of a T = 50
+sequence, / T) and the bytes of activations it stores per step (saved tensors). Every time
+is the median over repeated steps after warm-up.
 
-RTRL's update ``M = D M + I`` is one batched matrix product; its FLOP rate at n = 64
-(2·N·S²·P flops per step) is reported as a fraction of ``torch.mm``'s rate on a 1024²
-product measured in the same run.
+Scaling exponents, two ways (the raw table is printed too):
 
-    python benchmarks/bench_online.py            # n = 8 .. 128 (RTRL, SnAp-2 to 128)
+- ``slope``: the least-squares slope of log(time) against log(n) over n >= FIT_FROM;
+- ``k``: the exponent of ``t(n) = a + b·n^k`` fitted to every size, where ``a`` is the
+  fixed per-call cost (``torch.func`` dispatch, ~1 ms here) that flattens the slope at
+  small n; ``k`` is the asymptotic exponent (RTRL: 4, UORO/SnAp-1/CRBP/BPTT: 2) once the
+  sizes reach where ``b·n^k`` is comparable to ``a`` (hence n = 256 for the n² methods);
+  it is printed only when ``b·n^k`` is at least half of the largest size's time.
+
+RTRL's update ``M = D M + I`` is one batched GEMM written into a preallocated buffer
+(``baddbmm_``). It is timed exactly as the algorithm runs it (its own buffers, shapes,
+float32, layout, after real steps) at n = 64, interleaved with ``torch.mm`` on square
+matrices of the same FLOP count and on 1024 x 1024, in the same process, 1 thread.
+
+    python benchmarks/bench_online.py            # n = 8 .. 128 (n² methods and BPTT to 256)
     python benchmarks/bench_online.py --quick    # n = 8 .. 32
 """
 from __future__ import annotations
@@ -20,7 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +45,26 @@ from rnntrain.core import Recurrent  # noqa: E402
 
 N, T_BPTT = 4, 50
 ALGOS = ("bptt", "rtrl", "uoro", "snap1", "snap2", "crbp")
-DENSE_CAP = 128  # largest n for RTRL and SnAp-2 (dense on a dense network): n⁴ time, n³ memory
+DENSE = ("rtrl", "snap2")  # dense influence on a dense network: n⁴ time, n³ memory
+DENSE_CAP = 128  # largest n for RTRL and SnAp-2 (n = 256: 3 x 270 MB buffers, ~0.3 s a step)
+WIDE = 256  # the extra size for the n² methods (their n² term passes the fixed cost here)
+FIT_FROM = 32  # the slope is fitted over n >= FIT_FROM
+BUDGET = 1.5  # seconds of measurement per (algorithm, n), at least MIN_REPS repeats
+MIN_REPS, MAX_REPS, WARMUP = 3, 40, 2
+
+
+def _median_time(step: Callable[[], None]) -> float:
+    """Median seconds of ``step()`` after WARMUP calls (MIN_REPS..MAX_REPS repeats, ~BUDGET s)."""
+    for _ in range(WARMUP):
+        step()
+    times: List[float] = []
+    spent = 0.0
+    while len(times) < MIN_REPS or (len(times) < MAX_REPS and spent < BUDGET):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+    return statistics.median(times)
 
 
 def _sensitivity(name: str, fn):
@@ -52,95 +81,168 @@ def _carried_bytes(sens) -> int:
     return sum(t.numel() * t.element_size() for t in sens.state_dict().values() if t is not None)
 
 
-def time_online(name: str, n: int, steps: int) -> Dict[str, float]:
-    rnn = Recurrent("LOCAL" if name == "crbp" else "RNN", 1, n)
-    fn = ModelStep(rnn)
+def _online(name: str, n: int):
+    """(fn, sens, step) for one algorithm at size n; step() advances one time step."""
+    fn = ModelStep(Recurrent("LOCAL" if name == "crbp" else "RNN", 1, n))
     sens = _sensitivity(name, fn)
-    x = torch.randn(N, steps + 2, 1)
-    s = torch.zeros(N, fn.S)
-    sens.reset(N, s)
-    c = torch.randn(N, fn.S)
-    times = []
+    gen = torch.Generator().manual_seed(n)
+    box = {"s": torch.zeros(N, fn.S)}
+    sens.reset(N, box["s"])
+    c = torch.randn(N, fn.S, generator=gen)
+
+    def step() -> None:
+        x = torch.randn(N, 1, generator=gen)
+        box["s"] = sens.advance(fn.theta(), box["s"], x)
+        sens.gradient(c)
+
+    return fn, sens, step
+
+
+def time_online(name: str, n: int) -> Dict[str, float]:
+    _, sens, step = _online(name, n)
     with torch.no_grad():
-        for t in range(steps + 2):
-            start = time.perf_counter()
-            s = sens.advance(fn.theta(), s, x[:, t])
-            sens.gradient(c)
-            times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times[2:]), "bytes": _carried_bytes(sens)}
+        seconds = _median_time(step)
+    return {"seconds": seconds, "bytes": _carried_bytes(sens)}
 
 
-def time_bptt(n: int, repeats: int) -> Dict[str, float]:
+def time_bptt(n: int) -> Dict[str, float]:
     rnn = Recurrent("RNN", 1, n, batch_first=True)
     x = torch.randn(N, T_BPTT, 1)
-    saved = []
+    saved: List[int] = []
 
     def pack(t):
         saved.append(t.numel() * t.element_size())
         return t
 
-    times = []
-    for r in range(repeats + 1):
+    def step() -> None:
         saved.clear()
-        start = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out, _ = rnn(x, path="step")  # the cell's step: what an online algorithm would call
         out.sum().backward()
-        times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times[1:]) / T_BPTT, "bytes": sum(saved) / T_BPTT}
+
+    seconds = _median_time(step)
+    return {"seconds": seconds / T_BPTT, "bytes": sum(saved) / T_BPTT}
 
 
-def flop_fraction(n: int = 64, repeats: int = 5) -> Dict[str, float]:
-    """RTRL's D M + I at n against torch.mm on 1024 x 1024 (flops per second)."""
-    fn = ModelStep(Recurrent("RNN", 1, n))
-    S, P = fn.S, fn.P
-    D, M, I = torch.randn(N, S, S), torch.randn(N, S, P), torch.randn(N, S, P)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+def rtrl_update_rate(n: int = 64, repeats: int = 25) -> Dict[str, float]:
+    """RTRL's update as run (``I.baddbmm_(D, M)`` on its own buffers) against torch.mm.
 
-    def best(f):
-        f()
-        ts = []
+    The operands are the algorithm's: M and the spare buffer of an RTRLSensitivity after
+    real steps, D from its Jacobians. Each repeat times the update, an mm of the same FLOP
+    count (square, side m = (N·S²·P)^(1/3)) and a 1024² mm, in turn; medians."""
+    fn, sens, step = _online("rtrl", n)
+    with torch.no_grad():
+        for _ in range(3):
+            step()
+        _, D, _ = fn.jacobians(fn.theta(), torch.randn(N, fn.S), torch.randn(N, 1))
+        M, buf = sens.M, sens._spare  # (N, S, P) contiguous float32, the algorithm's layout
+        assert M.is_contiguous() and buf.is_contiguous() and M.dtype == torch.float32
+        S, P = fn.S, fn.P
+        flops = 2 * N * S * S * P
+        m = round((N * S * S * P) ** (1 / 3))
+        a, b, c = torch.randn(m, m), torch.randn(m, m), torch.empty(m, m)
+        A, B, C = torch.randn(1024, 1024), torch.randn(1024, 1024), torch.empty(1024, 1024)
+        ops = {"update": lambda: buf.baddbmm_(D, M), "mm_same": lambda: torch.mm(a, b, out=c),
+               "mm_1024": lambda: torch.mm(A, B, out=C)}
+        for f in ops.values():
+            for _ in range(WARMUP):
+                f()
+        times: Dict[str, List[float]] = {k: [] for k in ops}
         for _ in range(repeats):
-            start = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - start)
-        return min(ts)
+            for k, f in ops.items():
+                start = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - start)
+        step_seconds = _median_time(step)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {"update": flops / med["update"], "mm_same": 2 * m ** 3 / med["mm_same"],
+            "mm_1024": 2 * 1024 ** 3 / med["mm_1024"]}
+    return {"n": n, "m": m, "gflop": flops / 1e9, "update_ms": med["update"] * 1e3,
+            "step_ms": step_seconds * 1e3, **{f"{k}_gflops": v / 1e9 for k, v in rate.items()},
+            "fraction_same": rate["update"] / rate["mm_same"], "fraction_1024": rate["update"] / rate["mm_1024"]}
 
-    rtrl = 2 * N * S * S * P / best(lambda: torch.baddbmm(I, D, M))
-    mm = 2 * 1024 ** 3 / best(lambda: torch.mm(a, b))
-    return {"rtrl_gflops": rtrl / 1e9, "mm_gflops": mm / 1e9, "fraction": rtrl / mm}
+
+def slope(ns: Sequence[int], ys: Sequence[float], start: int = FIT_FROM) -> float:
+    """Least-squares slope of log y against log n over n >= start (nan below 2 points)."""
+    pts = [(n, y) for n, y in zip(ns, ys) if n >= start]
+    if len(pts) < 2:
+        return float("nan")
+    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(x, y, 1)[0])
 
 
-def _slope(ns: List[int], ys: List[float]) -> float:
-    ns, ys = ns[-3:], ys[-3:]
-    return float(np.polyfit(np.log(ns), np.log(ys), 1)[0]) if len(ns) >= 2 else float("nan")
+def overhead_fit(ns: Sequence[int], ys: Sequence[float]) -> Dict[str, float]:
+    """``t = a + b·n^k`` (a, b >= 0) with the least relative squared error; k on a 0.01 grid."""
+    if len(ns) < 4:
+        return {"k": float("nan"), "a": float("nan"), "tail": float("nan")}
+    n, y = np.asarray(ns, float), np.asarray(ys, float)
+    best = (np.inf, float("nan"), float("nan"))
+    for k in np.arange(0.0, 6.0001, 0.01):
+        X = np.stack([np.ones_like(n), n ** k], 1) / y[:, None]  # rows scaled: relative error
+        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
+        if (coef < 0).any():  # a clamped at 0: the pure power law
+            coef = np.array([0.0, float(np.sum(n ** k / y) / np.sum((n ** k / y) ** 2))])
+        err = float(np.sum((X @ coef - 1) ** 2))
+        if err < best[0]:
+            best = (err, float(k), float(coef[0]))
+    # share of the largest size's time that is b·n^k: below 1/2 the fixed cost dominates
+    # everywhere and k is not determined by the data
+    return {"k": best[1], "a": best[2], "tail": 1 - best[2] / float(y[-1])}
+
+
+def _k(fit: Dict[str, float]) -> str:
+    if not fit["tail"] >= 0.5:
+        return f"— (fixed {fit['a'] * 1e3:.2f} ms dominates)" if fit["a"] == fit["a"] else "—"
+    return f"{fit['k']:.2f} (a = {fit['a'] * 1e3:.2f} ms)"
 
 
 def main(quick: bool = False) -> str:
-    sizes = (8, 16, 32) if quick else (8, 16, 32, 64, 128)
-    steps = 3 if quick else 5
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared machine: ratios at 1 thread are what is comparable
+    try:
+        return _main(quick)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _main(quick: bool) -> str:
+    sizes = (8, 16, 32) if quick else (8, 16, 32, 64, 128, WIDE)
+    start = 16 if quick else FIT_FROM
+    started = time.perf_counter()
     rows: Dict[str, Dict[int, Dict[str, float]]] = {a: {} for a in ALGOS}
     for n in sizes:
-        rows["bptt"][n] = time_bptt(n, steps)
-        for name in ALGOS[1:]:
-            if name in ("rtrl", "snap2") and n > DENSE_CAP:
+        for name in ALGOS:
+            if name in DENSE and n > DENSE_CAP:
                 continue
-            rows[name][n] = time_online(name, n, steps if n < 128 else 2)
+            rows[name][n] = time_bptt(n) if name == "bptt" else time_online(name, n)
     lines = [f"Per time step, Elman network (CRBP: locally recurrent), N = {N} streams, float32, "
-             f"{torch.get_num_threads()} threads.", "",
-             "| algorithm | " + " | ".join(f"n={n}" for n in sizes) + " | time exponent | memory exponent |",
-             "|---|" + "---:|" * len(sizes) + "---:|---:|"]
+             f"1 thread (median over repeated steps). Cells: time / carried memory "
+             f"(BPTT: activations stored per step). RTRL and SnAp-2 stop at n = {DENSE_CAP} "
+             f"(n³ memory: 3 x 270 MB at n = 256).", "",
+             "| algorithm | " + " | ".join(f"n={n}" for n in sizes) +
+             f" | time slope n≥{start} | time k of a + b·nᵏ (a) | memory slope n≥{start} |",
+             "|---|" + "---:|" * len(sizes) + "---:|---:|---:|"]
     for name in ALGOS:
         r = rows[name]
         cells = [f"{r[n]['seconds'] * 1e3:.2f} ms / {r[n]['bytes'] / 1024:.0f} KiB" if n in r else "—"
                  for n in sizes]
         ns = [n for n in sizes if n in r]
-        lines.append(f"| {name} | " + " | ".join(cells) +
-                     f" | {_slope(ns, [r[n]['seconds'] for n in ns]):.2f} "
-                     f"| {_slope(ns, [r[n]['bytes'] for n in ns]):.2f} |")
-    f = flop_fraction(32 if quick else 64)
-    lines += ["", f"RTRL's update D·M + I at n = {32 if quick else 64}: {f['rtrl_gflops']:.1f} GFLOP/s; "
-                  f"torch.mm 1024²: {f['mm_gflops']:.1f} GFLOP/s; fraction {f['fraction']:.0%}."]
+        ts, bs = [r[n]["seconds"] for n in ns], [r[n]["bytes"] for n in ns]
+        fit = overhead_fit(ns, ts)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {slope(ns, ts, start):.2f} "
+                     f"| {_k(fit)} | {slope(ns, bs, start):.2f} |")
+    nf = 32 if quick else 64
+    f = rtrl_update_rate(nf)
+    lines += ["",
+              f"RTRL's update M = D·M + I at n = {nf} as run (baddbmm_ into its buffer, (N, S, P) = "
+              f"({N}, {nf}, {f['gflop'] * 1e9 / (2 * N * nf * nf):.0f}), {f['gflop']:.3f} GFLOP): "
+              f"{f['update_ms']:.2f} ms, {f['update_gflops']:.1f} GFLOP/s = "
+              f"{f['fraction_same']:.0%} of torch.mm at the same FLOP count ({f['m']}², "
+              f"{f['mm_same_gflops']:.1f} GFLOP/s), {f['fraction_1024']:.0%} of torch.mm 1024² "
+              f"({f['mm_1024_gflops']:.1f} GFLOP/s); interleaved medians, 1 thread. The update is "
+              f"{f['update_ms'] / f['step_ms']:.0%} of RTRL's whole step ({f['step_ms']:.2f} ms) "
+              f"at this n; the rest is the Jacobians D, I (n³) and torch.func's fixed cost.",
+              f"(benchmark time {time.perf_counter() - started:.0f} s)"]
     return "\n".join(lines)
 
 

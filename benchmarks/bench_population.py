@@ -103,8 +103,10 @@ def _pyswarms(generations: int) -> Dict[str, float]:
 
 def _flop_fraction() -> str:
     x, _ = _data()
-    N, L = x.shape[0], x.shape[1]
-    flops = POP * N * L * (2 * HIDDEN * HIDDEN + 2 * HIDDEN + 4 * HIDDEN) + POP * N * 2 * HIDDEN
+    N, L, F, H = x.shape[0], x.shape[1], x.shape[2], HIDDEN
+    # per window and step: W_hh h (2H^2), W_ih x (2HF), two biases, the sum, tanh (1 each per
+    # unit: 4H); per window, the linear readout (2H + 1)
+    flops = POP * N * (L * (2 * H * H + 2 * H * F + 4 * H) + 2 * H + 1)
     trainer = Trainer(_config("pso", POP, 2))
     ev, pop = trainer.algorithm.evaluator, trainer.algorithm.x
     ev(pop)

@@ -52,23 +52,30 @@ def _log(what: str, seed: int, r: Dict[str, float]) -> None:
 
 
 def compare(seeds: Sequence[int]) -> str:
-    """Table: seed program vs rnntrain at torch's default threads and at 1 thread."""
+    """Table: the seed program vs rnntrain, each as a user runs it (torch's default threads
+    vs rnntrain's default, which picks 1 thread for a model this small), then both at the
+    same fixed thread counts (like with like)."""
+    settings = [("defaults", DEFAULT_THREADS, []),
+                (f"both {DEFAULT_THREADS}", DEFAULT_THREADS, [f"threads={DEFAULT_THREADS}"]),
+                ("both 1", 1, ["threads=1"])]
     lines = ["| threads | seed | seed s | rnntrain s | ratio | seed val (batch mean) | "
              "seed val (window mean) | rnntrain val | seed recursive MSE | rnntrain recursive MSE |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for threads in dict.fromkeys((DEFAULT_THREADS, 1)):
+    for label, threads, overrides in settings:
+        if label != "defaults" and threads == DEFAULT_THREADS and DEFAULT_THREADS == 1:
+            continue
         rows: List[List[float]] = []
         for s in seeds:
             a = with_threads(threads, lambda: run_seed(s))
-            _log(f"seed program, {threads} threads,", s, a)
-            b = with_threads(threads, lambda: run_rnntrain(s, [f"threads={threads}"]))
-            _log(f"rnntrain, {threads} threads,", s, b)
+            _log(f"seed program, {label},", s, a)
+            b = with_threads(threads, lambda: run_rnntrain(s, overrides))
+            _log(f"rnntrain, {label},", s, b)
             rows.append([a["seconds"], b["seconds"], b["seconds"] / a["seconds"], a["val_loss"],
                          a["val_loss_windows"], b["val_loss"], a["recursive_mse"], b["recursive_mse"]])
         for s, row in zip(seeds, rows):
-            lines.append(_row(threads, s, row))
+            lines.append(_row(label, s, row))
         if len(rows) > 1:
-            lines.append(_row(threads, "median", [statistics.median(c) for c in zip(*rows)]))
+            lines.append(_row(label, "median", [statistics.median(c) for c in zip(*rows)]))
     return "\n".join(lines)
 
 

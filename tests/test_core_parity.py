@@ -265,3 +265,27 @@ def test_jvp_on_step_path_matches_finite_differences(cell, path):
     fd = (f(*shifted(+1)) - f(*shifted(-1))) / (2 * eps)
     assert dy.abs().max() > 1e-2
     assert_close(dy, fd, 1e-7)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "rnn_relu", "lstm", "gru", "reservoir", "local"])
+def test_recur_with_stacked_weights_equals_one_network_at_a_time(name):
+    # Population evaluation runs P networks through the cell's own recur with stacked
+    # weights (P, G*H, H), biases (P, 1, G*H) and states (P, N, H): no vmap, same step.
+    from rnntrain.core.cells import CELLS as CELL_TABLE
+
+    cell, P = CELL_TABLE[name], 3
+    g = torch.Generator().manual_seed(0)
+    G = cell.gates
+    w_hh = torch.randn(P, G * H, H, dtype=torch.float64, generator=g)
+    b_hh = torch.randn(P, 1, G * H, dtype=torch.float64, generator=g)
+    gx = torch.randn(P, N, G * H, dtype=torch.float64, generator=g)
+    state = tuple(torch.randn(P, N, H, dtype=torch.float64, generator=g) for _ in range(cell.state_arity))
+    batched = cell.recur(gx, state, w_hh, b_hh)
+    for i in range(P):
+        one = cell.recur(gx[i], tuple(s[i] for s in state), w_hh[i], b_hh[i, 0])
+        for a, b in zip(batched, one, strict=True):
+            assert_close(a[i], b, 1e-12)
+    # bias_in_gx: the cell's own claim that gx may absorb b_hh (what a batched caller relies on)
+    folded = cell.recur(gx + b_hh, state, w_hh, None)
+    same = all(torch.allclose(a, b, atol=1e-12) for a, b in zip(batched, folded, strict=True))
+    assert same == cell.bias_in_gx

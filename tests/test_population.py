@@ -2,6 +2,7 @@
 the GA's three stopping criteria, memetic fine-tuning, resume, CLI, two processes."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -176,3 +177,31 @@ def test_two_processes_equal_one_process(tmp_path):
     assert two["world"] == 2 and one["world"] == 1
     assert one["losses"] == two["losses"]
     assert all(torch.equal(one["weights"][k], two["weights"][k]) for k in one["weights"])
+
+
+def test_only_rank_zero_writes_the_run_directory(tmp_path, monkeypatch):
+    # torchrun's variables, no process group yet (BPTT never joins one): rank 1 writes nothing.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    r = rnntrain.train(small_series_config(**{"train.epochs": 2}), tmp_path / "run")
+    assert len(r.history) == 2 and not (tmp_path / "run").exists()
+    monkeypatch.setenv("RANK", "0")
+    rnntrain.train(small_series_config(**{"train.epochs": 2}), tmp_path / "run")
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_cli_under_torchrun_writes_one_consistent_run_directory(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", "29733", "-m", "rnntrain.cli.main", "train", "--algorithm", "ga",
+                    "--population", "9", "--generations", "3", "--hidden", "4", "--window", "8",
+                    "--set", "task.length=200", "--out", str(out), "--quiet"],
+                   check=True, env=env, capture_output=True)
+    config = rnntrain.load_config(out / "config.toml")
+    assert config.algorithm.population == 9
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3  # header + one row per generation, written by one process
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 3 and summary["plot"] == "forecast.png"
+    assert rnntrain.load_run(out).model is not None

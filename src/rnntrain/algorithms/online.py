@@ -16,8 +16,9 @@ pattern); each implements a :class:`Sensitivity`. The rest lives here, once:
 
 - :class:`StepFunction` / :class:`ModelStep`: the core's single step ``Recurrent.step`` as
   a pure function of a flat parameter vector, and its Jacobians by ``torch.func``
-  (``jacrev`` for D and I, ``jvp`` for D·v, ``vjp`` for u·I). The cell's equations are
-  never restated: everything is derived from the cell's own step.
+  (one vjp per stream pulled back along a basis for D and I, ``jvp`` for D·v, ``vjp`` for
+  u·I). The cell's equations are never restated: everything is derived from the cell's
+  own step.
 - :class:`OnlineAlgorithm`: the stream loop (one step at a time, state carried across
   batches that ``continue``), the credit ``∂L_t/∂s_t`` and the readout's gradient by
   autograd through the readout alone, the k-step update schedule, the ``Updater`` and the
@@ -42,6 +43,8 @@ from ..core import CELLS, Recurrent
 from ..errors import UserError
 from ..optim import Updater
 from .base import Algorithm, Context, StepCallback
+
+JACOBIAN_CHUNK_BYTES = 16 << 20  # bound on one group of streams' Jacobian temporaries
 
 
 # ----------------------------------------------------------------- the step as a function
@@ -72,14 +75,18 @@ class StepFunction(ABC):
         """One stream: s1 (S,), x1 (F,) -> (S,)."""
         return self(theta, s1[None], x1[None])[0]
 
-    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """(s' (N, S), D (N, S, S), I (N, S, P)), per stream, by reverse mode (S vjps)."""
+    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor, out: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+        """(s' (N, S), D (N, S, S), I (N, S, P)), per stream, by reverse mode (S vjps).
+
+        ``out`` (N, S, P), if given, receives I (and is returned as I): callers that keep I
+        in a buffer of their own (RTRL's influence) avoid a fresh N·S·P tensor per step."""
         def f(th, s1, x1):
             out = self.single(th, s1, x1)
             return out, out
 
         (D, I), s_next = vmap(jacrev(f, argnums=(1, 0), has_aux=True), in_dims=(None, 0, 0))(theta, s, x)
-        return s_next, D, I
+        return s_next, D, (I if out is None else out.copy_(I))
 
     def jvp_state(self, theta: Tensor, s: Tensor, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
         """(s', D v) for v (N, S): forward mode, one pass (streams are independent rows)."""
@@ -121,6 +128,8 @@ class ModelStep(StepFunction):
         self.rnn = rnn
         self.stepper = _Stepper(rnn)
         self.names = [n for n, _ in rnn.named_parameters()]
+        self.keys = ["rnn." + n for n in self.names]  # the names functional_call sees
+        self._basis: Optional[Tensor] = None  # (S, S) identity: the cotangents of jacobians()
         self.shapes = [p.shape for p in rnn.parameters()]
         self.sizes = [p.numel() for p in rnn.parameters()]
         self.P = sum(self.sizes)
@@ -146,8 +155,51 @@ class ModelStep(StepFunction):
         return torch.stack(parts).permute(2, 0, 1, 3).reshape(parts[0].shape[1], self.S)
 
     def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
-        params = {"rnn." + n: t for n, t in zip(self.names, self.split(theta))}
-        return self.from_hx(functional_call(self.stepper, params, (x, self.to_hx(s))))
+        return self.step_params(self.split(theta), s, x)
+
+    def step_params(self, params, s: Tensor, x: Tensor) -> Tensor:
+        """The step with the parameters as tensors shaped like the model's (a sequence)."""
+        return self.from_hx(functional_call(self.stepper, dict(zip(self.keys, params)), (x, self.to_hx(s))))
+
+    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor, out: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+        """(s', D, I) as :meth:`StepFunction.jacobians`, cheaper: one vjp per stream, pulled back
+        along the S basis cotangents (one vmap), differentiating the parameter tensors
+        themselves, so each block of I is written once, straight into ``out``'s columns
+        (no concatenation of the blocks, no fresh (N, S, P) tensor when ``out`` is given)."""
+        N, S = s.shape
+        params = tuple(self.split(theta))
+        if self._basis is None or self._basis.dtype != s.dtype or self._basis.device != s.device:
+            self._basis = torch.eye(S, dtype=s.dtype, device=s.device)
+        basis = self._basis
+
+        def per_stream(s1, x1):  # (S,), (F,)
+            s_next, pull = vjp(lambda p, s_: self.single_params(p, s_, x1), params, s1)
+            dp, ds = vmap(pull)(basis)  # rows of I per parameter tensor (S, *shape), of D (S, S)
+            return s_next, ds, dp
+
+        if out is None:
+            out = s.new_empty(N, S, self.P)
+        # streams in groups whose temporaries stay under JACOBIAN_CHUNK_BYTES: the allocator
+        # then reuses the same memory every step instead of mapping (and faulting in) fresh
+        # pages for an N·S·P tensor, which costs more than the GEMM itself at n = 128
+        group = max(1, JACOBIAN_CHUNK_BYTES // (S * self.P * s.element_size()))
+        s_next, D = [], []
+        for lo in range(0, N, group):
+            hi = min(N, lo + group)
+            s1, D1, blocks = vmap(per_stream)(s[lo:hi], x[lo:hi])  # (G, S), (G, S, S), ((G, S, *shape), ...)
+            for blk, dst, shape in zip(blocks, out[lo:hi].split(self.sizes, dim=2), self.shapes):
+                dst.view(hi - lo, S, *shape).copy_(blk)  # (G, S, P_k) columns of I
+            s_next.append(s1)
+            D.append(D1)
+            del blocks
+        if len(D) == 1:
+            return s_next[0], D[0], out
+        return torch.cat(s_next), torch.cat(D), out
+
+    def single_params(self, params, s1: Tensor, x1: Tensor) -> Tensor:
+        """One stream with the parameters as tensors: s1 (S,), x1 (F,) -> (S,)."""
+        return self.step_params(params, s1[None], x1[None])[0]
 
     def structural(self) -> "ModelStep":
         # ReLU units are exactly zero (with zero derivative) half the time; tanh has the same

@@ -5,8 +5,8 @@ The influence matrix of every stream is kept densely and advanced by
 
 .. math::  M_t = D_t M_{t-1} + I_t \qquad (N, S, P) = (N, S, S) @ (N, S, P) + (N, S, P)
 
-with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (``torch.func.jacrev``,
-see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
+with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (``torch.func``: one vjp
+per stream pulled back along the S basis cotangents, see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
 every cell and any number of layers, with no stored history. Cost per step: the batched
 matrix product, 2·N·S²·P flops (for an Elman network S = n, P ≈ n², so n⁴), and N·S·P
 memory (n³) — why the approximations (UORO, SnAp) exist.
@@ -24,27 +24,37 @@ from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
 
 
 class RTRLSensitivity(Sensitivity):
-    """Dense influence ``M`` (N, S, P), advanced exactly."""
+    """Dense influence ``M`` (N, S, P), advanced exactly.
+
+    Two preallocated buffers take turns: the step writes ``I_t`` into the spare one and
+    adds ``D_t M_{t-1}`` to it in place (``baddbmm_``: one GEMM accumulating into its
+    output), so a step allocates no N·S·P tensor and copies nothing but I once.
+    """
 
     M: Tensor
 
     def reset(self, batch: int, like: Tensor) -> None:
         self.M = like.new_zeros(batch, self.fn.S, self.fn.P)
+        self._spare = torch.empty_like(self.M)
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
-        s_next, D, I = self.fn.jacobians(theta, s, x)  # (N, S), (N, S, S), (N, S, P)
-        self.M = torch.baddbmm(I, D, self.M)  # D M + I: the one matrix product of RTRL
+        nxt = self._spare if self._spare.shape == self.M.shape else torch.empty_like(self.M)
+        s_next, D, I = self.fn.jacobians(theta, s, x, out=nxt)  # (N, S), (N, S, S), I in nxt
+        I.baddbmm_(D, self.M)  # M_t = D M_{t-1} + I: the one matrix product of RTRL
+        self._spare, self.M = self.M, I
         return s_next
 
     def gradient(self, c: Tensor) -> Tensor:
         return torch.bmm(c[:, None, :], self.M)[:, 0]  # (N, P)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"M": getattr(self, "M", None)}
+        M = getattr(self, "M", None)
+        return {"M": None if M is None else M.clone()}  # M's buffer is overwritten two steps on
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state["M"] is not None:
-            self.M = state["M"]
+            self.M = state["M"].clone()
+            self._spare = torch.empty_like(self.M)
 
 
 @dataclass(frozen=True)

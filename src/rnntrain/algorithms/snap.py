@@ -134,6 +134,7 @@ class SparseSensitivity(Sensitivity):
         if self.dense:
             self.mask = self.pattern.to(like)
             self.M = like.new_zeros(batch, self.fn.S, self.fn.P)
+            self._spare = torch.empty_like(self.M)  # RTRL's two buffers, taking turns
         else:
             self.M = like.new_zeros(batch, len(self.e_row))
             dev = like.device
@@ -143,8 +144,10 @@ class SparseSensitivity(Sensitivity):
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
         if self.dense:
-            s_next, D, I = self.fn.jacobians(theta, s, x)
-            self.M = torch.baddbmm(I, D, self.M) * self.mask
+            nxt = self._spare if self._spare.shape == self.M.shape else torch.empty_like(self.M)
+            s_next, D, I = self.fn.jacobians(theta, s, x, out=nxt)
+            I.baddbmm_(D, self.M).mul_(self.mask)  # (D M + I) ⊙ pattern, in the spare buffer
+            self._spare, self.M = self.M, I
             return s_next
         N = s.shape[0]
         s_next, DU = self.fn.jvp_state_many(theta, s, x, self.U)  # (Kd, N, S): D times colour sums
@@ -162,11 +165,13 @@ class SparseSensitivity(Sensitivity):
         return g.index_add_(1, self.e_col, c[:, self.e_row] * self.M)  # (N, P)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"M": getattr(self, "M", None)}
+        M = getattr(self, "M", None)
+        return {"M": None if M is None else M.clone()}  # the dense buffers are reused
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state["M"] is not None:
-            self.M = state["M"]
+            self.M = state["M"].clone()
+            self._spare = torch.empty_like(self.M)
 
 
 @dataclass(frozen=True)

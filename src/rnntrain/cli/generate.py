@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .infer import write_table
 
 
 def register(sub) -> None:
@@ -25,11 +26,5 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
     if a.steps <= 0:
         raise UserError(f"--steps must be positive, got {a.steps}")
-    table = generate(a.run_dir, steps=a.steps, start=a.start)
-    text = table.to_csv()
-    if a.output:
-        Path(a.output).write_text(text, encoding="utf-8")
-        print(f"wrote {len(table.values)} generated rows to {a.output}")
-    else:
-        sys.stdout.write(text)
+    write_table(generate(a.run_dir, steps=a.steps, start=a.start), a.output, "generated")
     return 0

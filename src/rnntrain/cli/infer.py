@@ -30,14 +30,18 @@ def cmd_forecast(a: argparse.Namespace) -> int:
 
     if a.steps is not None and a.steps <= 0:
         raise UserError(f"--steps must be positive, got {a.steps}")
-    table = forecast(a.run_dir, steps=a.steps, start=a.start)
+    write_table(forecast(a.run_dir, steps=a.steps, start=a.start), a.output, "forecast")
+    return 0
+
+
+def write_table(table, output, noun: str) -> None:
+    """A forecast/generation table as CSV: to ``output`` if given, else to stdout."""
     text = table.to_csv()
-    if a.output:
-        Path(a.output).write_text(text, encoding="utf-8")
-        print(f"wrote {len(table.values)} forecast rows to {a.output}")
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        print(f"wrote {len(table.values)} {noun} rows to {output}")
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def cmd_sample(a: argparse.Namespace) -> int:

@@ -9,6 +9,12 @@ from ..errors import UserError
 
 
 def register(sub) -> None:
+    # The choices shown in --help come from the registries, so they never go stale.
+    from ..algorithms import ALGORITHMS
+    from ..models.init import INIT_SCHEMES
+    from ..models.sequence_model import CELL_NAMES
+    from ..tasks.series import BUILTIN_SERIES
+
     p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
     p.set_defaults(func=cmd_train)
     p.add_argument("config", nargs="?", help="TOML config file (everything has a default)")
@@ -19,20 +25,20 @@ def register(sub) -> None:
     g.add_argument("--data", metavar="FILE.csv", help="CSV time series to forecast")
     g.add_argument("--column", action="append", metavar="NAME", help="input column (repeatable)")
     g.add_argument("--target", action="append", metavar="NAME", help="target column (repeatable; default: the inputs)")
-    g.add_argument("--series", help="built-in series: sine, noisy-sine, oscillator")
+    g.add_argument("--series", help=f"built-in series: {', '.join(BUILTIN_SERIES)}")
     g.add_argument("--text", metavar="FILE", help="UTF-8 text file for character-level language modelling")
     g.add_argument("--window", type=int, help="input window (forecast) or chunk length (text)")
     g.add_argument("--seq-len", type=int, dest="seq_len", help="text: characters per chunk (same as --window)")
     g.add_argument("--horizon", type=int, help="steps ahead predicted per window")
     g.add_argument("--interpolate", action="store_true", help="fill missing CSV values linearly")
     g = p.add_argument_group("model")
-    g.add_argument("--cell", help="rnn, rnn-relu, lstm or gru")
+    g.add_argument("--cell", help=", ".join(CELL_NAMES))
     g.add_argument("--hidden", type=int, help="hidden units per layer")
     g.add_argument("--layers", type=int, help="stacked layers")
     g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional layers")
-    g.add_argument("--init", help="default, orthogonal, identity or spectral")
+    g.add_argument("--init", help=", ".join(INIT_SCHEMES))
     g = p.add_argument_group("training")
-    g.add_argument("--algorithm", help="training algorithm: bptt, ga, pso, anneal, cmaes, guess")
+    g.add_argument("--algorithm", help="training algorithm: " + ", ".join(ALGORITHMS))
     g.add_argument("--truncation", type=int, help="truncated BPTT: steps per piece (0 = full)")
     g.add_argument("--update-every", type=int, dest="update_every",
                    help="online algorithms (rtrl, uoro, snap1, snap2, crbp): update every k steps (0 = per batch)")
@@ -92,8 +98,13 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
     return out
 
 
-def cmd_train(a: argparse.Namespace) -> int:
+def config_from_args(a: argparse.Namespace):
+    """The validated RunConfig of `rnntrain train` arguments (config file, flags, --set)."""
     from ..config.run import load_config
+    return load_config(a.config, a.set, base=_flag_entries(a))
+
+
+def cmd_train(a: argparse.Namespace) -> int:
     from ..training import resume, train
 
     progress = "off" if a.quiet else None
@@ -104,7 +115,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise UserError(f"--resume continues a run with its own config.toml; drop --{others[0].replace('_', '-')}")
         result = resume(a.resume, progress=progress)
     else:
-        config = load_config(a.config, a.set, base=_flag_entries(a))
+        config = config_from_args(a)
         out = Path(a.out) if a.out else default_out(config)
         result = train(config, out, overwrite=a.overwrite, progress=progress)
     print_summary(result.summary, result.out_dir)

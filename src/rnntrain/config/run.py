@@ -68,7 +68,7 @@ class RunConfig:
     seed: int = 0  # seeds every random draw: same seed, same bits on CPU
     device: str = "cpu"  # cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | float64
-    threads: int = 0  # torch CPU threads (0: torch's default)
+    threads: int = 0  # torch CPU threads; 0: auto (1 for small models, else torch's default)
     task: Any = None  # the task's config dataclass (ForecastConfig, TextConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -16,6 +16,11 @@ Shapes (``N`` batch, ``H_in`` input size, ``H`` hidden size, ``G`` gates of the 
 
 Weight layouts and gate orders are exactly those of ``torch.nn.RNN/LSTM/GRU``, so
 their state_dicts load unchanged.
+
+``recur`` also runs P networks at once without ``vmap`` (population evaluation): with
+stacked recurrent weights ``W_hh (P, G*H, H)``, ``b_hh (P, 1, G*H)`` and states and
+``gx`` of shape ``(P, N, ...)``, every recurrent product is one batched matmul
+(:func:`_linear`); the equations are the same lines of code.
 """
 from __future__ import annotations
 
@@ -29,11 +34,33 @@ from torch import Tensor
 State = Tuple[Tensor, ...]
 
 
+def _linear(h: Tensor, w: Tensor, b: Optional[Tensor] = None) -> Tensor:
+    """``h @ w.T + b``: h (N, I), w (O, I) dense or sparse (CSR/COO), b (O,); or P networks
+    at once: h (P, N, I), a stack w (P, O, I), b (P, 1, O) (F.linear has neither batched
+    nor sparse weights)."""
+    if w.dim() == 3:  # (P, N, I) @ (P, I, O): one batched matmul
+        out = torch.bmm(h, w.transpose(1, 2))
+        return out if b is None else out + b
+    if w.layout != torch.strided:
+        out = torch.mm(w, h.t()).t()
+        return out if b is None else out + b
+    return F.linear(h, w, b)
+
+
+def _add_linear(gx: Tensor, h: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
+    """``gx + h @ w.T + b`` (shapes of :func:`_linear`); stacked weights: one fused
+    ``baddbmm`` (the sum is formed in the product's output, no extra pass over memory)."""
+    if w.dim() == 3:
+        out = torch.baddbmm(gx, h, w.transpose(1, 2))  # (P, N, O)
+        return out if b is None else out.add_(b)  # in place on a fresh tensor: autograd-safe
+    return gx + _linear(h, w, b)
+
+
 def _elman(act: Callable[[Tensor], Tensor]):
     def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
         r"""Elman step: :math:`h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`."""
         (h,) = state
-        return (act(gx + F.linear(h, w_hh, b_hh)),)
+        return (act(_add_linear(gx, h, w_hh, b_hh)),)
 
     return recur
 
@@ -50,7 +77,7 @@ def _lstm_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) 
         h_t &= o_t \odot \tanh(c_t)
     """
     h, c = state
-    gates = gx + F.linear(h, w_hh, b_hh)  # (N, 4H)
+    gates = _add_linear(gx, h, w_hh, b_hh)  # (N, 4H)
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
@@ -67,7 +94,7 @@ def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -
         h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     """
     (h,) = state
-    gh = F.linear(h, w_hh, b_hh)  # (N, 3H)
+    gh = _linear(h, w_hh, b_hh)  # (N, 3H)
     x_r, x_z, x_n = gx.chunk(3, dim=-1)
     h_r, h_z, h_n = gh.chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)
@@ -89,6 +116,9 @@ class Cell:
     state_arity: int  # 1 for (h,), 2 for (h, c)
     recur: Callable[[Tensor, State, Tensor, Optional[Tensor]], State]
     fused: Optional[Callable]  # torch's fused multi-layer kernel (same math, one call); None: step path only
+    # True when b_hh only ever enters as gx + b_hh, so recur(gx + b_hh, s, W, None) is the
+    # same step (a batched caller adds it once, not at every step); False for GRU (r * b_hn)
+    bias_in_gx: bool = False
 
     def step(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
              b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
@@ -106,16 +136,11 @@ def _vf(name: str):
 
 
 CELLS = {
-    "rnn_tanh": Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh")),
-    "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu")),
-    "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm")),
+    "rnn_tanh": Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh"), True),
+    "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu"), True),
+    "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm"), True),
     "gru": Cell("gru", 3, 1, _gru_recur, _vf("gru")),
 }
-
-
-def _matmul_t(h: Tensor, w: Tensor) -> Tensor:
-    """h (N, H) @ w.T for a dense or sparse (CSR/COO) w (H, H): F.linear has no sparse weights."""
-    return F.linear(h, w) if w.layout == torch.strided else torch.mm(w, h.t()).t()
 
 
 def reservoir_cell(leak_rate: float = 1.0) -> Cell:
@@ -136,12 +161,12 @@ def reservoir_cell(leak_rate: float = 1.0) -> Cell:
 
     def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
         (x,) = state  # (N, H)
-        pre = gx + _matmul_t(x, w_hh)  # (N, H)
+        pre = _add_linear(gx, x, w_hh, None)  # (N, H)
         if b_hh is not None:
             pre = pre + b_hh
         return ((1.0 - a) * x + a * torch.tanh(pre),) if a < 1.0 else (torch.tanh(pre),)
 
-    return Cell("reservoir", 1, 1, recur, None)
+    return Cell("reservoir", 1, 1, recur, None, True)
 
 
 CELLS["reservoir"] = reservoir_cell(1.0)  # leak rate 1; reservoir_cell(a) for a leaky one
@@ -160,13 +185,14 @@ def _local_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor])
     The state Jacobian is diagonal, which is what makes exact online gradients cheap.
     """
     (h,) = state
-    pre = gx + torch.diagonal(w_hh) * h  # (N, H)
+    d = torch.diagonal(w_hh, dim1=-2, dim2=-1)  # (H,), or (P, H) for stacked weights
+    pre = gx + (d.unsqueeze(-2) if w_hh.dim() == 3 else d) * h  # (N, H)
     if b_hh is not None:
         pre = pre + b_hh
     return (torch.tanh(pre),)
 
 
-CELLS["local"] = Cell("local", 1, 1, _local_recur, None)  # no fused kernel: step path only
+CELLS["local"] = Cell("local", 1, 1, _local_recur, None, True)  # no fused kernel: step path only
 
 
 def get_cell(mode: str, nonlinearity: str = "tanh") -> Cell:

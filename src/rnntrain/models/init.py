@@ -34,6 +34,12 @@ schemes treat each block as its own recurrent matrix ``W`` (H, H):
   a fraction ``input_density`` (:mod:`rnntrain.models.reservoir`; Jaeger 2001), biases as
   default.
 
+- ``"sparse"``: the sparse initialisation of Martens 2010 (sec. 5) as used for RNNs by
+  Sutskever, Martens, Dahl & Hinton 2013 (sec. 4): each unit (row of a block) gets
+  ``connections`` (15) incoming recurrent weights from N(0, 1), the rest zero, and the
+  block is rescaled to spectral radius ``spectral_radius`` (they use 1.1 for tanh units);
+  biases zero; with ``input_scale > 0`` the input weights are N(0, input_scale^2).
+
 The structured matrices are built in float64 and then cast, so a float32 network is
 orthogonal (or has the requested radius) to float32 rounding.
 """
@@ -48,12 +54,13 @@ from torch import Tensor, nn
 from ..errors import UserError
 from .reservoir import sparse_input, sparse_recurrent
 
-INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral", "esn")
+INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral", "esn", "sparse")
 
 
 def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: float = 1.0,
                generator: Optional[torch.Generator] = None, density: float = 0.1,
-               input_scaling: float = 1.0, input_density: float = 1.0) -> nn.Module:
+               input_scaling: float = 1.0, input_density: float = 1.0, connections: int = 15,
+               input_scale: float = 0.0) -> nn.Module:
     """Initialise ``rnn`` in place by ``scheme`` (one of :data:`INIT_SCHEMES`); returns it.
 
     Args:
@@ -69,7 +76,7 @@ def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: floa
         raise UserError(f"unknown init scheme {scheme!r}; choose one of {', '.join(INIT_SCHEMES)}")
     rho = spectral_radius
     if (isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho)
-            or rho < 0 or (scheme in ("spectral", "esn") and rho == 0)):
+            or rho < 0 or (scheme in ("spectral", "esn", "sparse") and rho == 0)):
         raise UserError(f"spectral_radius must be a finite number >= 0 (> 0 for 'spectral'), "
                         f"got {rho!r}")
     with torch.no_grad():
@@ -87,13 +94,21 @@ def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: floa
                     block.copy_(sparse_recurrent(H, rho, density, generator))
                 elif scheme == "identity":
                     block.copy_(rho * torch.eye(H, dtype=torch.float64))
+                elif scheme == "sparse":
+                    block.copy_(_sparse(H, rho, connections, generator))
                 else:
                     block.copy_(_spectral(H, rho, generator))
         if scheme == "esn":
             for name, w_ih in rnn.named_parameters():
                 if name.startswith("weight_ih"):
                     w_ih.copy_(sparse_input(*w_ih.shape, input_scaling, input_density, generator))
-        if scheme == "identity":
+        if scheme == "sparse" and input_scale > 0:
+            for name, w_ih in rnn.named_parameters():
+                if name.startswith("weight_ih"):
+                    w_ih.copy_(torch.randn(w_ih.shape, generator=generator, dtype=torch.float64,
+                                           device=generator.device if generator is not None else None)
+                               * input_scale)
+        if scheme in ("identity", "sparse"):
             for name, b in rnn.named_parameters():
                 if name.startswith("bias"):
                     b.zero_()
@@ -129,3 +144,15 @@ def _spectral(H: int, rho: float, generator: Optional[torch.Generator]) -> Tenso
     w = _gaussian(H, generator) / math.sqrt(H)
     radius = torch.linalg.eigvals(w).abs().max()  # max |eigenvalue|
     return w * (rho / radius)
+
+
+def _sparse(H: int, rho: float, connections: int, generator: Optional[torch.Generator]) -> Tensor:
+    """(H, H): ``connections`` N(0, 1) entries per row at random columns, rescaled to spectral
+    radius ``rho`` (Martens 2010 sec. 5; Sutskever et al. 2013 sec. 4), float64."""
+    device = generator.device if generator is not None else None
+    k = min(connections, H)
+    cols = torch.rand(H, H, generator=generator, dtype=torch.float64, device=device).argsort(1)[:, :k]
+    w = torch.zeros(H, H, dtype=torch.float64, device=device)
+    w.scatter_(1, cols, torch.randn(H, k, generator=generator, dtype=torch.float64, device=device))
+    radius = torch.linalg.eigvals(w).abs().max()
+    return w * (rho / radius) if radius > 0 else w

@@ -24,14 +24,17 @@ CELL_NAMES["local"] = ("LOCAL", "tanh")  # locally recurrent: each unit feeds ba
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = "rnn"  # rnn (Elman tanh) | rnn-relu | lstm | gru | esn (echo state network)
+    cell: str = "rnn"  # rnn (Elman tanh) | rnn-relu | lstm | gru | local (diagonal recurrence) | esn (reservoir)
     hidden: int = 64  # hidden units per layer and direction (the seed example's 64)
     layers: int = 1  # stacked recurrent layers
     bidirectional: bool = False  # also read every sequence backwards (not for streams)
     dropout: float = 0.0  # dropout between stacked layers, in [0, 1)
     bias: bool = True  # biases in the recurrent layers
-    init: str = "default"  # default | orthogonal | identity | spectral (recurrent weights)
+    init: str = "default"  # default | orthogonal | identity | spectral | esn | sparse (recurrent weights)
     spectral_radius: float = 1.0  # for init = "spectral" (and a scale for "identity")
+    connections: int = 15  # init = "sparse": incoming recurrent weights per unit (Sutskever et al. 2013: 15)
+    input_scale: float = 0.0  # init = "sparse": input weights N(0, input_scale^2); 0 keeps the default
+    output_scale: float = 0.0  # readout's last layer N(0, output_scale^2), bias 0; 0 keeps the default
     readout: str = "auto"  # auto (the task decides) | last (many-to-one) | every (many-to-many)
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
@@ -46,6 +49,9 @@ class ModelConfig:
         check(self.layers > 0, f"layers must be at least 1, got {self.layers} (--layers)")
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(self.spectral_radius > 0, f"spectral_radius must be positive, got {self.spectral_radius}")
+        check(self.connections > 0, f"connections must be a positive count, got {self.connections} (model.connections)")
+        check(self.input_scale >= 0 and self.output_scale >= 0,
+              "input_scale and output_scale must be >= 0 (0 keeps the default init)")
         check(self.readout in ("auto", *READOUTS), f"unknown readout '{self.readout}': choose "
               f"auto, {', '.join(READOUTS)}")
         check(all(h > 0 for h in self.readout_hidden),
@@ -104,8 +110,14 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
                     bidirectional=config.bidirectional, nonlinearity=nonlinearity, path=config.path)
     initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
                density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
-               input_density=config.reservoir.input_density)
+               input_density=config.reservoir.input_density, connections=config.connections,
+               input_scale=config.input_scale)
     head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
                              config.readout_hidden)
+    if config.output_scale > 0:  # Sutskever et al. 2013 sec. 4: small Gaussian output weights
+        last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.copy_(torch.randn(last.weight.shape, generator=generator) * config.output_scale)
+            last.bias.zero_()
     model = SequenceModel(encoder, rnn, head)
     return model.to(device=device, dtype=dtype)

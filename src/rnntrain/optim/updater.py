@@ -17,6 +17,13 @@ from ..config.schema import check
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
+MOMENTUM_SCHEDULES = ("constant", "sutskever")
+
+
+def sutskever_momentum(t: int, mu_max: float) -> float:
+    """Momentum at update t (0-based) of Sutskever et al. 2013, sec. 3.5:
+    min(1 - 2^(-1 - log2(floor(t / 250) + 1)), mu_max): 0.5, 0.75, 0.833, 0.875, ... ."""
+    return min(1.0 - 2.0 ** (-1.0 - math.log2(t // 250 + 1)), mu_max)
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,9 @@ class OptimConfig:
     lr: float = 1e-3  # learning rate (the seed example's 0.001)
     momentum: float = 0.0  # sgd and rmsprop momentum
     nesterov: bool = False  # Nesterov momentum (sgd; needs momentum > 0)
+    # constant | sutskever: mu_t = min(1 - 2^(-1 - log2(floor(t/250) + 1)), momentum) at update t
+    # (Sutskever, Martens, Dahl & Hinton 2013, sec. 3.5; `momentum` is mu_max)
+    momentum_schedule: str = "constant"
     weight_decay: float = 0.0  # L2 penalty
     clip: float = 1.0  # clip the global gradient norm at this value; 0 turns clipping off
     schedule: str = "constant"  # constant | step | exponential | cosine, stepped once per round
@@ -38,6 +48,10 @@ class OptimConfig:
         check(self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}")
         check(not self.nesterov or (self.name == "sgd" and self.momentum > 0),
               "nesterov needs optimizer 'sgd' with momentum > 0")
+        check(self.momentum_schedule in MOMENTUM_SCHEDULES, f"unknown momentum_schedule "
+              f"'{self.momentum_schedule}': choose one of {', '.join(MOMENTUM_SCHEDULES)}")
+        check(self.momentum_schedule == "constant" or (self.name == "sgd" and self.momentum > 0),
+              "momentum_schedule 'sutskever' needs optimizer 'sgd' with momentum > 0 (its maximum)")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(self.clip >= 0, f"clip must be >= 0 (0 turns clipping off), got {self.clip}")
         check(self.schedule in SCHEDULES, f"unknown schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
@@ -83,6 +97,7 @@ class Updater:
         self.params: List[nn.Parameter] = [p for p in params if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params)
         self.schedule = make_schedule(config, self.optimizer, rounds)
+        self.total_updates = 0  # over the whole run (the momentum schedule counts these)
         self.reset_counts()
 
     def reset_counts(self) -> None:
@@ -101,8 +116,12 @@ class Updater:
         else:
             norm = float(torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params if p.grad is not None])))
+        if self.config.momentum_schedule == "sutskever":
+            for group in self.optimizer.param_groups:
+                group["momentum"] = sutskever_momentum(self.total_updates, self.config.momentum)
         self.optimizer.step()
         self.updates += 1
+        self.total_updates += 1
         self.norm_sum += norm
         return norm
 
@@ -118,9 +137,11 @@ class Updater:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict() if self.schedule is not None else {}}
+                "schedule": self.schedule.state_dict() if self.schedule is not None else {},
+                "total_updates": self.total_updates}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.total_updates = int(state.get("total_updates", 0))
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])

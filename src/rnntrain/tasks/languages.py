@@ -12,10 +12,18 @@ continuation at every step (``Language.allowed``: after ``^aa`` both a and b are
 after ``^aab`` only b). The test split holds longer strings than training
 (n in (max_n, test_max_n]), which shows whether the network counts or memorised lengths.
 
-Adding a language (aⁿbⁿcⁿ, Dyck) is adding a :class:`Language` to ``LANGUAGES``.
+Languages: aⁿbⁿ, aⁿbⁿcⁿ (Weiss, Goldberg & Yahav 2018, sec. 5), Dyck-1 and Dyck-2
+(balanced brackets of one or two kinds, n = number of pairs; the n-th string is a
+pseudo-random Dyck word fixed by n). Adding a language is adding a :class:`Language`.
+
+``report`` writes the per-n acceptance table (``accepted_by_n.csv``) and its plot
+(``accepted_by_n.png``) for every n from ``min_n`` to ``test_max_n``: train on n <= 100,
+test every n up to 1000 to see whether the network counts or memorised lengths.
 """
 from __future__ import annotations
 
+import csv
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
@@ -46,8 +54,53 @@ def _anbn_allowed(prefix: str) -> Set[str]:
     return {"b"} if b < a else {END}
 
 
+def _anbncn_allowed(prefix: str) -> Set[str]:
+    a, b, c = prefix.count("a"), prefix.count("b"), prefix.count("c")
+    if b == 0:
+        return {"a"} if a == 0 else {"a", "b"}
+    if c == 0 and b < a:
+        return {"b"}
+    return {"c"} if c < a else {END}
+
+
+CLOSE = {"(": ")", "[": "]"}
+
+
+def _dyck(pairs: str) -> Callable[[int], str]:
+    """n -> a Dyck word of n bracket pairs, pseudo-random but fixed by n (seeded by n):
+    open while the depth is 0 or with probability 1/2, until n pairs are open."""
+    def string(n: int) -> str:
+        rng, stack, out, opened = random.Random(n), [], [], 0
+        while opened < n or stack:
+            if opened < n and (not stack or rng.random() < 0.5):
+                stack.append(rng.choice(pairs))
+                out.append(stack[-1])
+                opened += 1
+            else:
+                out.append(CLOSE[stack.pop()])
+        return "".join(out)
+    return string
+
+
+def _dyck_allowed(pairs: str) -> Callable[[str], Set[str]]:
+    """Legal next symbols of a Dyck prefix: any opener, the closer of the innermost open
+    bracket, and the end only at depth 0."""
+    def allowed(prefix: str) -> Set[str]:
+        stack: List[str] = []
+        for ch in prefix:
+            if ch in CLOSE:
+                stack.append(ch)
+            else:
+                stack.pop()
+        return set(pairs) | ({CLOSE[stack[-1]]} if stack else {END})
+    return allowed
+
+
 LANGUAGES: Dict[str, Language] = {
     "anbn": Language("anbn", "ab", lambda n: "a" * n + "b" * n, _anbn_allowed),
+    "anbncn": Language("anbncn", "abc", lambda n: "a" * n + "b" * n + "c" * n, _anbncn_allowed),
+    "dyck1": Language("dyck1", "()", _dyck("("), _dyck_allowed("(")),
+    "dyck2": Language("dyck2", "()[]", _dyck("(["), _dyck_allowed("([")),
 }
 
 
@@ -55,7 +108,7 @@ LANGUAGES: Dict[str, Language] = {
 class LanguageConfig:
     """Next-symbol prediction on a formal language."""
 
-    language: str = "anbn"  # one of LANGUAGES: anbn
+    language: str = "anbn"  # one of LANGUAGES: anbn | anbncn | dyck1 | dyck2 (n = pairs)
     min_n: int = 1  # shortest string index in every split
     max_n: int = 10  # longest string index in train and val
     test_max_n: int = 20  # test split: n in (max_n, test_max_n] (lengths never trained on)
@@ -144,14 +197,42 @@ class LanguageTask(Task):
             loss = float(self.loss(model(x)[0], y))
         return {"loss": loss, "accuracy": float(self.accepts(model, strings).float().mean())}
 
+    def accepted_by_n(self, model, ns: List[int], chunk: int = 50) -> List[bool]:
+        """Whether the n-th string is accepted, for every n in ``ns`` (in chunks of strings)."""
+        ok: List[bool] = []
+        for i in range(0, len(ns), chunk):
+            ok += self.accepts(model, [self.language.string(n) for n in ns[i:i + chunk]]).tolist()
+        return ok
+
     def report(self, model, out_dir: Path) -> Dict[str, Any]:
-        """Acceptance of every n from min_n to test_max_n, for the summary."""
+        """Acceptance of every n from min_n to test_max_n: a CSV table, a plot, the summary."""
         c = self.config
         ns = list(range(c.min_n, c.test_max_n + 1))
-        ok = self.accepts(model, [self.language.string(n) for n in ns]).tolist()
-        return {"accepted_n": [n for n, a in zip(ns, ok) if a]}
+        ok = self.accepted_by_n(model, ns)
+        out_dir = Path(out_dir)
+        with open(out_dir / "accepted_by_n.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("n", "accepted"), *zip(ns, [int(a) for a in ok])])
+        plot_accepted_by_n(ns, ok, c.max_n, out_dir / "accepted_by_n.png", self.language.name)
+        first_wrong = next((n for n, a in zip(ns, ok) if not a), None)
+        return {"accepted_n": [n for n, a in zip(ns, ok) if a], "first_rejected_n": first_wrong}
 
     @classmethod
     def for_inference(cls, config: LanguageConfig, state: Dict[str, Any], *, device="cpu",
                       dtype: torch.dtype = torch.float32) -> "LanguageTask":
         return cls(config, device=device, dtype=dtype)  # the strings are regenerated, cheaply
+
+
+def plot_accepted_by_n(ns: List[int], ok: List[bool], max_n: int, path: Path, title: str = "") -> None:
+    """Accepted (1) or not (0) for every n, with the training range shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 2.4))
+    ax.axvspan(ns[0], max_n, color="0.9", label="trained on")
+    ax.plot(ns, [int(a) for a in ok], drawstyle="steps-mid", lw=1)
+    ax.set(xlabel="n", ylabel="accepted", ylim=(-0.1, 1.1), title=title)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -21,7 +21,7 @@ The problems (T = ``length``; steps are 0-based; U = uniform)::
     variant "hochreiter": value ~ U[-1, 1] (multiplication: U[0, 1]); one marker (1.0) at
         a step in [0, 10), the other in [0, T/2 - 1) (distinct); marker -1.0 at the first
         and last steps unless marked; T' ~ U{T, .., T + T/10}.
-        adding target 0.5 + (X1 + X2) / 4 (X1 = 0 when step 0 is marked),
+        adding target 0.5 + (X1 + X2) / 4 (a value marked at step 0 counts as 0),
         multiplication target X1 * X2.
     variant "martens": value ~ U[0, 1] (xor: a bit in {0, 1}); one marker in [0, T/10),
         the other in [T/10, T/2); T' ~ U{T, .., 11T/10}; target X1 + X2, X1 * X2 or
@@ -132,7 +132,11 @@ class PathologicalTask(Task):
 
     # -- generators --------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
-        """(inputs, targets) of ``n`` fresh sequences sharing one length, on the CPU."""
+        """(inputs, targets) of ``n`` fresh sequences sharing one length, in the task's
+        device and dtype: inputs (n, L, F); targets (n, 1) float, (n,) or (n, L) class ids."""
+        return self._to(*self._draw(n, generator))
+
+    def _draw(self, n: int, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
         p = self.config.problem
         if p in REAL_PROBLEMS:
             return self._marked(n, generator)
@@ -173,7 +177,8 @@ class PathologicalTask(Task):
         marker[rows, first] = marker[rows, second] = 1.0
         x1, x2 = values[rows, first], values[rows, second]
         if p == "adding" and c.variant == "hochreiter":
-            x1 = torch.where(first == 0, torch.zeros_like(x1), x1)  # H&S: X1 = 0 if step 0 marked
+            zero = torch.zeros_like(x1)  # H&S: a marked first element counts as 0
+            x1, x2 = torch.where(first == 0, zero, x1), torch.where(second == 0, zero, x2)
             y = 0.5 + (x1 + x2) / 4.0
         elif p == "adding":
             y = x1 + x2
@@ -230,7 +235,7 @@ class PathologicalTask(Task):
         g = torch.Generator().manual_seed(seed)
         c, out, left = self.config, [], self.config.eval_size
         while left > 0:
-            out.append(self._to(*self.sample(min(c.eval_batch, left), g)))
+            out.append(self.sample(min(c.eval_batch, left), g))
             left -= c.eval_batch
         return out
 
@@ -247,7 +252,7 @@ class PathologicalTask(Task):
             return
         g = generator if generator is not None else torch.Generator().manual_seed(self.seed)
         for _ in range(self.config.epoch_batches):
-            yield Batch(*self._to(*self.sample(batch_size, g)))
+            yield Batch(*self.sample(batch_size, g))
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """MSE for real answers; cross-entropy (over the steps with a target) for classes."""

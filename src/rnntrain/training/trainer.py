@@ -31,6 +31,7 @@ from ..tasks import TASKS
 from ..tasks.base import Task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import build_monitors
+from .processes import is_main_process
 from .progress import Progress
 from .run_dir import RunDir
 
@@ -67,6 +68,23 @@ def make_model(config: RunConfig, task_spec) -> SequenceModel:
     torch.manual_seed(config.seed)
     return build_model(config.model, task_spec, generator=torch.Generator().manual_seed(config.seed),
                        device=resolve_device(config.device), dtype=DTYPES[config.dtype])
+
+
+# Below this many multiply-adds per time step (batch x gates x hidden x (hidden + input)),
+# torch's intra-op threads cost more than they save: measured on the seed example
+# (batch 32, hidden 64), one thread trains as fast as two on an idle 2-core machine and
+# many times faster when anything else runs, as the threads then wait on each other.
+SMALL_STEP_MACS = 2 ** 21
+
+
+def auto_threads(model, batch_size: int) -> int:
+    """1 for models whose time step is too small to split across threads, else 0 (torch's
+    default). ``threads = N`` in the config overrides this."""
+    rnn = getattr(model, "rnn", None)
+    if rnn is None or not torch.device(rnn.weight_hh_l0.device).type == "cpu":
+        return 0
+    macs = batch_size * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
+    return 1 if macs < SMALL_STEP_MACS else 0
 
 
 class Trainer:
@@ -112,8 +130,13 @@ class Trainer:
         self.best, self.bad_rounds = state["best"], state["bad_rounds"]
         self.stop_reason, self.elapsed = state["stop_reason"], state["elapsed"]
 
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory (rank 0 only under torch.distributed)."""
+        return self.run is not None and is_main_process()
+
     def save(self) -> None:
-        if self.run is not None:
+        if self.writes:
             save_checkpoint(self.run.checkpoint, self.state_dict())
 
     # -- the loop --------------------------------------------------------------------------
@@ -122,8 +145,9 @@ class Trainer:
         total = cfg.train.epochs
         progress = Progress(total, self.round, self.algorithm.unit, self.progress_mode)
         threads = torch.get_num_threads()
-        if cfg.threads:  # for this run only: restored below, so runs in one process don't leak
-            torch.set_num_threads(cfg.threads)
+        wanted = cfg.threads or auto_threads(self.model, cfg.train.batch_size)
+        if wanted:  # for this run only: restored below, so runs in one process don't leak
+            torch.set_num_threads(wanted)
         try:
             while self.round < total and self.stop_reason is None:
                 t0 = time.perf_counter()
@@ -139,7 +163,7 @@ class Trainer:
                 self._early_stopping(row)
                 self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
                 self.save()
-                if self.run is not None:
+                if self.writes:
                     self.run.write_metrics(self.history)
                 progress.end_round(row)
                 for callback in self.callbacks:
@@ -179,7 +203,7 @@ class Trainer:
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
                             "device": cfg.device, "threads": torch.get_num_threads()},
         }
-        if self.run is not None:
+        if self.writes:
             summary.update(self.task.report(self.model, self.run.path))
             if self.history:
                 plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
@@ -194,7 +218,7 @@ def train(config: RunConfig, out_dir: Union[str, Path, None] = None, *, overwrit
     """Train ``config`` from scratch; with ``out_dir``, write a run directory there."""
     # Build everything first: bad data or config fails before anything is written.
     trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
-    if out_dir is not None:
+    if out_dir is not None and trainer.writes:
         RunDir(out_dir).create(config, overwrite=overwrite)
     return trainer.fit()
 

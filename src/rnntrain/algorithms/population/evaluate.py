@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,22 @@ def _distributed() -> Tuple[int, int]:
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+# Bytes of one per-step tensor (p, N, G*H) of a block of individuals: the step's working set
+# (gx, state, the product, the new state) then stays within a core's L2 cache.
+_CACHE_BYTES = 2 ** 19
+
+
+def _input_part(x_t: Tensor, w_in: Tensor, b_in: Optional[Tensor], out: Optional[Tensor]) -> Tensor:
+    """gx_t = x_t W_ih^T + b_ih for p networks: x_t (N, F) shared or (p, N, F), w_in (p, F, G*H),
+    b_in (p, 1, G*H) -> (p, N, G*H), one kernel, written into ``out`` when given."""
+    p, F = w_in.shape[0], w_in.shape[1]
+    if F == 1 and x_t.dim() == 2 and b_in is not None:  # an outer product: elementwise
+        return torch.addcmul(b_in, x_t, w_in, out=out)
+    if x_t.dim() == 2:
+        x_t = x_t.expand(p, *x_t.shape)
+    return torch.bmm(x_t, w_in, out=out) if b_in is None else torch.baddbmm(b_in, x_t, w_in, out=out)
 
 
 class PopulationEvaluator:
@@ -67,7 +83,7 @@ class PopulationEvaluator:
         """Individuals per vmapped call: activations ~ N*L*(G+2)*H*layers*D floats each."""
         rnn = self.model.rnn
         D = 2 if rnn.bidirectional else 1
-        G = {"RNN": 1, "LSTM": 4, "GRU": 3}[rnn.mode]
+        G = rnn.cell.gates
         item = next(self.model.parameters()).element_size()
         per = sum(x.shape[0] * x.shape[1] * ((G + 3) * rnn.hidden_size * rnn.num_layers * D + rnn.input_size)
                   for x, _ in self.batches) * item * 2  # x2: temporaries of each step
@@ -76,47 +92,58 @@ class PopulationEvaluator:
     def _fast(self, params: Dict[str, Tensor], x: Tensor, y: Tensor):
         """The same function as :meth:`_one` under vmap, laid out population-first.
 
-        encoder and readout run by ``functional_call`` under vmap; the core's time loop
-        calls the cell's own ``recur`` under vmap on contiguous (P, N, H) states, which
-        keeps every recurrent product one batched matmul. A many-to-one readout reads
-        only the final state, so the sequence of states is never stacked."""
-        model, P = self.model, next(iter(params.values())).shape[0]
+        Encoder, readout and loss run under vmap, once per chunk. The time loop calls the
+        cell's own ``recur`` directly, with stacked weights (p, G*H, H) on contiguous
+        (p, N, H) states, where every recurrent product is one batched matmul
+        (``core.cells._linear``): no vmap dispatch per step. It runs over blocks of p
+        individuals whose per-step tensors (p, N, G*H) stay in a core's cache; a
+        many-to-one readout reads only the final state (the sequence is never stacked)."""
+        model, rnn = self.model, self.model.rnn
+        P = next(iter(params.values())).shape[0]
         enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
         if enc:  # learned embeddings: features differ per individual
-            seq = vmap(lambda p: functional_call(model.encoder, p, (x,)))(enc).transpose(1, 2)  # (P, L, N, F)
+            feats = vmap(lambda p: functional_call(model.encoder, p, (x,)))(enc)  # (P, N, L, F)
+            seq = feats.permute(2, 0, 1, 3).contiguous()  # (L, P, N, F)
         else:
-            seq = model.encoder(x).transpose(0, 1)  # (L, N, F), shared by all individuals
-        rnn, cell = model.rnn, model.rnn.cell
-        recur = vmap(cell.recur)
-        L, N = seq.shape[-3], seq.shape[-2]
-        for layer in range(rnn.num_layers):
-            w = [params.get(f"rnn.{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            GH, F_in = w[0].shape[1], w[0].shape[2]
-            if seq.dim() == 3:  # shared inputs: one product per step for all individuals
-                w_cat = w[0].reshape(P * GH, F_in)  # (P*G*H, F)
-                b_cat = None if w[2] is None else w[2].reshape(P * GH)
-                steps = (torch.nn.functional.linear(x_t, w_cat, b_cat).view(N, P, GH).transpose(0, 1)
-                         for x_t in seq.unbind(0))  # each (P, N, G*H), computed step by step below
-            else:  # (P, L*N, F) @ (P, F, G*H)
-                gx = torch.bmm(seq.reshape(P, L * N, F_in), w[0].transpose(1, 2))
-                if w[2] is not None:
-                    gx = gx + w[2][:, None]
-                steps = gx.view(P, L, N, GH).unbind(1)  # each (P, N, G*H)
-            state = tuple(torch.zeros(P, N, rnn.hidden_size, dtype=w[1].dtype) for _ in range(rnn.state_arity))
-            outs = []
-            last = layer == rnn.num_layers - 1 and not model.per_step
-            for g in steps:  # (P, N, G*H)
-                state = recur(g, state, w[1], w[3])
-                if not last:
-                    outs.append(state[0])
-            seq = state[0][:, None] if last else torch.stack(outs, 1)  # (P, L or 1, N, H)
-        states = seq.transpose(1, 2)  # (P, N, L or 1, H): the readout reads the last step
+            seq = model.encoder(x).transpose(0, 1).contiguous()  # (L, N, F), shared by all
+        N, item = x.shape[0], seq.element_size()
+        block = max(1, _CACHE_BYTES // (N * rnn.cell.gates * rnn.hidden_size * item))
+        states = [self._unroll(params, seq if not enc else seq[:, i:i + block], i, min(block, P - i))
+                  for i in range(0, P, block)]
+        states = torch.cat(states)  # (P, N, L or 1, H): the readout reads the last step
         ro = {k[len("readout."):]: v for k, v in params.items() if k.startswith("readout.")}
         out = vmap(lambda p, s: functional_call(model.readout, p, (s,)))(ro, states)
         loss = vmap(self.task.loss, in_dims=(0, None))(out, y)
         tol = self.tolerance
         within = vmap(lambda o: self.task.within_tolerance(o, y, tol).sum())(out)
         return loss, within
+
+    def _unroll(self, params: Dict[str, Tensor], seq: Tensor, i: int, p: int) -> Tensor:
+        """Individuals i..i+p through every layer; seq (L, N, F) shared or (L, p, N, F).
+        Returns (p, N, L, H), or (p, N, 1, H) (final state) for a many-to-one readout."""
+        rnn = self.model.rnn
+        cell, final_only = rnn.cell, not self.model.per_step
+        steps = list(seq.unbind(0))  # L x (N, F) or (p, N, F)
+        for layer in range(rnn.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (None if w is None else w[i:i + p] for w in (
+                params.get(f"rnn.{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+            w_in = w_ih.transpose(1, 2).contiguous()  # (p, F, G*H)
+            w_hh = w_hh.contiguous()  # (p, G*H, H)
+            b_in = None if b_ih is None else b_ih[:, None].contiguous()  # (p, 1, G*H)
+            b_hh = None if b_hh is None else b_hh[:, None].contiguous()
+            if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
+                b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
+            state = tuple(torch.zeros(p, steps[0].shape[-2], rnn.hidden_size, dtype=w_hh.dtype)
+                          for _ in range(rnn.state_arity))  # (p, N, H) each
+            outs, last = [], final_only and layer == rnn.num_layers - 1
+            gx = None  # gx_t's storage, reused: recur reads gx and never keeps it
+            for x_t in steps:
+                gx = _input_part(x_t, w_in, b_in, gx)  # (p, N, G*H)
+                state = cell.recur(gx, state, w_hh, b_hh)
+                if not last:
+                    outs.append(state[0])
+            steps = [state[0]] if last else outs
+        return torch.stack(steps, 2)  # (p, N, L or 1, H)
 
     def _one(self, params, x: Tensor, y: Tensor):
         out, _ = functional_call(self.model, params, (x, None))  # (N, O) or (N, L, O)

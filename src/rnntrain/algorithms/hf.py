@@ -1,0 +1,273 @@
+r"""Hessian-free optimisation (Martens 2010; Martens & Sutskever 2011) for any model of the core.
+
+Each minibatch of the task is one outer iteration. At parameters :math:`\theta` with
+gradient :math:`g` (on the whole minibatch) it minimises the damped quadratic model
+
+.. math::
+    q(p) = g^\top p + \tfrac12 p^\top \big(G + \lambda\mu\, S + \lambda I\big) p
+
+by conjugate gradient (CG), where, on a smaller *curvature* minibatch (the first
+``curvature_fraction`` of the sequences; Martens 2010 sec. 4.3),
+
+- :math:`G = J^\top H_L J` is the generalised Gauss-Newton matrix (Schraudolph 2002) of
+  the loss :math:`L` composed with the outputs :math:`z(\theta)`: :math:`J = \partial z /
+  \partial\theta`, :math:`H_L = \partial^2 L / \partial z^2` (PSD for MSE and softmax
+  cross-entropy). :math:`Gv` costs one forward-mode pass (``torch.func.jvp``: :math:`Jv`),
+  a product with :math:`H_L` on the outputs only, and one reverse-mode pass
+  (``torch.func.vjp``: :math:`J^\top u`) -- no double backward through the network.
+- :math:`S = J_h^\top J_h / (N L)` is *structural damping* (M&S 2011 sec. 3.2): the
+  Gauss-Newton matrix of the penalty :math:`\tfrac{1}{2NL}\sum\|h_t(\theta+p) -
+  h_t(\theta)\|^2` on the change of the hidden states, weighted by :math:`\lambda\mu`.
+- :math:`\lambda I` is Tikhonov damping, adapted by the Levenberg-Marquardt rule with the
+  reduction ratio :math:`\rho = (L(\theta+p) - L(\theta)) / q(p)` on the curvature batch:
+  :math:`\rho < 1/4 \Rightarrow \lambda \leftarrow \tfrac32\lambda`, :math:`\rho > 3/4
+  \Rightarrow \lambda \leftarrow \tfrac23\lambda` (Martens 2010 sec. 4.1).
+
+CG starts from :math:`\zeta p_{prev}` (the previous solution, decayed; sec. 4.5) and stops
+by Martens' relative-progress rule (sec. 4.4): at iteration i with :math:`k = \max(10,
+i/10)`, stop when :math:`q_i < 0` and :math:`(q_i - q_{i-k}) / q_i < k\epsilon`. CG-iterate
+backtracking (sec. 4.6) keeps the iterates :math:`i = \lceil 1.3^j \rceil` and the last,
+and walks back from the last while the minibatch loss keeps decreasing; an Armijo line
+search (:math:`L(\theta+\alpha p) \le L(\theta) + c\,\alpha\, g^\top p`, :math:`\alpha
+\leftarrow 0.8\alpha`; M&S 2011 sec. 3.3 use one) then scales the step.
+
+Every batch starts from the zero state (``continues`` is ignored). All of the state
+(:math:`\lambda`, the previous CG solution) is in :meth:`HessianFree.state_dict`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vjp
+
+from ..config.schema import check
+from ..errors import UserError
+from .base import Algorithm, Context, StepCallback, register
+
+
+@dataclass(frozen=True)
+class HFOptions:
+    damping: float = 1.0  # initial Tikhonov damping lambda (adapted by the LM rule every iteration)
+    structural_damping: float = 1.0 / 30  # mu: weight of the hidden-state penalty (M&S 2011 use 1/30); 0 = off
+    curvature_fraction: float = 0.2  # curvature minibatch = this fraction of the gradient minibatch
+    cg_max_iters: int = 250  # CG iterations at most per outer iteration (Martens 2010: 250)
+    cg_tolerance: float = 5e-4  # epsilon of Martens' relative-progress stopping rule
+    cg_decay: float = 0.95  # zeta: CG starts from zeta * the previous solution (0 = from zero)
+    backtrack_base: float = 1.3  # keep CG iterates ceil(base^j) for backtracking
+    line_search: bool = True  # Armijo backtracking line search on the chosen step
+    min_damping: float = 1e-6  # floor of lambda
+
+    def __post_init__(self) -> None:
+        check(self.damping > 0, f"damping must be positive, got {self.damping} (algorithm.damping)")
+        check(self.structural_damping >= 0,
+              f"structural_damping must be >= 0 (0 = off), got {self.structural_damping}")
+        check(0 < self.curvature_fraction <= 1,
+              f"curvature_fraction must be in (0, 1], got {self.curvature_fraction}")
+        check(self.cg_max_iters >= 1, f"cg_max_iters must be >= 1, got {self.cg_max_iters}")
+        check(self.cg_tolerance > 0, f"cg_tolerance must be positive, got {self.cg_tolerance}")
+        check(0 <= self.cg_decay <= 1, f"cg_decay must be in [0, 1], got {self.cg_decay}")
+        check(self.backtrack_base > 1, f"backtrack_base must be > 1, got {self.backtrack_base}")
+        check(0 < self.min_damping <= self.damping, "min_damping must be in (0, damping]")
+
+
+class _Unrolled(nn.Module):
+    """The model as outputs *and* every hidden state: (N, L, ...) -> (outputs, (N, L, D*H))."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor):
+        states, _ = self.model.rnn(self.model.encoder(x))
+        return self.model.readout(states), states
+
+
+class Curvature:
+    """Gauss-Newton(-vector) products of ``loss(model(x), y)`` at the model's current weights.
+
+    ``product(v)`` = :math:`(J^\\top H_L J + \\gamma J_h^\\top J_h / (N L)) v` for a flat
+    parameter-vector ``v`` (order of ``model.parameters()``), with ``gamma = structural``.
+    One jvp and one vjp through the network per product; the vjp's forward pass is shared.
+    """
+
+    def __init__(self, model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                 y: Tensor, *, structural: float = 0.0) -> None:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = ["model." + n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+        self.structural = structural
+        if not all(hasattr(model, a) for a in ("encoder", "rnn", "readout")):
+            raise UserError("hf needs a SequenceModel (encoder -> rnn -> readout): build it with build_model")
+        wrapped = _Unrolled(model)
+
+        def f(flat: Tensor):
+            params = {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+            return functional_call(wrapped, params, (x,))
+
+        self.f = f
+        (self.out, self.states), self._vjp = vjp(f, self.theta)
+        self._loss_grad = grad(lambda z: loss(z, y))  # dL/dz, differentiated once more by jvp below
+        self.steps = self.states.shape[0] * self.states.shape[1]  # N * L
+
+    def product(self, v: Tensor) -> Tensor:
+        _, (jv, jh) = jvp(self.f, (self.theta,), (v,))  # J v (outputs), J_h v (hidden states)
+        _, hjv = jvp(self._loss_grad, (self.out,), (jv,))  # H_L J v, on the outputs only
+        cot_h = jh * (self.structural / self.steps) if self.structural else torch.zeros_like(jh)
+        (gv,) = self._vjp((hjv, cot_h))  # J^T H_L J v + gamma J_h^T J_h v / (N L)
+        return gv
+
+
+def gauss_newton_product(model: nn.Module, loss, x: Tensor, y: Tensor, v: Tensor, *,
+                         structural: float = 0.0) -> Tensor:
+    """:math:`(J^\\top H_L J + \\gamma J_h^\\top J_h/(NL))\\, v` on the batch (x, y); see :class:`Curvature`."""
+    return Curvature(model, loss, x, y, structural=structural).product(v)
+
+
+def _flat(tensors) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+@register
+class HessianFree(Algorithm):
+    """Hessian-free optimisation; see the module docstring."""
+
+    name = "hf"
+    unit = "epoch"
+    Options = HFOptions
+
+    def __init__(self, ctx: Context, options: HFOptions) -> None:
+        super().__init__(ctx, options)
+        self.params: List[nn.Parameter] = [p for p in ctx.model.parameters() if p.requires_grad]
+        self.damping = options.damping
+        self.previous = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,
+                                    device=self.params[0].device)
+        self.iterations = 0
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _loss_at(self, theta: Tensor, x: Tensor, y: Tensor) -> float:
+        """Minibatch loss at the flat parameters ``theta`` (the model's weights untouched)."""
+        model = self.ctx.model
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        params = {n: t.view(p.shape) for n, t, p in zip(names, theta.split([p.numel() for p in self.params]),
+                                                        self.params)}
+        with torch.no_grad():
+            return float(self.ctx.task.loss(functional_call(model, params, (x,))[0], y))
+
+    def _gradient(self, x: Tensor, y: Tensor) -> Tuple[float, Tensor]:
+        for p in self.params:
+            p.grad = None
+        loss = self.ctx.task.loss(self.ctx.model(x)[0], y)
+        loss.backward()
+        g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
+        for p in self.params:
+            p.grad = None
+        return float(loss.detach()), g
+
+    def _cg(self, apply: Callable[[Tensor], Tensor], g: Tensor, x0: Tensor):
+        """Minimise q(p) = g.p + p.A p / 2 from x0; returns (saved iterates [(i, p, q)], iters)."""
+        o = self.options
+        p = x0.clone()
+        r = apply(p) + g  # residual = grad q
+        d = -r
+        rr = r @ r
+        values: List[float] = []
+        saved: List[Tuple[int, Tensor, float]] = []
+        keep = {math.ceil(o.backtrack_base ** j) for j in range(200)}
+        i = 0
+        for i in range(1, o.cg_max_iters + 1):
+            Ad = apply(d)
+            dAd = d @ Ad
+            if dAd <= 0:  # no curvature along d (only from rounding: A is PSD + lambda I)
+                break
+            alpha = rr / dAd
+            p = p + alpha * d
+            r = r + alpha * Ad
+            rr_new = r @ r
+            d = -r + (rr_new / rr) * d
+            rr = rr_new
+            q = float(0.5 * p @ (r + g))  # q(p) = p.(A p + 2 g) / 2, with A p = r - g
+            values.append(q)
+            if i in keep:
+                saved.append((i, p, q))
+            k = max(10, int(0.1 * i))  # Martens 2010 sec. 4.4
+            if i > k and q < 0 and (q - values[i - 1 - k]) / q < k * o.cg_tolerance:
+                break
+        if not saved or saved[-1][0] != i:
+            saved.append((i, p, values[-1] if values else 0.0))
+        return saved, i
+
+    # -- one outer iteration -------------------------------------------------------------------
+    def step(self, x: Tensor, y: Tensor) -> Dict[str, float]:
+        o = self.options
+        loss0, g = self._gradient(x, y)
+        m = max(1, int(round(o.curvature_fraction * x.shape[0])))
+        xc, yc = x[:m], y[:m]
+        lam = self.damping
+        curv = Curvature(self.ctx.model, self.ctx.task.loss, xc, yc,
+                         structural=lam * o.structural_damping)
+
+        def apply(v: Tensor) -> Tensor:
+            return curv.product(v) + lam * v
+
+        theta = curv.theta
+        saved, iters = self._cg(apply, g, o.cg_decay * self.previous)
+        # CG-iterate backtracking: from the last iterate back while the loss keeps decreasing
+        j = len(saved) - 1
+        best = self._loss_at(theta + saved[j][1], x, y)
+        while j > 0:
+            prev = self._loss_at(theta + saved[j - 1][1], x, y)
+            if prev >= best:
+                break
+            j, best = j - 1, prev
+        p, q = saved[j][1], saved[j][2]
+        self.previous = saved[-1][1].detach().clone()  # the next CG starts from the last iterate
+        # Levenberg-Marquardt: the reduction ratio on the curvature batch
+        lc0, lc1 = self._loss_at(theta, xc, yc), self._loss_at(theta + p, xc, yc)
+        rho = (lc1 - lc0) / q if q < 0 else -math.inf
+        if rho < 0.25:
+            self.damping = lam * 1.5
+        elif rho > 0.75:
+            self.damping = max(lam * 2.0 / 3.0, o.min_damping)
+        # Armijo line search on the gradient minibatch
+        alpha, slope = 1.0, float(g @ p)
+        if o.line_search:
+            while best > loss0 + 1e-2 * alpha * slope:
+                alpha *= 0.8
+                if alpha < 1e-3:
+                    alpha = 0.0
+                    break
+                best = self._loss_at(theta + alpha * p, x, y)
+        elif not best < loss0:
+            alpha = 0.0
+        with torch.no_grad():
+            new = theta + alpha * p
+            for param, t in zip(self.params, new.split([w.numel() for w in self.params])):
+                param.copy_(t.view(param.shape))
+        self.iterations += 1
+        return {"loss": loss0, "lambda": lam, "rho": rho if math.isfinite(rho) else -1.0,
+                "cg_iters": float(iters), "alpha": alpha, "step_norm": float(alpha * p.norm())}
+
+    def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
+        self.ctx.model.train()
+        rows = []
+        for batch in self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
+            rows.append(self.step(batch.inputs, batch.targets))
+            if on_step is not None:
+                on_step(rows[-1]["loss"])
+        if not rows:
+            return {"loss": float("nan")}
+        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"lambda": self.damping}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"damping": self.damping, "previous": self.previous.clone(), "iterations": self.iterations}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.damping = float(state["damping"])
+        self.previous = state["previous"].to(self.previous)
+        self.iterations = int(state["iterations"])

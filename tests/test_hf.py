@@ -1,0 +1,118 @@
+"""Hessian-free optimisation (Martens 2010; Martens & Sutskever 2011): exact Gauss-Newton
+products, the CG stopping rule, damping, resume, and that it beats SGD on a long lag."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+import rnntrain
+from rnntrain.algorithms import ALGORITHMS
+from rnntrain.algorithms.hf import Curvature, HFOptions, _Unrolled, gauss_newton_product
+from rnntrain.errors import UserError
+from rnntrain.models import ModelConfig, build_model
+from rnntrain.tasks import PathologicalConfig, PathologicalTask
+
+F64 = torch.float64
+
+
+def explicit_gauss_newton(model, loss, x, y, structural):
+    """J^T H_L J + structural * J_h^T J_h / (N L), every matrix built entry by entry."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    sizes = [p.numel() for p in model.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    wrapped = _Unrolled(model)
+
+    def f(flat, which):
+        params = {"model." + n: t.view(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
+        return functional_call(wrapped, params, (x,))[which]
+
+    out, states = f(theta, 0), f(theta, 1)
+    J = torch.autograd.functional.jacobian(lambda t: f(t, 0).reshape(-1), theta)  # (outputs, P)
+    Jh = torch.autograd.functional.jacobian(lambda t: f(t, 1).reshape(-1), theta)  # (N L H, P)
+    H = torch.autograd.functional.hessian(lambda z: loss(z.view(out.shape), y), out.reshape(-1))
+    return J.T @ H @ J + structural * Jh.T @ Jh / (states.shape[0] * states.shape[1]), theta
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("problem", ["adding", "order2", "memorize5"])  # MSE, CE, masked per-step CE
+def test_gauss_newton_product_equals_the_explicit_matrix_in_float64(cell, problem):
+    task = PathologicalTask(PathologicalConfig(problem=problem, length=20, eval_size=2), dtype=F64)
+    x, y = task.sample(3, torch.Generator().manual_seed(0))
+    x = x[:, :9] if problem != "memorize5" else x
+    model = build_model(ModelConfig(cell=cell, hidden=3), task.spec,
+                        generator=torch.Generator().manual_seed(0), dtype=F64)
+    G, theta = explicit_gauss_newton(model, task.loss, x, y, structural=0.3)
+    v = torch.randn(theta.numel(), dtype=F64, generator=torch.Generator().manual_seed(1))
+    gv = gauss_newton_product(model, task.loss, x, y, v, structural=0.3)
+    assert torch.allclose(gv, G @ v, rtol=1e-10, atol=1e-12)
+    assert torch.linalg.eigvalsh(G).min() > -1e-10  # positive semi-definite, unlike the Hessian
+    curv = Curvature(model, task.loss, x, y, structural=0.3)
+    assert torch.equal(curv.product(v), curv.product(v))  # the shared vjp can be reused
+
+
+def hf_config(**overrides):
+    base = {"task.kind": "pathological", "task.problem": "adding", "task.length": 20,
+            "task.epoch_batches": 2, "task.eval_size": 100, "model.hidden": 8, "model.init": "sparse",
+            "model.spectral_radius": 1.1, "model.input_scale": 0.1, "model.output_scale": 0.1,
+            "algorithm.name": "hf", "algorithm.cg_max_iters": 15, "train.batch_size": 60,
+            "train.epochs": 3, "train.restore_best": False}
+    base.update(overrides)
+    if base["algorithm.name"] != "hf":
+        base = {k: v for k, v in base.items() if not k.startswith("algorithm.") or k == "algorithm.name"}
+    return rnntrain.load_config(base=base)
+
+
+def test_hf_is_registered_and_its_options_name_the_fix():
+    assert ALGORITHMS["hf"].Options is HFOptions
+    with pytest.raises(UserError, match="curvature_fraction must be in"):
+        HFOptions(curvature_fraction=0.0)
+    with pytest.raises(UserError, match="did you mean 'damping'"):
+        hf_config(**{"algorithm.dampng": 1.0})
+
+
+def test_hf_resume_equals_uninterrupted(tmp_path):
+    from test_training import interrupt_after, weights_equal
+
+    config = hf_config()
+    whole = rnntrain.train(config, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt_after(1)])
+    resumed = rnntrain.resume(tmp_path / "cut")
+    assert weights_equal(whole.model, resumed.model)
+    assert [r["train_lambda"] for r in whole.history] == [r["train_lambda"] for r in resumed.history]
+
+
+def test_levenberg_marquardt_damping_and_martens_cg_stop():
+    result = rnntrain.train(hf_config(**{"algorithm.damping": 10.0, "algorithm.cg_max_iters": 200,
+                                         "train.epochs": 2}))
+    rows = result.history
+    assert all(r["train_cg_iters"] < 200 for r in rows)  # the relative-progress rule stopped CG
+    # with huge damping the quadratic model is pessimistic (rho > 3/4): lambda shrinks by 2/3
+    assert rows[-1]["train_lambda"] < 10.0
+
+
+def test_hf_solves_a_lag_that_sgd_does_not_in_as_many_gradient_evaluations():
+    # Martens & Sutskever 2011, sec. 5, scaled down: adding, T = 30, 20 tanh units, sparse init
+    common = {"task.length": 30, "task.eval_size": 500, "model.hidden": 20, "train.epochs": 4,
+              "seed": 1}
+    hf = rnntrain.train(hf_config(**common, **{"task.epoch_batches": 10, "train.batch_size": 500,
+                                               "algorithm.cg_max_iters": 40}))
+    # every CG iteration is one Gauss-Newton product (~ one gradient on the curvature batch)
+    evaluations = sum(10 * (1 + r["train_cg_iters"]) for r in hf.history)
+    sgd = rnntrain.train(hf_config(**common, **{
+        "algorithm.name": "bptt", "optim.name": "sgd", "optim.lr": 0.01, "optim.momentum": 0.9,
+        "optim.nesterov": True, "train.batch_size": 100, "task.epoch_batches": int(evaluations) // 4}))
+    hf_loss, sgd_loss = hf.history[-1]["val_loss"], sgd.history[-1]["val_loss"]
+    assert hf_loss < 0.05 < 0.12 < sgd_loss, (hf_loss, sgd_loss)  # predicting the mean: 1/6
+
+
+def test_hf_from_the_cli(tmp_path, capsys):
+    from rnntrain.cli.main import main
+
+    code = main(["train", "--algorithm", "hf", "--epochs", "1", "--hidden", "4", "--batch-size", "20",
+                 "--set", "task.kind=pathological", "--set", "task.length=20",
+                 "--set", "task.epoch_batches=1", "--set", "task.eval_size=20",
+                 "--set", "algorithm.cg_max_iters=3", "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0 and (tmp_path / "run" / "checkpoint.pt").exists()
