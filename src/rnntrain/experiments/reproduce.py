@@ -119,15 +119,16 @@ def le_adding() -> List[Run]:
 
 
 WEISS_CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+WEISS_MAX_N = 50
 
 
 @row("weiss-anbn")
 def weiss_anbn() -> List[Run]:
-    """Weiss et al. 2018, scaled: aⁿbⁿ trained on n <= 20, every n tested up to 200."""
+    """Weiss et al. 2018, scaled: aⁿbⁿ trained on n <= 50, every n tested up to 300."""
     return [(f"weiss_{cell}", [
-        "--cell", cell, "--hidden", "10", "--epochs", "100", "--optimizer", "adam", "--lr", "0.01",
-        "--batch-size", "32", *_sets(task__kind="language", task__language="anbn", task__max_n=20,
-                                     task__test_max_n=200, task__train_size=500)])
+        "--cell", cell, "--hidden", "10", "--epochs", "200", "--optimizer", "adam", "--lr", "0.003",
+        "--batch-size", "32", *_sets(task__kind="language", task__language="anbn", task__max_n=WEISS_MAX_N,
+                                     task__test_max_n=300, task__train_size=500)])
         for cell in WEISS_CELLS]
 
 
@@ -210,7 +211,7 @@ def generalisation_figure(run_dirs: List[Path], path: Path) -> None:
         ax.set_yticks([])
         ax.set_ylabel(d.name.replace("weiss_", ""), rotation=0, ha="right", va="center")
     axes[-1].set_xlabel("n (aⁿbⁿ); green = accepted")
-    fig.suptitle("aⁿbⁿ: accepted strings by n (trained on n ≤ 20)")
+    fig.suptitle(f"aⁿbⁿ: accepted strings by n (trained on n ≤ {WEISS_MAX_N})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

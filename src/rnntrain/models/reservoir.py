@@ -102,5 +102,5 @@ def spectral_radius(w: Tensor) -> float:
     """max |eigenvalue| of a square matrix (dense or sparse), computed in float64."""
     if w.layout != torch.strided:
         w = w.to_dense()
-    return float(torch.linalg.eigvals(w.double()).abs().max())
+    return float(torch.linalg.eigvals(w.detach().double()).abs().max())
 
