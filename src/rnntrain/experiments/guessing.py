@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -56,26 +57,34 @@ def run(method: str, seed: int, **kw) -> Dict[str, Any]:
     t0 = time.time()
     r = rnntrain.train(config(method, seed, **kw))
     last, m = r.history[-1], r.summary["metrics"]
-    solved = "100.0% of training examples" in (r.summary.get("stop_reason") or "")
-    algo_solved = int(last.get("train_evaluations_to_solve", 0) or 0)
-    return {"method": method, "seed": seed, **kw, "solved": solved,
+    reason = r.summary.get("stop_reason") or ""
+    return {"method": method, "seed": seed, **kw, "solved": solved_after(reason) is not None,
             "evaluations": int(last["train_evaluations"]),
-            "evaluations_to_solve": algo_solved if solved else None,
+            "evaluations_to_solve": solved_after(reason),
             "train_accuracy": m["train"]["accuracy"], "test_accuracy": m["val"]["accuracy"],
             "seconds": round(time.time() - t0, 1), "stop_reason": r.summary.get("stop_reason")}
+
+
+def solved_after(stop_reason: str):
+    """Evaluations up to the first solving weight vector, from the summary's stop reason."""
+    m = re.search(r"100\.0% of training examples.* after (\d+) evaluations", stop_reason or "")
+    return int(m.group(1)) if m else None
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
     out = ["| method | runs | solved | evaluations to solve (solved runs) | mean | median "
            "| est. mean trials 1/p | test accuracy of solutions |", "|---|---|---|---|---|---|---|---|"]
     for method in METHOD_SETTINGS:
-        rs = [r for r in rows if r["method"] == method]
+        rs = [dict(r, evaluations_to_solve=solved_after(r["stop_reason"]))
+              for r in rows if r["method"] == method]
+        for r in rs:
+            r["solved"] = r["evaluations_to_solve"] is not None
         if not rs:
             continue
         budget = rs[0].get("budget", 20000)
         ok = sorted(r["evaluations_to_solve"] for r in rs if r["solved"])
         spent = sum(r["evaluations_to_solve"] if r["solved"] else r["evaluations"] for r in rs)
-        est = f"{spent / len(ok):.0f}" if ok else f"> {spent}"
+        est = (f"{spent / len(ok):.0f}" if ok else f"> {spent}") if method == "guess" else "-"
         mean = f"{statistics.mean(ok):.0f}" if ok else "-"
         med = f"{statistics.median(ok):.0f}" if ok else "-"
         acc = ", ".join(f"{r['test_accuracy']:.2f}" for r in rs if r["solved"]) or "-"

@@ -87,7 +87,7 @@ def martens_hf() -> List[Run]:
     """M&S 2011 sec. 5, scaled: HF (structural damping 1/30) on adding T = 30, 50 tanh units,
     gradient minibatch 1000, curvature 200, <= 100 CG iterations."""
     return [("hf_adding_T30", [
-        "--algorithm", "hf", "--batch-size", "1000", "--epochs", "15", *HF_NET,
+        "--algorithm", "hf", "--batch-size", "1000", "--epochs", "40", *HF_NET,
         *_sets(algorithm__cg_max_iters=100), *_pathological("adding", 30, 10)])]
 
 
@@ -207,10 +207,11 @@ def generalisation_figure(run_dirs: List[Path], path: Path) -> None:
             rows = list(csv.reader(f))[1:]
         ns = [int(r[0]) for r in rows]
         ok = [r[1].strip().lower() in ("1", "true") for r in rows]
-        ax.bar(ns, [1 if o else 0 for o in ok], width=1.0, color=["tab:green" if o else "tab:red" for o in ok])
+        ax.axvspan(0.5, WEISS_MAX_N + 0.5, color="0.9")
+        ax.bar(ns, [1 if o else 0.3 for o in ok], width=1.0, color=["tab:green" if o else "tab:red" for o in ok])
         ax.set_yticks([])
         ax.set_ylabel(d.name.replace("weiss_", ""), rotation=0, ha="right", va="center")
-    axes[-1].set_xlabel("n (aⁿbⁿ); green = accepted")
+    axes[-1].set_xlabel("n (aⁿbⁿ); green (tall) = accepted, red (short) = rejected, grey = trained on")
     fig.suptitle(f"aⁿbⁿ: accepted strings by n (trained on n ≤ {WEISS_MAX_N})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
