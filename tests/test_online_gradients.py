@@ -9,7 +9,6 @@ from rnntrain.algorithms.online import ModelStep
 from rnntrain.algorithms.snap import SparseSensitivity, probe_patterns, snap_pattern
 from rnntrain.cli.main import main
 from rnntrain.core import Recurrent
-from rnntrain.errors import UserError
 
 EXACT = [  # (algorithm, cell, layers): where the online gradient must equal BPTT's
     *[("rtrl", cell, layers) for cell in ("rnn", "rnn-relu", "lstm", "gru", "local") for layers in (1, 2)],

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import rnntrain
-from rnntrain.algorithms.bptt import BPTT
 from rnntrain.training import Trainer
 from conftest import small_series_config, small_text_config
 

@@ -18,7 +18,7 @@ per tensor (≈ 1 for an unbiased estimate; a biased one grows like sqrt(samples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 

@@ -32,7 +32,6 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor
 
-from ..config.schema import check
 from .base import register
 from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
 

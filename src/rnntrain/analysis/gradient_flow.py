@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, vmap
 
-from .step import ModelStep, StepFn, model_step
+from .step import StepFn, model_step
 
 LossOfStates = Callable[[Tensor], Tensor]  # states (N, L+1, D) -> scalar loss
 

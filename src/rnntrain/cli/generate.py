@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from ..errors import UserError
 from .infer import write_table

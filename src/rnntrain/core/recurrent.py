@@ -29,7 +29,7 @@ The step path is equivalent to this loop (one layer, one direction)::
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F

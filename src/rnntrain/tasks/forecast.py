@@ -24,7 +24,7 @@ from ..config.schema import check
 from ..errors import UserError
 from .base import evaluating, SPLITS, Batch, Task, TaskSpec
 from .scaling import SCALES, Scaler
-from .series import BUILTIN_SERIES, Series, builtin_series, check_split, load_csv, split_bounds
+from .series import BUILTIN_SERIES, builtin_series, check_split, load_csv, split_bounds
 
 EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results)
 

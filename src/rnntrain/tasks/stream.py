@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..config.schema import check
 from ..core import detach_state
-from .base import SPLITS, Batch, Task, TaskSpec, evaluating
+from .base import Batch, Task, TaskSpec, evaluating
 from .scaling import SCALES, Scaler
 from .series import BUILTIN_SERIES, Series, builtin_series, check_split, oscillator, split_bounds
 

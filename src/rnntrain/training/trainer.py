@@ -16,14 +16,14 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
 from ..algorithms import Context, get_algorithm
-from ..config.run import RunConfig, to_plain
+from ..config.run import RunConfig
 from ..errors import UserError
 from ..models import SequenceModel, build_model
 from ..reporting.plots import plot_losses, plot_metric_families
