@@ -37,3 +37,31 @@ def text_file(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the cat sat on the mat. " * 120, encoding="utf-8")
     return path
+
+
+def weights_equal(a, b) -> bool:
+    """Two models hold bit-identical weights (same keys, torch.equal on every tensor)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def interrupt_after(n):
+    """A round callback that interrupts a run (as Ctrl-C would) after round ``n``."""
+    def callback(round_, row):
+        if round_ == n:
+            raise KeyboardInterrupt
+    return callback
+
+
+def assert_resume_equals_uninterrupted(config, tmp_path, *, after: int = 1, compare=("train_loss",)):
+    """The resume promise, for any algorithm: a run interrupted after round ``after`` and
+    resumed from its run directory ends with exactly the weights (and the per-round
+    ``compare`` metrics) of the same run left alone. Returns (whole, resumed)."""
+    whole = rnntrain.train(config, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt_after(after)])
+    resumed = rnntrain.resume(tmp_path / "cut")
+    assert weights_equal(whole.model, resumed.model)
+    for key in compare:
+        assert [r[key] for r in whole.history] == [r[key] for r in resumed.history], key
+    return whole, resumed

@@ -73,15 +73,9 @@ def test_hf_is_registered_and_its_options_name_the_fix():
 
 
 def test_hf_resume_equals_uninterrupted(tmp_path):
-    from test_training import interrupt_after, weights_equal
+    from conftest import assert_resume_equals_uninterrupted
 
-    config = hf_config()
-    whole = rnntrain.train(config, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt_after(1)])
-    resumed = rnntrain.resume(tmp_path / "cut")
-    assert weights_equal(whole.model, resumed.model)
-    assert [r["train_lambda"] for r in whole.history] == [r["train_lambda"] for r in resumed.history]
+    assert_resume_equals_uninterrupted(hf_config(), tmp_path, after=1, compare=("train_loss", "train_lambda"))
 
 
 def test_levenberg_marquardt_damping_and_martens_cg_stop():

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 import rnntrain
 from rnntrain.errors import UserError
 from rnntrain.tasks.stream import switching_oscillator
+from conftest import assert_resume_equals_uninterrupted
 
 ONLINE = [("rtrl", "rnn"), ("uoro", "gru"), ("snap1", "lstm"), ("snap2", "local"), ("crbp", "local")]
 
@@ -16,11 +16,6 @@ def stream_config(**overrides):
             "optim.lr": 0.01, "train.epochs": 2, "train.batch_size": 4, "train.restore_best": False}
     base.update(overrides)
     return rnntrain.load_config(base=base)
-
-
-def weights_equal(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 @pytest.mark.parametrize("algorithm,cell", ONLINE)
@@ -38,17 +33,7 @@ def test_online_resume_equals_uninterrupted(tmp_path, algorithm, cell, update_ev
     config = stream_config(**{"algorithm.name": algorithm, "model.cell": cell, "train.epochs": 3,
                               "algorithm.update_every": update_every, "optim.name": "sgd",
                               "optim.momentum": 0.9, "task.length": 200})
-    whole = rnntrain.train(config, tmp_path / "whole")
-
-    def interrupt(round_, row):
-        if round_ == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt])
-    resumed = rnntrain.resume(tmp_path / "cut")
-    assert weights_equal(whole.model, resumed.model)
-    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+    assert_resume_equals_uninterrupted(config, tmp_path, after=1)
 
 
 def test_update_every_sets_the_number_of_updates():

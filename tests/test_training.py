@@ -4,18 +4,12 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 import rnntrain
 from rnntrain.training import Trainer
-from conftest import small_series_config, small_text_config
+from conftest import assert_resume_equals_uninterrupted, small_series_config, small_text_config, weights_equal
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
-
-
-def weights_equal(a, b) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -43,17 +37,6 @@ def test_a_seeded_run_repeats_bit_for_bit():
     assert not weights_equal(a.model, c.model)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def interrupt_after(n):
-    def callback(round_, row):
-        if round_ == n:
-            raise KeyboardInterrupt
-    return callback
-
-
 @pytest.mark.parametrize("overrides", [
     {"model.cell": "gru", "task.input_noise": 0.1, "model.layers": 2, "model.dropout": 0.2},
     {"model.cell": "lstm", "optim.name": "sgd", "optim.momentum": 0.9, "optim.schedule": "cosine",
@@ -61,22 +44,13 @@ def interrupt_after(n):
 ], ids=["gru-noise-dropout", "lstm-sgd-cosine-truncated"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, overrides):
     config = small_series_config(**{"train.epochs": 4, "train.restore_best": False, **overrides})
-    whole = rnntrain.train(config, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt_after(2)])
-    resumed = rnntrain.resume(tmp_path / "cut")
-    assert weights_equal(whole.model, resumed.model)
-    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+    assert_resume_equals_uninterrupted(config, tmp_path, after=2)
 
 
 def test_stateful_text_resume_equals_uninterrupted(tmp_path, text_file):
     config = small_text_config(text_file, **{"train.epochs": 3, "model.cell": "lstm",
                                              "algorithm.truncation": 7})
-    whole = rnntrain.train(config, tmp_path / "whole")
-    with pytest.raises(KeyboardInterrupt):
-        rnntrain.train(config, tmp_path / "cut", callbacks=[interrupt_after(1)])
-    resumed = rnntrain.resume(tmp_path / "cut")
-    assert weights_equal(whole.model, resumed.model)
+    assert_resume_equals_uninterrupted(config, tmp_path, after=1)
 
 
 @pytest.mark.parametrize("optim", [
