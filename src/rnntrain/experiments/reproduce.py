@@ -101,6 +101,22 @@ def martens_sgd() -> List[Run]:
         *_sets(optim__momentum=0.9, optim__nesterov="true"), *_pathological("adding", 30, 100)])]
 
 
+@row("martens-hf-t50")
+def martens_hf_t50() -> List[Run]:
+    """The HF row at T = 50: 300 outer iterations."""
+    return [("hf_adding_T50", [
+        "--algorithm", "hf", "--batch-size", "1000", "--epochs", "30", *HF_NET,
+        *_sets(algorithm__cg_max_iters=100), *_pathological("adding", 50, 10)])]
+
+
+@row("martens-sgd-t50")
+def martens_sgd_t50() -> List[Run]:
+    """Its SGD baseline: 11,700 minibatches of 100 = HF's 300 gradient + 11,401 GN-product evaluations."""
+    return [("sgd_adding_T50", [
+        "--optimizer", "sgd", "--lr", "0.01", "--clip", "1", "--batch-size", "100", "--epochs", "117", *HF_NET,
+        *_sets(optim__momentum=0.9, optim__nesterov="true"), *_pathological("adding", 50, 100)])]
+
+
 @row("hochreiter-adding")
 def hochreiter_adding() -> List[Run]:
     """H&S 1997 exp. 4: LSTM (8 units here; theirs: 2 memory-cell blocks of 2 cells) on their
