@@ -143,3 +143,26 @@ def test_cli_trains_an_esn_and_generates_from_its_run_directory(tmp_path, capsys
     assert cli(["generate", str(out), "--steps", "25", "-o", str(tmp_path / "g.csv")]) == 0
     rows = (tmp_path / "g.csv").read_text().splitlines()
     assert rows[0] == "step,x" and len(rows) == 26
+
+
+@pytest.mark.parametrize("leak", [0.3, 1.0])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_in_place_state_collection_equals_the_cells_own_unroll(leak, batch, sparse):
+    # collect_states is the reservoir cell's step done in place (for speed); it must stay the
+    # same function as the core's unroll of the cell: bit for bit dense, to rounding with CSR.
+    from rnntrain.core.recurrent import unroll_layer
+    from rnntrain.models.esn import collect_states
+
+    g = torch.Generator().manual_seed(0)
+    H, F_in, L = 40, 2, 30
+    w_ih, b_ih = torch.randn(H, F_in, generator=g, dtype=F64), torch.randn(H, generator=g, dtype=F64)
+    w = torch.randn(H, H, generator=g, dtype=F64) * (torch.rand(H, H, generator=g) < 0.2) / 2
+    x = torch.randn(L, batch, F_in, generator=g, dtype=F64)
+    x0 = torch.randn(batch, H, generator=g, dtype=F64)
+    ref, (ref_last,) = unroll_layer(reservoir_cell(leak), x, (x0,), w_ih, w, b_ih, None)
+    states, last = collect_states(x, x0, w_ih, w.to_sparse_csr() if sparse else w, b_ih, None, leak)
+    if sparse:
+        assert torch.allclose(states, ref, atol=1e-14, rtol=0) and torch.allclose(last, ref_last, atol=1e-14, rtol=0)
+    else:
+        assert torch.equal(states, ref) and torch.equal(last, ref_last)
