@@ -1,0 +1,188 @@
+r"""The recurrent core's single step as a pure function of a flat parameter vector, with
+its Jacobians by ``torch.func`` (what RTRL, UORO, SnAp and CRBP differentiate).
+
+``s_t = f(θ, s_{t-1}, x_t)`` is one step of the whole core (``Recurrent.step``, every
+layer), with the state flattened: ``s = [h_layer0 .. h_layerK, c_layer0 .. c_layerK]``.
+``D = ∂f/∂s`` and ``I = ∂f/∂θ`` come from one vjp per stream pulled back along a basis;
+``jvp`` gives D·v and ``vjp`` gives u·I. The cell's equations are never restated.
+
+Shapes: ``N`` streams, ``S`` state size (arity·layers·H), ``P`` recurrent parameters,
+``F`` encoded input features.
+"""
+from __future__ import annotations
+
+import copy
+
+from abc import ABC, abstractmethod
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+from ..core import CELLS, Recurrent
+
+JACOBIAN_CHUNK_BYTES = 16 << 20  # bound on one group of streams' Jacobian temporaries
+
+
+# ----------------------------------------------------------------- the step as a function
+
+class StepFunction(ABC):
+    """A recurrent step ``f(theta (P,), s (N, S), x (N, F)) -> s' (N, S)`` and its Jacobians.
+
+    ``readout_slice`` is the part of ``s`` the readout reads (the top layer's h).
+    """
+
+    P: int
+    S: int
+    readout_slice: slice
+
+    @abstractmethod
+    def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        ...
+
+    @abstractmethod
+    def theta(self) -> Tensor:
+        """The current parameters as one flat detached vector (P,)."""
+
+    def structural(self) -> "StepFunction":
+        """A step with the same Jacobian sparsity and no accidental exact zeros (for probing)."""
+        return self
+
+    def single(self, theta: Tensor, s1: Tensor, x1: Tensor) -> Tensor:
+        """One stream: s1 (S,), x1 (F,) -> (S,)."""
+        return self(theta, s1[None], x1[None])[0]
+
+    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor, out: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+        """(s' (N, S), D (N, S, S), I (N, S, P)), per stream, by reverse mode (S vjps).
+
+        ``out`` (N, S, P), if given, receives I (and is returned as I): callers that keep I
+        in a buffer of their own (RTRL's influence) avoid a fresh N·S·P tensor per step."""
+        def f(th, s1, x1):
+            out = self.single(th, s1, x1)
+            return out, out
+
+        (D, I), s_next = vmap(jacrev(f, argnums=(1, 0), has_aux=True), in_dims=(None, 0, 0))(theta, s, x)
+        return s_next, D, (I if out is None else out.copy_(I))
+
+    def jvp_state(self, theta: Tensor, s: Tensor, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+        """(s', D v) for v (N, S): forward mode, one pass (streams are independent rows)."""
+        return jvp(lambda s_: self(theta, s_, x), (s,), (v,))
+
+    def jvp_state_many(self, theta: Tensor, s: Tensor, x: Tensor, U: Tensor) -> Tuple[Tensor, Tensor]:
+        """(s', D u_k for every tangent u_k of U (K, S) shared by all streams) -> (K, N, S)."""
+        N = s.shape[0]
+        outs = vmap(lambda u: self.jvp_state(theta, s, x, u.expand(N, -1)))(U)
+        return outs[0][0], outs[1]
+
+    def vjp_params(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor) -> Tensor:
+        """Per-stream u I for cotangents V (N, K, S) -> (N, K, P) (one forward per stream)."""
+        def per_stream(s1, x1, v1):
+            _, pull = vjp(lambda th: self.single(th, s1, x1), theta)
+            return vmap(lambda u: pull(u)[0])(v1)
+
+        return vmap(per_stream)(s, x, V)
+
+
+class _Stepper(nn.Module):
+    """``Recurrent.step`` as a module's forward, so ``functional_call`` can run it."""
+
+    def __init__(self, rnn: Recurrent) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: Tensor, hx):
+        return self.rnn.step(x, hx)
+
+
+class ModelStep(StepFunction):
+    """The single step of a :class:`rnntrain.Recurrent` (every layer) over a flat vector.
+
+    The flat order is ``rnn.named_parameters()`` (torch's: per layer W_ih, W_hh, b_ih, b_hh).
+    """
+
+    def __init__(self, rnn: Recurrent) -> None:
+        self.rnn = rnn
+        self.stepper = _Stepper(rnn)
+        self.names = [n for n, _ in rnn.named_parameters()]
+        self.keys = ["rnn." + n for n in self.names]  # the names functional_call sees
+        self._basis: Optional[Tensor] = None  # (S, S) identity: the cotangents of jacobians()
+        self.shapes = [p.shape for p in rnn.parameters()]
+        self.sizes = [p.numel() for p in rnn.parameters()]
+        self.P = sum(self.sizes)
+        self.H, self.layers, self.arity = rnn.hidden_size, rnn.num_layers, rnn.state_arity
+        self.S = self.arity * self.layers * self.H
+        self.readout_slice = slice((self.layers - 1) * self.H, self.layers * self.H)
+
+    def theta(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.rnn.parameters()])
+
+    def split(self, flat: Tensor) -> List[Tensor]:
+        """A flat (P,) vector as tensors shaped like the parameters (views)."""
+        return [t.view(shape) for t, shape in zip(flat.split(self.sizes), self.shapes)]
+
+    def to_hx(self, s: Tensor):
+        """(N, S) -> the core's state layout: (layers, N, H), or a tuple (h, c)."""
+        parts = s.reshape(s.shape[0], self.arity, self.layers, self.H).permute(1, 2, 0, 3)
+        return (parts[0], parts[1]) if self.arity == 2 else parts[0]
+
+    def from_hx(self, hx) -> Tensor:
+        """The core's state layout -> (N, S)."""
+        parts = hx if isinstance(hx, tuple) else (hx,)
+        return torch.stack(parts).permute(2, 0, 1, 3).reshape(parts[0].shape[1], self.S)
+
+    def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        return self.step_params(self.split(theta), s, x)
+
+    def step_params(self, params, s: Tensor, x: Tensor) -> Tensor:
+        """The step with the parameters as tensors shaped like the model's (a sequence)."""
+        return self.from_hx(functional_call(self.stepper, dict(zip(self.keys, params)), (x, self.to_hx(s))))
+
+    def jacobians(self, theta: Tensor, s: Tensor, x: Tensor, out: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+        """(s', D, I) as :meth:`StepFunction.jacobians`, cheaper: one vjp per stream, pulled back
+        along the S basis cotangents (one vmap), differentiating the parameter tensors
+        themselves, so each block of I is written once, straight into ``out``'s columns
+        (no concatenation of the blocks, no fresh (N, S, P) tensor when ``out`` is given)."""
+        N, S = s.shape
+        params = tuple(self.split(theta))
+        if self._basis is None or self._basis.dtype != s.dtype or self._basis.device != s.device:
+            self._basis = torch.eye(S, dtype=s.dtype, device=s.device)
+        basis = self._basis
+
+        def per_stream(s1, x1):  # (S,), (F,)
+            s_next, pull = vjp(lambda p, s_: self.single_params(p, s_, x1), params, s1)
+            dp, ds = vmap(pull)(basis)  # rows of I per parameter tensor (S, *shape), of D (S, S)
+            return s_next, ds, dp
+
+        if out is None:
+            out = s.new_empty(N, S, self.P)
+        # streams in groups whose temporaries stay under JACOBIAN_CHUNK_BYTES: the allocator
+        # then reuses the same memory every step instead of mapping (and faulting in) fresh
+        # pages for an N·S·P tensor, which costs more than the GEMM itself at n = 128
+        group = max(1, JACOBIAN_CHUNK_BYTES // (S * self.P * s.element_size()))
+        s_next, D = [], []
+        for lo in range(0, N, group):
+            hi = min(N, lo + group)
+            s1, D1, blocks = vmap(per_stream)(s[lo:hi], x[lo:hi])  # (G, S), (G, S, S), ((G, S, *shape), ...)
+            for blk, dst, shape in zip(blocks, out[lo:hi].split(self.sizes, dim=2), self.shapes):
+                dst.view(hi - lo, S, *shape).copy_(blk)  # (G, S, P_k) columns of I
+            s_next.append(s1)
+            D.append(D1)
+            del blocks
+        if len(D) == 1:
+            return s_next[0], D[0], out
+        return torch.cat(s_next), torch.cat(D), out
+
+    def single_params(self, params, s1: Tensor, x1: Tensor) -> Tensor:
+        """One stream with the parameters as tensors: s1 (S,), x1 (F,) -> (S,)."""
+        return self.step_params(params, s1[None], x1[None])[0]
+
+    def structural(self) -> "ModelStep":
+        # ReLU units are exactly zero (with zero derivative) half the time; tanh has the same
+        # structure (elementwise) and no exact zeros, so probe sparsity with it.
+        rnn = copy.deepcopy(self.rnn).double()
+        if rnn.cell.name == "rnn_relu":
+            rnn.cell = CELLS["rnn_tanh"]
+        return ModelStep(rnn)
