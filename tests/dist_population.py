@@ -2,6 +2,7 @@
 
     python -m torch.distributed.run --nproc_per_node 2 tests/dist_population.py OUT.pt
 """
+import os
 import sys
 
 import torch
@@ -14,15 +15,11 @@ def main(out: str) -> None:
     config = rnntrain.load_config(base={"task.length": 200, "task.window": 8, "model.hidden": 6,
                                         "algorithm.name": "ga", "algorithm.population": 9,
                                         "train.epochs": 4})
-    result = rnntrain.train(config)
-    import torch.distributed as dist
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    result = rnntrain.train(config)  # joins the gloo group torchrun set up, and ends it cleanly
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if rank == 0:
         torch.save({"weights": result.model.state_dict(),
-                    "losses": [r["train_loss"] for r in result.history],
-                    "world": dist.get_world_size() if dist.is_initialized() else 1}, out)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
+                    "losses": [r["train_loss"] for r in result.history], "world": world}, out)
 
 if __name__ == "__main__":
     main(sys.argv[1])

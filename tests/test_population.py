@@ -185,9 +185,10 @@ def test_two_processes_equal_one_process(tmp_path):
     script = Path(__file__).with_name("dist_population.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                    "--master_port", "29731", str(script), str(tmp_path / "two.pt")],
-                   check=True, env=env, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(script), str(tmp_path / "two.pt")],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert two["world"] == 2 and one["world"] == 1
     assert one["losses"] == two["losses"]

@@ -31,7 +31,7 @@ from ..tasks import TASKS
 from ..tasks.base import Task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import build_monitors
-from .processes import is_main_process
+from .processes import is_main_process, release_process_group
 from .progress import Progress
 from .run_dir import RunDir
 
@@ -168,7 +168,9 @@ class Trainer:
                 progress.end_round(row)
                 for callback in self.callbacks:
                     callback(self.round, row)
-            return self.finish()
+            result = self.finish()
+            release_process_group()  # every rank done: end a group rnntrain itself joined
+            return result
         finally:
             progress.close()
             torch.set_num_threads(threads)

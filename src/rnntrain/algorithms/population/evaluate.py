@@ -17,7 +17,6 @@ being drawn from the same seeded generator everywhere, the same next population.
 from __future__ import annotations
 
 import math
-import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -30,15 +29,8 @@ from ...tasks.base import Task
 
 def _distributed() -> Tuple[int, int]:
     """(rank, world size); joins the process group when launched by torchrun (gloo)."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    from ...training.processes import join_process_group
+    return join_process_group()
 
 
 # Bytes of one per-step tensor (p, N, G*H) of a block of individuals: the step's working set
