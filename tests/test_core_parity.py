@@ -289,3 +289,18 @@ def test_recur_with_stacked_weights_equals_one_network_at_a_time(name):
     folded = cell.recur(gx + b_hh, state, w_hh, None)
     same = all(torch.allclose(a, b, atol=1e-12) for a, b in zip(batched, folded, strict=True))
     assert same == cell.bias_in_gx
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_flat_state_orders_h_then_c_layer_by_layer_and_round_trips(mode):
+    rnn = Recurrent(mode, 3, 5, num_layers=2)
+    hx = rnn.initial_state(4)
+    hx = tuple(torch.randn_like(h) for h in hx) if isinstance(hx, tuple) else torch.randn_like(hx)
+    flat = rnn.flat_state(hx)  # (N, arity * layers * H)
+    parts = hx if isinstance(hx, tuple) else (hx,)
+    assert flat.shape == (4, len(parts) * 2 * 5)
+    assert torch.equal(flat[1, 5:10], parts[0][1, 1])  # h of layer 1, stream 1
+    if mode == "LSTM":
+        assert torch.equal(flat[2, 10:15], parts[1][0, 2])  # c of layer 0, stream 2
+    back = rnn.unflat_state(flat)
+    assert all(torch.equal(a, b) for a, b in zip(back if isinstance(back, tuple) else (back,), parts))

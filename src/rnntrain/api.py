@@ -101,14 +101,10 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     if task.horizon != 1:
         raise UserError(f"closed-loop generation feeds one predicted row back per step; the run "
                         f"predicts {task.horizon} rows (horizon): train with --horizon 1")
-    task._require_feedback()
+    task.require_feedback()
     t = lambda v: torch.as_tensor(v, dtype=_dtype_of(run.model), device=_device_of(run.model))
     if start == "end":
-        extra = [c for c in task.inputs if c not in task.targets]
-        if extra:
-            raise UserError(f"cannot generate past the end of the data: inputs {extra} are not "
-                            f"targets, so their future is unknown; use --start val or test")
-        context = task.scaler.transform(task.tail)[:, task.in_idx]
+        context = task.future_context()
         exogenous, truth = None, None
     elif start in ("val", "test"):
         a, b = task.bounds[start]

@@ -123,14 +123,12 @@ class ModelStep(StepFunction):
         return [t.view(shape) for t, shape in zip(flat.split(self.sizes), self.shapes)]
 
     def to_hx(self, s: Tensor):
-        """(N, S) -> the core's state layout: (layers, N, H), or a tuple (h, c)."""
-        parts = s.reshape(s.shape[0], self.arity, self.layers, self.H).permute(1, 2, 0, 3)
-        return (parts[0], parts[1]) if self.arity == 2 else parts[0]
+        """(N, S) -> the core's state layout (see ``Recurrent.unflat_state``)."""
+        return self.rnn.unflat_state(s)
 
     def from_hx(self, hx) -> Tensor:
-        """The core's state layout -> (N, S)."""
-        parts = hx if isinstance(hx, tuple) else (hx,)
-        return torch.stack(parts).permute(2, 0, 1, 3).reshape(parts[0].shape[1], self.S)
+        """The core's state layout -> (N, S) (see ``Recurrent.flat_state``)."""
+        return self.rnn.flat_state(hx)
 
     def __call__(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
         return self.step_params(self.split(theta), s, x)

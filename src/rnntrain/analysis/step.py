@@ -49,14 +49,12 @@ class ModelStep:
         return self.arity * self.layers * self.hidden
 
     def unflatten(self, h: Tensor):
-        """(..., D) -> the core's state layout with a batch of one: (K, 1, H) or a tuple."""
-        parts = h.reshape(self.arity, self.layers, 1, self.hidden).unbind(0)
-        return parts if self.arity == 2 else parts[0]
+        """(D,) -> the core's state layout with a batch of one: (K, 1, H) or a tuple."""
+        return self.model.rnn.unflat_state(h.reshape(1, -1))
 
     def flatten(self, state) -> Tensor:
         """The core's state (K, N, H) or tuple -> (N, D)."""
-        parts = state if isinstance(state, tuple) else (state,)
-        return torch.cat([p.transpose(0, 1).reshape(p.shape[1], -1) for p in parts], dim=-1)
+        return self.model.rnn.flat_state(state)
 
     def __call__(self, h: Tensor, x: Tensor) -> Tensor:
         new = self.model.rnn.step(x.unsqueeze(0), self.unflatten(h))

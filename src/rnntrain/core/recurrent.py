@@ -174,6 +174,19 @@ class Recurrent(nn.Module):
                         device=device or p.device, dtype=dtype or p.dtype)
         return (z, z.clone()) if self.state_arity == 2 else z
 
+    def flat_state(self, hx: HiddenArg) -> Tensor:
+        """The state as one vector per sequence: (N, S), S = arity * D*num_layers * H, ordered
+        [h of every layer, then c of every layer] (what Jacobians over the state act on)."""
+        parts = hx if isinstance(hx, (tuple, list)) else (hx,)
+        return torch.stack(tuple(parts)).permute(2, 0, 1, 3).reshape(parts[0].shape[1], -1)
+
+    def unflat_state(self, s: Tensor) -> HiddenArg:
+        """(N, S) -> torch's state layout, (D*num_layers, N, H) or a tuple (h, c)."""
+        D = 2 if self.bidirectional else 1
+        parts = s.reshape(s.shape[0], self.state_arity, D * self.num_layers, self.hidden_size)
+        parts = parts.permute(1, 2, 0, 3)
+        return (parts[0], parts[1]) if self.state_arity == 2 else parts[0]
+
     # -- forward ------------------------------------------------------------------------
     def forward(self, input: Tensor, hx: HiddenArg = None, *, path: Optional[str] = None):
         """Returns ``(output, h_n)``, or ``(output, (h_n, c_n))`` for LSTM; shapes above."""

@@ -235,16 +235,27 @@ class ForecastTask(Task):
         z = torch.cat(preds)[:steps].double().cpu().numpy()
         return self.target_scaler.inverse(z)
 
-    def _require_feedback(self) -> None:
+    def require_feedback(self) -> None:
+        """UserError unless every target is an input (predictions can be fed back)."""
         check(self.tgt_in_pos is not None,
               f"a recursive forecast feeds predictions back as inputs, so every target must be "
               f"an input column; targets {self.targets} vs inputs {self.inputs}: add the "
               f"targets to --column")
 
+    def future_context(self) -> np.ndarray:
+        """(window, n_inputs) scaled: the last saved rows, the start of any prediction past
+        the end of the series; UserError unless every input is a predicted target."""
+        self.require_feedback()
+        extra = [c for c in self.inputs if c not in self.targets]
+        check(not extra, f"cannot predict past the end of the data: inputs {extra} are not "
+                         f"targets, so their future is unknown; start from the validation "
+                         f"split instead (--start val), or make them targets")
+        return self.scaler.transform(self.tail)[:, self.in_idx]
+
     def recursive_forecast(self, model, start_row: int, steps: int) -> np.ndarray:
         """Forecast ``steps`` rows from the ``window`` rows before ``start_row`` (a row of
         the full series). Returns (steps, n_targets) in original units."""
-        self._require_feedback()
+        self.require_feedback()
         check(self.series is not None, "this task was built for inference without its data; "
                                        "use forecast_future, or build it from the data")
         T = len(self.series)
@@ -265,12 +276,7 @@ class ForecastTask(Task):
 
     def forecast_future(self, model, steps: int) -> np.ndarray:
         """``steps`` rows past the end of the series: (steps, n_targets), original units."""
-        self._require_feedback()
-        extra = [c for c in self.inputs if c not in self.targets]
-        check(not extra, f"cannot forecast past the end of the data: inputs {extra} are not "
-                         f"targets, so their future is unknown; forecast from the validation "
-                         f"start instead (recursive_forecast), or make them targets")
-        context = self.scaler.transform(self.tail)[:, self.in_idx]
+        context = self.future_context()
         zeros = lambda k, count: np.zeros((count, len(self.inputs)))  # all overwritten
         return self._roll(model, context, steps, zeros)
 
