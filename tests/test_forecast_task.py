@@ -221,7 +221,7 @@ def test_known_inputs_come_from_the_series_and_must_exist(tmp_path):
     np.testing.assert_allclose(out[:, 0], F[239:245], rtol=1e-6)  # fed-back F is the true one
     with pytest.raises(UserError, match="end of the series.*'F'"):
         task.recursive_forecast(echo_force, start_row=295, steps=10)
-    with pytest.raises(UserError, match="validation start"):
+    with pytest.raises(UserError, match="validation split"):
         task.forecast_future(echo_force, 3)
 
 
