@@ -63,7 +63,7 @@ def outer_iteration(hidden: int, T: int, batch: int, cg: int, repeats: int) -> f
     task, model, x, y = _setup(hidden, T, batch)
     hf = HessianFree(Context(model, task, None, 1, batch, torch.Generator().manual_seed(0)),
                      HFOptions(cg_max_iters=cg, cg_tolerance=1e-12))  # exactly cg CG iterations
-    return _timed(lambda: hf.step(x, y), repeats)
+    return _timed(lambda: hf.step([(x, y)]), repeats)
 
 
 def main(quick: bool = False) -> str:

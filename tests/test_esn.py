@@ -14,7 +14,7 @@ from rnntrain.core.cells import reservoir_cell
 from rnntrain.errors import UserError
 from rnntrain.models import build_model
 from rnntrain.models.esn import build_esn
-from rnntrain.models.reservoir import ReservoirConfig, spectral_radius
+from rnntrain.models.reservoir import ReservoirConfig, sparse_input, spectral_radius
 from rnntrain.models.sequence_model import ModelConfig
 from rnntrain.tasks.base import TaskSpec
 from conftest import interrupt_after, weights_equal
@@ -42,6 +42,13 @@ def test_the_reservoir_has_the_spectral_radius_asked_for_and_is_fixed(rho):
     assert set(a.rnn.weight_ih_l0.unique().tolist()) <= {-1.0, 0.0, 1.0}  # +-input_scaling
     assert not any(p.requires_grad for p in a.rnn.parameters())
     assert torch.equal(w, b.rnn.weight_hh_l0)  # seeded: same seed, same reservoir
+
+
+def test_input_weights_are_exactly_plus_or_minus_the_scaling_in_float64():
+    w = sparse_input(200, 3, 0.3, 0.5, torch.Generator().manual_seed(0))
+    assert w.dtype == torch.float64
+    assert set(w.unique().tolist()) == {-0.3, 0.0, 0.3}  # 0.3 itself, not float32's 0.30000001
+    assert 0.4 < (w != 0).double().mean() < 0.6 and (w > 0).sum() > 0.4 * (w != 0).sum()
 
 
 def test_the_reservoir_step_is_the_leaky_tanh_equation_dense_or_sparse():

@@ -8,7 +8,9 @@ from torch.func import functional_call
 
 import rnntrain
 from rnntrain.algorithms import ALGORITHMS
-from rnntrain.algorithms.hf import Curvature, HFOptions, _Unrolled, gauss_newton_product
+from rnntrain.algorithms.base import Context
+from rnntrain.algorithms.hf import (Curvature, HessianFree, HFOptions, _Curvatures, _Unrolled,
+                                    gauss_newton_product)
 from rnntrain.errors import UserError
 from rnntrain.models import ModelConfig, build_model
 from rnntrain.tasks import PathologicalConfig, PathologicalTask
@@ -50,6 +52,35 @@ def test_gauss_newton_product_equals_the_explicit_matrix_in_float64(cell, proble
     assert torch.linalg.eigvalsh(G).min() > -1e-10  # positive semi-definite, unlike the Hessian
     curv = Curvature(model, task.loss, x, y, structural=0.3)
     assert torch.equal(curv.product(v), curv.product(v))  # the shared vjp can be reused
+
+
+def test_a_minibatch_of_chunks_of_different_lengths_is_the_mean_over_its_sequences():
+    # one sequence length per task batch: a step mixes lengths by taking several batches
+    task = PathologicalTask(PathologicalConfig(problem="adding", length=20, eval_size=2), dtype=F64)
+    model = build_model(ModelConfig(cell="rnn", hidden=3), task.spec,
+                        generator=torch.Generator().manual_seed(0), dtype=F64)
+    g = torch.Generator().manual_seed(0)
+    (x1, y1), (x2, y2) = task.sample(2, g), task.sample(3, g)
+    x1 = x1[:, :7]  # two lengths for certain: 7 and 20..22
+    G1, theta = explicit_gauss_newton(model, task.loss, x1, y1, structural=0.3)
+    G2, _ = explicit_gauss_newton(model, task.loss, x2, y2, structural=0.3)
+    v = torch.randn(theta.numel(), dtype=F64, generator=torch.Generator().manual_seed(1))
+    mixed = _Curvatures(model, task.loss, [(x1, y1), (x2, y2)], structural=0.3)
+    assert torch.allclose(mixed.product(v), (2 * G1 @ v + 3 * G2 @ v) / 5, rtol=1e-10, atol=1e-12)
+    hf = HessianFree(Context(model, task, None, 1, 5, g), HFOptions())
+    loss, grad = hf._gradient([(x1, y1), (x2, y2)])
+    out = torch.cat([model(x1)[0], model(x2)[0]])  # both answer at their last step: (5, 1)
+    expected = task.loss(out, torch.cat([y1, y2]))
+    assert abs(loss - float(expected)) < 1e-14
+    expected_grad = torch.autograd.grad(expected, list(model.parameters()))
+    assert torch.allclose(grad, torch.cat([t.reshape(-1) for t in expected_grad]), rtol=1e-12, atol=1e-14)
+
+
+def test_batches_per_step_groups_the_rounds_batches_into_outer_iterations():
+    for per_step, steps in ((1, 5), (2, 3), (5, 1)):  # 5 batches a round: 2 + 2 + the last 1
+        run = rnntrain.train(hf_config(**{"task.epoch_batches": 5, "train.epochs": 1, "train.batch_size": 10,
+                                          "algorithm.batches_per_step": per_step}))
+        assert run.history[-1]["train_outer_iterations"] == steps
 
 
 def hf_config(**overrides):

@@ -119,3 +119,79 @@ def test_unknown_scheme_names_the_choices():
 def test_bad_spectral_radius_is_a_user_error(rho):
     with pytest.raises(UserError, match="spectral_radius"):
         initialize(make(), "spectral", spectral_radius=rho)
+
+
+# --- forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015) ---------------------------
+
+def forget_blocks(rnn):
+    """{(layer suffix): (bias_ih forget block, bias_hh forget block)} for every layer and direction."""
+    params = dict(rnn.named_parameters())
+    suffixes = [n[len("bias_ih"):] for n in params if n.startswith("bias_ih")]
+    H_ = rnn.hidden_size
+    return {s: (params["bias_ih" + s].detach()[H_:2 * H_], params["bias_hh" + s].detach()[H_:2 * H_])
+            for s in suffixes}
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+@pytest.mark.parametrize("b_f", [1.0, 3.0, -2.5])
+def test_forget_bias_is_the_exact_effective_forget_bias_in_every_layer_and_direction(scheme, b_f):
+    rnn = initialize(make("LSTM"), scheme, spectral_radius=0.9, generator=gen(4), forget_bias=b_f)
+    blocks = forget_blocks(rnn)
+    assert sorted(blocks) == ["_l0", "_l0_reverse", "_l1", "_l1_reverse"]
+    for suffix, (b_ih, b_hh) in blocks.items():
+        assert torch.equal(b_ih, torch.full((H,), b_f)), suffix
+        assert torch.equal(b_hh, torch.zeros(H)), suffix
+        assert torch.equal(b_ih + b_hh, torch.full((H,), b_f)), suffix  # what the gate sees
+
+
+@pytest.mark.parametrize("scheme", INIT_SCHEMES)
+def test_forget_bias_leaves_every_other_weight_as_the_same_seed_without_it(scheme):
+    plain = initialize(make("LSTM"), scheme, spectral_radius=0.9, generator=gen(5)).state_dict()
+    biased = initialize(make("LSTM"), scheme, spectral_radius=0.9, generator=gen(5),
+                        forget_bias=1.0).state_dict()
+    assert plain.keys() == biased.keys()
+    for k in plain:
+        if k.startswith("bias"):
+            other = torch.cat([plain[k][:H], plain[k][2 * H:]])  # gates i, g, o
+            assert torch.equal(torch.cat([biased[k][:H], biased[k][2 * H:]]), other), k
+            if k.startswith("bias_ih"):  # the forget block moved (to 1, from a draw or 0)
+                assert not torch.equal(biased[k][H:2 * H], plain[k][H:2 * H]), k
+        else:
+            assert torch.equal(biased[k], plain[k]), k
+
+
+def test_forget_bias_zero_changes_nothing():
+    a = initialize(make("LSTM"), "orthogonal", generator=gen(6)).state_dict()
+    b = initialize(make("LSTM"), "orthogonal", generator=gen(6), forget_bias=0.0).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode, nonlin", [("GRU", "tanh"), ("RNN", "tanh"), ("RNN", "relu")])
+def test_forget_bias_on_a_cell_without_a_forget_gate_is_a_user_error(mode, nonlin):
+    with pytest.raises(UserError, match=f"forget_bias.*{mode}.*use --cell lstm"):
+        initialize(make(mode, nonlin), "default", forget_bias=1.0)
+
+
+def test_forget_bias_config_for_a_gru_is_a_one_line_user_error():
+    import rnntrain
+
+    with pytest.raises(UserError, match="forget_bias.*'gru'.*use --cell lstm") as err:
+        rnntrain.load_config(base={"model.cell": "gru", "model.forget_bias": 1.0})
+    assert "\n" not in str(err.value)
+
+
+def test_forget_bias_is_honoured_through_config_and_build_model():
+    import rnntrain
+    from rnntrain.training.trainer import make_task
+
+    config = rnntrain.load_config(
+        base={"model.cell": "lstm", "model.hidden": H, "model.layers": 2, "model.bidirectional": True,
+              "model.init": "orthogonal", "task.kind": "pathological", "task.problem": "adding",
+              "task.variant": "hochreiter", "task.length": 20},
+        overrides=["model.forget_bias=2"])  # as `--set model.forget_bias=2` gives it
+    assert config.model.forget_bias == 2.0
+    model = rnntrain.build_model(config.model, make_task(config).spec, generator=gen(7))
+    blocks = forget_blocks(model.rnn)
+    assert len(blocks) == 4
+    for b_ih, b_hh in blocks.values():
+        assert torch.equal(b_ih + b_hh, torch.full((H,), 2.0))

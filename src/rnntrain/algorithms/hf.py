@@ -1,13 +1,15 @@
 r"""Hessian-free optimisation (Martens 2010; Martens & Sutskever 2011) for any model of the core.
 
-Each minibatch of the task is one outer iteration. At parameters :math:`\theta` with
+Each outer iteration takes ``batches_per_step`` batches of the task as its minibatch (one
+by default; the chunks may differ in sequence length, and every quantity below is the
+mean over all their sequences). At parameters :math:`\theta` with
 gradient :math:`g` (on the whole minibatch) it minimises the damped quadratic model
 
 .. math::
     q(p) = g^\top p + \tfrac12 p^\top \big(G + \lambda\mu\, S + \lambda I\big) p
 
 by conjugate gradient (CG), where, on a smaller *curvature* minibatch (the first
-``curvature_fraction`` of the sequences; Martens 2010 sec. 4.3),
+``curvature_fraction`` of the sequences of every chunk; Martens 2010 sec. 4.3),
 
 - :math:`G = J^\top H_L J` is the generalised Gauss-Newton matrix (Schraudolph 2002) of
   the loss :math:`L` composed with the outputs :math:`z(\theta)`: :math:`J = \partial z /
@@ -19,7 +21,7 @@ by conjugate gradient (CG), where, on a smaller *curvature* minibatch (the first
   Gauss-Newton matrix of the penalty :math:`\tfrac{1}{2NL}\sum\|h_t(\theta+p) -
   h_t(\theta)\|^2` on the change of the hidden states, weighted by :math:`\lambda\mu`.
 - :math:`\lambda I` is Tikhonov damping, adapted by the Levenberg-Marquardt rule with the
-  reduction ratio :math:`\rho = (L(\theta+p) - L(\theta)) / q(p)` on the curvature batch:
+  reduction ratio :math:`\rho` of the actual to the predicted loss change, both on the curvature batch:
   :math:`\rho < 1/4 \Rightarrow \lambda \leftarrow \tfrac32\lambda`, :math:`\rho > 3/4
   \Rightarrow \lambda \leftarrow \tfrac23\lambda` (Martens 2010 sec. 4.1).
 
@@ -54,6 +56,10 @@ class HFOptions:
     damping: float = 1.0  # initial Tikhonov damping lambda (adapted by the LM rule every iteration)
     structural_damping: float = 1.0 / 30  # mu: weight of the hidden-state penalty (M&S 2011 use 1/30); 0 = off
     curvature_fraction: float = 0.2  # curvature minibatch = this fraction of the gradient minibatch
+    # one outer iteration takes this many task batches (of train.batch_size each) as its
+    # gradient minibatch; tasks that draw one sequence length per batch (the pathological
+    # tasks) then mix lengths in every step instead of fitting one length at a time
+    batches_per_step: int = 1
     cg_max_iters: int = 250  # CG iterations at most per outer iteration (Martens 2010: 250)
     cg_tolerance: float = 5e-4  # epsilon of Martens' relative-progress stopping rule
     cg_decay: float = 0.95  # zeta: CG starts from zeta * the previous solution (0 = from zero)
@@ -67,6 +73,8 @@ class HFOptions:
               f"structural_damping must be >= 0 (0 = off), got {self.structural_damping}")
         check(0 < self.curvature_fraction <= 1,
               f"curvature_fraction must be in (0, 1], got {self.curvature_fraction}")
+        check(self.batches_per_step >= 1,
+              f"batches_per_step must be >= 1, got {self.batches_per_step} (algorithm.batches_per_step)")
         check(self.cg_max_iters >= 1, f"cg_max_iters must be >= 1, got {self.cg_max_iters}")
         check(self.cg_tolerance > 0, f"cg_tolerance must be positive, got {self.cg_tolerance}")
         check(0 <= self.cg_decay <= 1, f"cg_decay must be in [0, 1], got {self.cg_decay}")
@@ -115,10 +123,12 @@ class Curvature:
         self._loss_grad = grad(lambda z: loss(z, y))  # dL/dz, differentiated once more by jvp below
         self.steps = self.states.shape[0] * self.states.shape[1]  # N * L
 
-    def product(self, v: Tensor) -> Tensor:
+    def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
+        """The product with ``v``; ``structural=False`` leaves out the structural term."""
         _, (jv, jh) = jvp(self.f, (self.theta,), (v,))  # J v (outputs), J_h v (hidden states)
         _, hjv = jvp(self._loss_grad, (self.out,), (jv,))  # H_L J v, on the outputs only
-        cot_h = jh * (self.structural / self.steps) if self.structural else torch.zeros_like(jh)
+        gamma = self.structural if structural else 0.0
+        cot_h = jh * (gamma / self.steps) if gamma else torch.zeros_like(jh)
         (gv,) = self._vjp((hjv, cot_h))  # J^T H_L J v + gamma J_h^T J_h v / (N L)
         return gv
 
@@ -131,6 +141,31 @@ def gauss_newton_product(model: nn.Module, loss, x: Tensor, y: Tensor, v: Tensor
 
 def _flat(tensors) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+Chunks = List[Tuple[Tensor, Tensor]]
+
+
+def _weights(chunks: Chunks) -> List[float]:
+    """n_i / N: each chunk's share of the minibatch's sequences."""
+    sizes = [x.shape[0] for x, _ in chunks]
+    return [n / sum(sizes) for n in sizes]
+
+
+class _Curvatures:
+    """The Gauss-Newton products of a minibatch of chunks: the chunks' :class:`Curvature`
+    products weighted by their share of the sequences (so the mean over all sequences)."""
+
+    def __init__(self, model: nn.Module, loss, chunks: Chunks, *, structural: float) -> None:
+        self.parts = [Curvature(model, loss, x, y, structural=structural) for x, y in chunks]
+        self.weights = _weights(chunks)
+        self.theta = self.parts[0].theta
+
+    def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
+        out = torch.zeros_like(v)
+        for part, w in zip(self.parts, self.weights):
+            out += w * part.product(v, structural=structural)
+        return out
 
 
 @register
@@ -150,24 +185,32 @@ class HessianFree(Algorithm):
         self.iterations = 0
 
     # -- pieces --------------------------------------------------------------------------------
-    def _loss_at(self, theta: Tensor, x: Tensor, y: Tensor) -> float:
+    # A minibatch is a list of chunks [(x, y)] (each chunk one task batch, so chunks may differ
+    # in sequence length); every quantity is the mean over sequences, chunk i weighted n_i / N.
+    def _loss_at(self, theta: Tensor, chunks: Chunks) -> float:
         """Minibatch loss at the flat parameters ``theta`` (the model's weights untouched)."""
         model = self.ctx.model
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = {n: t.view(p.shape) for n, t, p in zip(names, theta.split([p.numel() for p in self.params]),
                                                         self.params)}
+        total = 0.0
         with torch.no_grad():
-            return float(self.ctx.task.loss(functional_call(model, params, (x,))[0], y))
+            for (x, y), w in zip(chunks, _weights(chunks)):
+                total += w * float(self.ctx.task.loss(functional_call(model, params, (x,))[0], y))
+        return total
 
-    def _gradient(self, x: Tensor, y: Tensor) -> Tuple[float, Tensor]:
+    def _gradient(self, chunks: Chunks) -> Tuple[float, Tensor]:
         for p in self.params:
             p.grad = None
-        loss = self.ctx.task.loss(self.ctx.model(x)[0], y)
-        loss.backward()
+        total = 0.0
+        for (x, y), w in zip(chunks, _weights(chunks)):
+            loss = w * self.ctx.task.loss(self.ctx.model(x)[0], y)
+            loss.backward()  # accumulates into .grad, one chunk's graph at a time
+            total += float(loss.detach())
         g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
         for p in self.params:
             p.grad = None
-        return float(loss.detach()), g
+        return total, g
 
     def _cg(self, apply: Callable[[Tensor], Tensor], g: Tensor, x0: Tensor):
         """Minimise q(p) = g.p + p.A p / 2 from x0; returns (saved iterates [(i, p, q)], iters)."""
@@ -202,15 +245,32 @@ class HessianFree(Algorithm):
             saved.append((i, p, values[-1] if values else 0.0))
         return saved, i
 
+    def _reduction_ratio(self, curv: "_Curvatures", theta: Tensor, p: Tensor, chunks: Chunks) -> float:
+        r""":math:`\rho = (L_c(\theta + p) - L_c(\theta)) / (g_c^\top p + \tfrac12 p^\top G_c p)`.
+
+        Numerator and denominator on the same (curvature) sequences: with the gradient
+        minibatch's :math:`g` in the denominator, as CG's own :math:`q` has it, the ratio
+        mixes two samples and its sampling noise can keep :math:`\lambda` far too small
+        (measured: :math:`\rho < 0` for many consecutive steps with :math:`\lambda`
+        hardly rising). The model is the undamped one (no :math:`\lambda`, no structural
+        term), as in the Levenberg-Marquardt/trust-region ratio (Nocedal & Wright 2006, eq. 4.4).
+        """
+        lc0, gc = self._gradient(chunks)
+        model = float(gc @ p + 0.5 * p @ curv.product(p, structural=False))
+        if not model < 0:
+            return -math.inf
+        return (self._loss_at(theta + p, chunks) - lc0) / model
+
     # -- one outer iteration -------------------------------------------------------------------
-    def step(self, x: Tensor, y: Tensor) -> Dict[str, float]:
+    def step(self, chunks: Chunks) -> Dict[str, float]:
+        """One outer iteration on the minibatch ``chunks`` = [(inputs, targets), ...]."""
         o = self.options
-        loss0, g = self._gradient(x, y)
-        m = max(1, int(round(o.curvature_fraction * x.shape[0])))
-        xc, yc = x[:m], y[:m]
+        loss0, g = self._gradient(chunks)
+        # the curvature minibatch: the first curvature_fraction of every chunk (all lengths)
+        curv_chunks = [(x[:m], y[:m]) for x, y in chunks
+                       for m in [max(1, int(round(o.curvature_fraction * x.shape[0])))]]
         lam = self.damping
-        curv = Curvature(self.ctx.model, self.ctx.task.loss, xc, yc,
-                         structural=lam * o.structural_damping)
+        curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping)
 
         def apply(v: Tensor) -> Tensor:
             return curv.product(v) + lam * v
@@ -219,17 +279,16 @@ class HessianFree(Algorithm):
         saved, iters = self._cg(apply, g, o.cg_decay * self.previous)
         # CG-iterate backtracking: from the last iterate back while the loss keeps decreasing
         j = len(saved) - 1
-        best = self._loss_at(theta + saved[j][1], x, y)
+        best = self._loss_at(theta + saved[j][1], chunks)
         while j > 0:
-            prev = self._loss_at(theta + saved[j - 1][1], x, y)
+            prev = self._loss_at(theta + saved[j - 1][1], chunks)
             if prev >= best:
                 break
             j, best = j - 1, prev
-        p, q = saved[j][1], saved[j][2]
+        p = saved[j][1]
         self.previous = saved[-1][1].detach().clone()  # the next CG starts from the last iterate
-        # Levenberg-Marquardt: the reduction ratio on the curvature batch
-        lc0, lc1 = self._loss_at(theta, xc, yc), self._loss_at(theta + p, xc, yc)
-        rho = (lc1 - lc0) / q if q < 0 else -math.inf
+        # Levenberg-Marquardt on the curvature sequences (see _reduction_ratio)
+        rho = self._reduction_ratio(curv, theta, p, curv_chunks)
         if rho < 0.25:
             self.damping = lam * 1.5
         elif rho > 0.75:
@@ -242,7 +301,7 @@ class HessianFree(Algorithm):
                 if alpha < 1e-3:
                     alpha = 0.0
                     break
-                best = self._loss_at(theta + alpha * p, x, y)
+                best = self._loss_at(theta + alpha * p, chunks)
         elif not best < loss0:
             alpha = 0.0
         with torch.no_grad():
@@ -255,14 +314,23 @@ class HessianFree(Algorithm):
 
     def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
         self.ctx.model.train()
-        rows = []
-        for batch in self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
-            rows.append(self.step(batch.inputs, batch.targets))
+        rows, chunks = [], []
+        batches = self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator)
+        for i, batch in enumerate(batches, 1):
+            chunks.append((batch.inputs, batch.targets))
+            if len(chunks) == self.options.batches_per_step:
+                rows.append(self.step(chunks))
+                chunks = []
+                if on_step is not None:
+                    on_step(rows[-1]["loss"])
+        if chunks:  # the round's last, smaller group
+            rows.append(self.step(chunks))
             if on_step is not None:
                 on_step(rows[-1]["loss"])
         if not rows:
             return {"loss": float("nan")}
-        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} | {"lambda": self.damping}
+        return ({k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+                | {"lambda": self.damping, "outer_iterations": float(len(rows))})
 
     def state_dict(self) -> Dict[str, Any]:
         return {"damping": self.damping, "previous": self.previous.clone(), "iterations": self.iterations}

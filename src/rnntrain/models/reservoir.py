@@ -84,10 +84,11 @@ def sparse_input(H: int, F: int, scaling: float, density: float,
                  generator: Optional[torch.Generator] = None) -> Tensor:
     """W_in (H, F) float64: ``density`` of entries +-scaling, the rest 0."""
     dev = _device(generator)
-    signs = torch.where(torch.rand(H, F, generator=generator, dtype=torch.float64, device=dev) < 0.5,
-                        -1.0, 1.0)
+    u = torch.rand(H, F, generator=generator, dtype=torch.float64, device=dev)
+    # 1 - 2 [u < 0.5] is +-1 in u's float64 (torch.where on two Python scalars would give float32)
+    signs = 1.0 - 2.0 * (u < 0.5).to(u.dtype)
     mask = torch.rand(H, F, generator=generator, dtype=torch.float64, device=dev) < density
-    return signs * mask * scaling
+    return (signs * scaling).masked_fill(~mask, 0.0)
 
 
 def reservoir_weights(H: int, F: int, rho: float, config: ReservoirConfig,

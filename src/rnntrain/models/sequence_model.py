@@ -1,6 +1,7 @@
 """``SequenceModel``: input encoder -> ``Recurrent`` -> readout, and its validated config."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -35,6 +36,9 @@ class ModelConfig:
     connections: int = 15  # init = "sparse": incoming recurrent weights per unit (Sutskever et al. 2013: 15)
     input_scale: float = 0.0  # init = "sparse": input weights N(0, input_scale^2); 0 keeps the default
     output_scale: float = 0.0  # readout's last layer N(0, output_scale^2), bias 0; 0 keeps the default
+    # lstm: the forget gate's effective bias after any init (Gers et al. 2000; Jozefowicz et al.
+    # 2015: 1); 0 keeps the scheme's bias
+    forget_bias: float = 0.0
     readout: str = "auto"  # auto (the task decides) | last (many-to-one) | every (many-to-many)
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
@@ -52,6 +56,12 @@ class ModelConfig:
         check(self.connections > 0, f"connections must be a positive count, got {self.connections} (model.connections)")
         check(self.input_scale >= 0 and self.output_scale >= 0,
               "input_scale and output_scale must be >= 0 (0 keeps the default init)")
+        check(math.isfinite(self.forget_bias), f"forget_bias must be a finite number, got {self.forget_bias}")
+        check(self.forget_bias == 0 or self.cell == "lstm",
+              f"forget_bias is the LSTM forget gate's bias, and the cell is '{self.cell}': "
+              "use --cell lstm or drop model.forget_bias")
+        check(self.forget_bias == 0 or self.bias,
+              "forget_bias needs the LSTM's biases: drop model.bias = false or model.forget_bias")
         check(self.readout in ("auto", *READOUTS), f"unknown readout '{self.readout}': choose "
               f"auto, {', '.join(READOUTS)}")
         check(all(h > 0 for h in self.readout_hidden),
@@ -111,7 +121,7 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
                density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
                input_density=config.reservoir.input_density, connections=config.connections,
-               input_scale=config.input_scale)
+               input_scale=config.input_scale, forget_bias=config.forget_bias)
     head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
                              config.readout_hidden)
     if config.output_scale > 0:  # Sutskever et al. 2013 sec. 4: small Gaussian output weights
