@@ -109,22 +109,29 @@ def martens_hf_t50() -> List[Run]:
     return [(f"hf_{p}_T50", _hf(p, 50, 10)) for p in ("adding", "multiplication", "order2")]
 
 
+def _sgd(problem: str, length: int, epochs: int) -> List[str]:
+    """The SGD baseline of the HF rows: the same network and init, Nesterov momentum 0.9,
+    lr 0.01, clipping at 1, minibatches of 100, 100 updates a round."""
+    return ["--optimizer", "sgd", "--lr", "0.01", "--clip", "1", "--batch-size", "100", "--epochs", str(epochs),
+            *HF_NET, *_sets(optim__momentum=0.9, optim__nesterov="true"), *_pathological(problem, length, 100)]
+
+
 @row("martens-sgd")
 def martens_sgd() -> List[Run]:
-    """The SGD baseline of the HF row: same network and init, Nesterov 0.9, as many
-    minibatches of 100 (17,700) as the HF run made gradient (400) + Gauss-Newton-product
-    (17,323) evaluations."""
-    return [("sgd_adding_T30", [
-        "--optimizer", "sgd", "--lr", "0.01", "--clip", "1", "--batch-size", "100", "--epochs", "177", *HF_NET,
-        *_sets(optim__momentum=0.9, optim__nesterov="true"), *_pathological("adding", 30, 100)])]
+    """SGD on the HF row's adding T = 30: 30,000 updates (3·10⁶ sequences)."""
+    return [("sgd_adding_T30", _sgd("adding", 30, 300))]
 
 
 @row("martens-sgd-t50")
 def martens_sgd_t50() -> List[Run]:
-    """Its SGD baseline: 11,700 minibatches of 100 = HF's 300 gradient + 11,401 GN-product evaluations."""
-    return [("sgd_adding_T50", [
-        "--optimizer", "sgd", "--lr", "0.01", "--clip", "1", "--batch-size", "100", "--epochs", "117", *HF_NET,
-        *_sets(optim__momentum=0.9, optim__nesterov="true"), *_pathological("adding", 50, 100)])]
+    """SGD on the three T = 50 problems of the HF row: 30,000 updates each."""
+    return [(f"sgd_{p}_T50", _sgd(p, 50, 300)) for p in ("adding", "multiplication", "order2")]
+
+
+@row("martens-sgd-t100")
+def martens_sgd_t100() -> List[Run]:
+    """SGD on adding T = 100: 50,000 updates (5·10⁶ sequences)."""
+    return [("sgd_adding_T100", _sgd("adding", 100, 500))]
 
 
 @row("hochreiter-adding")

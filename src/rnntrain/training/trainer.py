@@ -103,8 +103,10 @@ class Trainer:
         algo_cls = get_algorithm(config.algorithm_name)
         self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
                                           config.train.batch_size, self.generator), config.algorithm)
-        # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks
-        self.callbacks += build_monitors(config.monitor, self.model, self.task, out_dir)
+        # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks; every
+        # process measures, only the one that writes the run directory writes their files
+        self.callbacks += build_monitors(config.monitor, self.model, self.task,
+                                         out_dir if self.writes else None)
         self.history: List[Dict[str, Any]] = []
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
