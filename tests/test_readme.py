@@ -14,14 +14,21 @@ from rnntrain.cli.train import config_from_args
 README = Path(__file__).parent.parent / "README.md"
 
 
-def readme_commands():
-    """`rnntrain ...` (and `torchrun ... -m rnntrain ...`) lines of the README's sh blocks,
-    continuation lines joined, comments dropped."""
-    text = README.read_text(encoding="utf-8")
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+# the docs' shell variables: reproductions.md's COMMON, a loop over problems
+VARIABLES = {"$COMMON": "--seed 1 --set threads=1 --set train.restore_best=false", "$p": "adding"}
+
+
+def readme_commands(path: Path = README):
+    """`rnntrain ...` (and `torchrun ... -m rnntrain ...`) lines of a Markdown file's sh and
+    bash blocks, continuation lines joined, comments dropped, shell variables filled in."""
+    text = path.read_text(encoding="utf-8")
     commands = []
-    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+    for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #")[0].strip()
+            line = line.split(" #")[0].strip().removesuffix("; done")
+            for name, value in VARIABLES.items():
+                line = line.replace(name, value)
             if line.startswith("torchrun"):
                 line = "rnntrain " + line.split("-m rnntrain", 1)[1]
             if line.startswith("rnntrain "):
@@ -30,6 +37,7 @@ def readme_commands():
 
 
 COMMANDS = readme_commands()
+DOC_COMMANDS = [(d.name, c) for d in DOCS for c in readme_commands(d)]
 
 
 def test_the_readme_shows_every_subcommand():
@@ -48,3 +56,10 @@ def test_readme_command_parses_and_its_config_validates(argv, tmp_path, monkeypa
     if args.cmd == "train" and not args.resume:
         config = config_from_args(args)  # raises UserError on an unknown key or a bad value
         assert config.train.epochs > 0
+
+
+@pytest.mark.parametrize("doc,argv", DOC_COMMANDS, ids=[f"{d}: {' '.join(c)[:50]}" for d, c in DOC_COMMANDS])
+def test_docs_train_commands_parse_and_validate(doc, argv):
+    args = build_parser().parse_args(argv)
+    if args.cmd == "train" and not args.resume and not (argv[1:] and argv[1].endswith(".toml")):
+        assert config_from_args(args).train.epochs > 0

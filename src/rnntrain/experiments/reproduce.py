@@ -99,8 +99,8 @@ def martens_hf() -> List[Run]:
 
 @row("martens-hf-t100")
 def martens_hf_t100() -> List[Run]:
-    """M&S 2011 sec. 5 at the paper's T = 100 (adding), 50 units."""
-    return [("hf_adding_T100", _hf("adding", 100, 16))]
+    """M&S 2011 sec. 5 at the paper's T = 100 (adding and temporal order), 50 units."""
+    return [("hf_adding_T100", _hf("adding", 100, 16)), ("hf_order2_T100", _hf("order2", 100, 10))]
 
 
 @row("martens-hf-t50")
@@ -130,8 +130,8 @@ def martens_sgd_t50() -> List[Run]:
 
 @row("martens-sgd-t100")
 def martens_sgd_t100() -> List[Run]:
-    """SGD on adding T = 100: 50,000 updates (5·10⁶ sequences)."""
-    return [("sgd_adding_T100", _sgd("adding", 100, 500))]
+    """SGD at T = 100: adding, 50,000 updates (5·10⁶ sequences); temporal order, 30,000."""
+    return [("sgd_adding_T100", _sgd("adding", 100, 500)), ("sgd_order2_T100", _sgd("order2", 100, 300))]
 
 
 @row("hochreiter-adding")
