@@ -99,8 +99,9 @@ def martens_hf() -> List[Run]:
 
 @row("martens-hf-t100")
 def martens_hf_t100() -> List[Run]:
-    """M&S 2011 sec. 5 at the paper's T = 100 (adding and temporal order), 50 units."""
-    return [("hf_adding_T100", _hf("adding", 100, 16)), ("hf_order2_T100", _hf("order2", 100, 10))]
+    """M&S 2011 sec. 5 at the paper's T = 100, 50 units: adding, multiplication, temporal order."""
+    return [("hf_adding_T100", _hf("adding", 100, 16)), ("hf_multiplication_T100", _hf("multiplication", 100, 10)),
+            ("hf_order2_T100", _hf("order2", 100, 10))]
 
 
 @row("martens-hf-t50")
