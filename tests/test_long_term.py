@@ -10,7 +10,7 @@ from rnntrain.analysis.counting import count_of, plot_counting
 from rnntrain.models import ModelConfig, build_model
 from rnntrain.optim import OptimConfig
 from rnntrain.optim.updater import Updater, sutskever_momentum
-from rnntrain.tasks import LANGUAGES, LanguageConfig, LanguageTask, PathologicalConfig, PathologicalTask
+from rnntrain.tasks import LANGUAGES, PathologicalConfig, PathologicalTask
 
 
 def test_sparse_init_has_15_inputs_per_unit_radius_1_1_and_the_given_scales():

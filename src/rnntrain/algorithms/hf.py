@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -312,18 +312,21 @@ class HessianFree(Algorithm):
         return {"loss": loss0, "lambda": lam, "rho": rho if math.isfinite(rho) else -1.0,
                 "cg_iters": float(iters), "alpha": alpha, "step_norm": float(alpha * p.norm())}
 
-    def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
-        self.ctx.model.train()
-        rows, chunks = [], []
-        batches = self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator)
-        for i, batch in enumerate(batches, 1):
+    def _minibatches(self) -> Iterator[Chunks]:
+        """The round's task batches in groups of ``batches_per_step`` (the last may be smaller)."""
+        chunks: Chunks = []
+        for batch in self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
             chunks.append((batch.inputs, batch.targets))
             if len(chunks) == self.options.batches_per_step:
-                rows.append(self.step(chunks))
+                yield chunks
                 chunks = []
-                if on_step is not None:
-                    on_step(rows[-1]["loss"])
-        if chunks:  # the round's last, smaller group
+        if chunks:
+            yield chunks
+
+    def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
+        self.ctx.model.train()
+        rows = []
+        for chunks in self._minibatches():
             rows.append(self.step(chunks))
             if on_step is not None:
                 on_step(rows[-1]["loss"])
