@@ -13,7 +13,7 @@ from rnntrain.algorithms.hf import (Curvature, HessianFree, HFOptions, _Curvatur
                                     gauss_newton_product)
 from rnntrain.errors import UserError
 from rnntrain.models import ModelConfig, build_model
-from rnntrain.tasks import PathologicalConfig, PathologicalTask
+from rnntrain.tasks import Batch, PathologicalConfig, PathologicalTask
 
 F64 = torch.float64
 
@@ -33,7 +33,7 @@ def explicit_gauss_newton(model, loss, x, y, structural):
     out, states = f(theta, 0), f(theta, 1)
     J = torch.autograd.functional.jacobian(lambda t: f(t, 0).reshape(-1), theta)  # (outputs, P)
     Jh = torch.autograd.functional.jacobian(lambda t: f(t, 1).reshape(-1), theta)  # (N L H, P)
-    H = torch.autograd.functional.hessian(lambda z: loss(z.view(out.shape), y), out.reshape(-1))
+    H = torch.autograd.functional.hessian(lambda z: loss(z.view(out.shape), Batch(x, y)), out.reshape(-1))
     return J.T @ H @ J + structural * Jh.T @ Jh / (states.shape[0] * states.shape[1]), theta
 
 
@@ -47,10 +47,10 @@ def test_gauss_newton_product_equals_the_explicit_matrix_in_float64(cell, proble
                         generator=torch.Generator().manual_seed(0), dtype=F64)
     G, theta = explicit_gauss_newton(model, task.loss, x, y, structural=0.3)
     v = torch.randn(theta.numel(), dtype=F64, generator=torch.Generator().manual_seed(1))
-    gv = gauss_newton_product(model, task.loss, x, y, v, structural=0.3)
+    gv = gauss_newton_product(model, task.loss, Batch(x, y), v, structural=0.3)
     assert torch.allclose(gv, G @ v, rtol=1e-10, atol=1e-12)
     assert torch.linalg.eigvalsh(G).min() > -1e-10  # positive semi-definite, unlike the Hessian
-    curv = Curvature(model, task.loss, x, y, structural=0.3)
+    curv = Curvature(model, task.loss, Batch(x, y), structural=0.3)
     assert torch.equal(curv.product(v), curv.product(v))  # the shared vjp can be reused
 
 
@@ -65,12 +65,12 @@ def test_a_minibatch_of_chunks_of_different_lengths_is_the_mean_over_its_sequenc
     G1, theta = explicit_gauss_newton(model, task.loss, x1, y1, structural=0.3)
     G2, _ = explicit_gauss_newton(model, task.loss, x2, y2, structural=0.3)
     v = torch.randn(theta.numel(), dtype=F64, generator=torch.Generator().manual_seed(1))
-    mixed = _Curvatures(model, task.loss, [(x1, y1), (x2, y2)], structural=0.3)
+    mixed = _Curvatures(model, task.loss, [Batch(x1, y1), Batch(x2, y2)], structural=0.3)
     assert torch.allclose(mixed.product(v), (2 * G1 @ v + 3 * G2 @ v) / 5, rtol=1e-10, atol=1e-12)
     hf = HessianFree(Context(model, task, None, 1, 5, g), HFOptions())
-    loss, grad = hf._gradient([(x1, y1), (x2, y2)])
+    loss, grad = hf._gradient([Batch(x1, y1), Batch(x2, y2)])
     out = torch.cat([model(x1)[0], model(x2)[0]])  # both answer at their last step: (5, 1)
-    expected = task.loss(out, torch.cat([y1, y2]))
+    expected = task.loss(out, Batch(torch.zeros(5, 1, 2, dtype=F64), torch.cat([y1, y2])))
     assert abs(loss - float(expected.detach())) < 1e-14
     expected_grad = torch.autograd.grad(expected, list(model.parameters()))
     assert torch.allclose(grad, torch.cat([t.reshape(-1) for t in expected_grad]), rtol=1e-12, atol=1e-14)

@@ -114,5 +114,5 @@ def test_truncated_gradient_reaches_only_k_steps_back():
     config = small_series_config(**{"algorithm.truncation": 3, "train.epochs": 1})
     trainer = Trainer(config)
     pieces = trainer.algorithm._pieces(next(trainer.task.batches("train", 4)))
-    assert [p[0].shape[1] for p in pieces] == [3, 3, 3, 1]
+    assert [p[0].inputs.shape[1] for p in pieces] == [3, 3, 3, 1]
     assert [p[1] is None for p in pieces] == [True, True, True, False]

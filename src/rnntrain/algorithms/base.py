@@ -33,6 +33,11 @@ from ..tasks.base import Task
 StepCallback = Callable[[float], None]  # called with the latest training loss, for progress display
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The [algorithm] table of an algorithm without settings of its own (only ``name``)."""
+
+
 @dataclass
 class Context:
     model: nn.Module
@@ -48,7 +53,7 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     unit: ClassVar[str] = "epoch"  # what one round is, for progress and plots
-    Options: ClassVar[type]  # frozen dataclass of the algorithm's own settings ([algorithm] table)
+    Options: ClassVar[type] = NoOptions  # frozen dataclass of its own settings ([algorithm] table)
 
     def __init__(self, ctx: Context, options: Any) -> None:
         self.ctx = ctx

@@ -12,19 +12,24 @@ backpropagates through each whole sequence (for text streams: each whole chunk, 
 the state carried, detached, to the next chunk). *Truncated* BPTT (``truncation = k``)
 cuts every batch into pieces of k steps, updates after each piece, and carries the
 state detached between pieces (and across batches of a stream), so gradients reach at
-most k steps back. For many-to-one tasks the pieces before the last one only advance
-the state.
+most k steps back. For many-to-one tasks a piece's loss is over the sequences whose last
+step lies in it (without lengths: the last piece); pieces where no sequence ends only
+advance the state. Ragged batches (``batch.lengths``) are masked by the core: a sequence's
+state is frozen after its end, and per-step losses ignore padding.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 from ..config.schema import check
 from ..core import detach_state
+from ..errors import UserError
 from ..optim import Updater
+from ..tasks.base import Batch
 from .base import Algorithm, Context, StepCallback, register
 
 
@@ -46,21 +51,26 @@ class BPTT(Algorithm):
 
     def __init__(self, ctx: Context, options: BPTTOptions) -> None:
         super().__init__(ctx, options)
+        if options.truncation and not ctx.task.spec.aligned:
+            raise UserError("truncated BPTT cuts sequences into pieces, but this task's labels are "
+                            "not aligned with the steps (CTC needs whole sequences): set "
+                            "algorithm.truncation = 0 (--truncation 0)")
         self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
 
-    def _pieces(self, batch):
-        """(inputs, targets or None) pieces of at most ``truncation`` steps."""
-        k = self.options.truncation
-        L = batch.inputs.shape[1]
+    def _pieces(self, batch: Batch) -> List[Tuple[Batch, Optional[Tensor]]]:
+        """(piece, who) pieces of at most ``truncation`` steps. ``who`` (N,) bool marks the
+        sequences the piece's loss is over: all for per-step targets; for a target per
+        sequence, those whose last step lies in the piece (None: nobody, the piece only
+        moves the state forward). Without lengths that is the last piece, as before."""
+        k, L = self.options.truncation, batch.steps
         if k == 0 or k >= L:
-            return [(batch.inputs, batch.targets)]
+            return [(batch, torch.ones(len(batch), dtype=torch.bool))]
         per_step = self.ctx.task.spec.per_step
         pieces = []
         for start in range(0, L, k):
-            x = batch.inputs[:, start:start + k]
-            last = start + k >= L
-            y = batch.targets[:, start:start + k] if per_step else (batch.targets if last else None)
-            pieces.append((x, y))
+            piece = batch.piece(start, start + k, per_step)
+            who = torch.ones(len(batch), dtype=torch.bool) if per_step else batch.ends_within(start, start + k)
+            pieces.append((piece, who if bool(who.any()) else None))
         return pieces
 
     def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
@@ -69,21 +79,27 @@ class BPTT(Algorithm):
         total = torch.zeros((), dtype=torch.float64)
         count = 0
         state = None
+        carry = self.options.truncation > 0  # pieces hand their final state on
         for batch in task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
             if not batch.continues:
                 state = None
-            for x, y in self._pieces(batch):
-                if y is None:  # many-to-one: earlier pieces only move the state forward
+            for piece, who in self._pieces(batch):
+                # the state is read on only by the next piece or a continuing batch
+                need_state = carry or batch.lengths is None
+                if who is None:  # nobody's target here: the piece only moves the state forward
                     with torch.no_grad():
-                        _, state = model(x, state)
+                        _, state = model(piece.inputs, state, lengths=piece.lengths)
                     continue
                 updater.zero_grad()
-                out, state = model(x, state)
-                loss = task.loss(out, y)
+                out, state = model(piece.inputs, state, lengths=piece.lengths, final_state=need_state)
+                if bool(who.all()):
+                    loss = task.loss(out, piece)
+                else:  # the sequences that end in this piece
+                    loss = task.loss(out[who.to(out.device)], piece.select(who))
                 loss.backward()
                 updater.step()
                 state = detach_state(state)
-                n = x.shape[0]
+                n = int(who.sum())
                 total += loss.detach().double().cpu() * n
                 count += n
                 if on_step is not None:

@@ -17,7 +17,6 @@ activation-feedback cell here is their simplest member (first-order local feedba
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from ..errors import UserError
 from .base import Context, register
@@ -25,21 +24,15 @@ from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
 from .snap import SparseSensitivity, probe_patterns, snap_pattern
 
 
-@dataclass(frozen=True)
-class CRBPOptions(OnlineOptions):
-    """[algorithm] name = "crbp": the online options (a class of its own names the algorithm)."""
-
-
 @register
 class CRBP(OnlineAlgorithm):
     """Exact online gradient of a locally recurrent network; see the module docstring."""
 
     name = "crbp"
-    Options = CRBPOptions
 
-    def __init__(self, ctx: Context, options: CRBPOptions) -> None:
-        rnn = getattr(ctx.model, "rnn", None)
-        if rnn is not None and rnn.cell.name != "local":
+    def __init__(self, ctx: Context, options: OnlineOptions) -> None:
+        rnn = ctx.model.core("crbp")
+        if rnn.cell.name != "local":
             raise UserError(f"crbp needs the locally recurrent cell, not '{rnn.cell.name}': use "
                             f"--cell local (or --algorithm rtrl for any cell)")
         super().__init__(ctx, options)

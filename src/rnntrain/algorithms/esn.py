@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ..config.schema import check
 from ..errors import UserError
+from ..models.readouts import last_valid
 from .base import Algorithm, Context, StepCallback, register
 
 SOLVERS = ("ridge", "rls")
@@ -88,11 +89,14 @@ class ESN(Algorithm):
     def __init__(self, ctx: Context, options: ESNOptions) -> None:
         super().__init__(ctx, options)
         model = ctx.model
-        if not hasattr(model, "features") or not hasattr(model.readout, "linear"):
+        if not hasattr(model, "fit_readout"):
             raise UserError("the esn algorithm fits an echo state network's readout: use "
                             "--cell esn (model.cell = \"esn\")")
+        if not ctx.task.spec.aligned:
+            raise UserError("the esn algorithm fits a linear readout to targets at given steps; "
+                            "this task's labels are not aligned with the steps (CTC): use --algorithm bptt")
         D = model.feature_size + 1  # features and the bias column
-        O = model.readout.linear.out_features
+        O = model.output_size
         self.rounds = 0
         if options.solver == "ridge":
             self.stats = {"xtx": torch.zeros(D, D, dtype=torch.float64),
@@ -106,7 +110,7 @@ class ESN(Algorithm):
     def _pairs(self) -> Iterator[Tuple[Tensor, Tensor]]:
         """(features (n, D) float64 with a ones column, targets (n, O) float64) chunks."""
         model, task, wash = self.ctx.model, self.ctx.task, self.options.washout
-        O = model.readout.linear.out_features
+        O = model.output_size
         model.eval()
         with torch.no_grad():
             stream = task.stream("train")
@@ -122,13 +126,13 @@ class ESN(Algorithm):
                 if not batch.continues:
                     state = None
                 fresh = state is None
-                feats, state = model.features(batch.inputs, state)  # (N, L, D)
-                if model.per_step:
+                feats, state = model.features(batch.inputs, state, batch.lengths)  # (N, L, D)
+                if model.per_step:  # every valid step after the washout is a row
                     skip = wash if fresh else 0
-                    x, y = feats[:, skip:], batch.targets[:, skip:]
-                    yield self._rows(x.reshape(-1, x.shape[-1]), y.reshape(-1, *y.shape[2:]), O)
-                else:
-                    yield self._rows(feats[:, -1], batch.targets, O)
+                    keep = batch.mask[:, skip:]  # (N, L - skip)
+                    yield self._rows(feats[:, skip:][keep], batch.targets[:, skip:][keep], O)
+                else:  # one row per sequence: its state at its last valid step
+                    yield self._rows(last_valid(feats, batch.lengths), batch.targets, O)
                     state = None  # windows are independent
 
     def _rows(self, x: Tensor, y: Tensor, O: int) -> Tuple[Tensor, Tensor]:
@@ -188,10 +192,7 @@ class ESN(Algorithm):
         return sse / max(n * W.shape[1], 1)  # a-priori (online) MSE of this pass
 
     def _write(self, w: Tensor) -> None:
-        lin = self.ctx.model.readout.linear
-        with torch.no_grad():
-            lin.weight.copy_(w[:-1].T.to(lin.weight))
-            lin.bias.copy_(w[-1].to(lin.bias))
+        self.ctx.model.fit_readout(w[:-1].T, w[-1])
 
     def stop_reason(self) -> Optional[str]:
         if self.options.solver == "ridge" and self.rounds >= 1:

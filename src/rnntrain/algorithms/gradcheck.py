@@ -44,8 +44,8 @@ class _SequenceTask(Task):
     def batches(self, split, batch_size, *, generator=None):
         return iter(())
 
-    def loss(self, outputs, targets):
-        return torch.nn.functional.mse_loss(outputs, targets)
+    def loss(self, outputs, batch):
+        return torch.nn.functional.mse_loss(outputs, batch.targets)
 
     def evaluate(self, model, split):
         return {}
@@ -118,7 +118,7 @@ def gradcheck(algorithm: str, cell: str = "rnn", *, input_size: int = 3, hidden:
     params = list(model.parameters())
 
     # BPTT autograd: the mean per-step loss (every step's MSE averaged over the steps)
-    loss_of = lambda: task.loss(model(x)[0], y)
+    loss_of = lambda: task.loss(model(x)[0], Batch(x, y))
     exact = torch.autograd.grad(loss_of(), params)
     # central finite differences, entry by entry
     fd = []

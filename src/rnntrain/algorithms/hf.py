@@ -48,6 +48,7 @@ from torch.func import functional_call, grad, jvp, vjp
 
 from ..config.schema import check
 from ..errors import UserError
+from ..tasks.base import Batch
 from .base import Algorithm, Context, StepCallback, register
 
 
@@ -83,15 +84,15 @@ class HFOptions:
 
 
 class _Unrolled(nn.Module):
-    """The model as outputs *and* every hidden state: (N, L, ...) -> (outputs, (N, L, D*H))."""
+    """The model as outputs *and* every hidden state (the protocol's ``outputs_and_states``),
+    as a module's forward so that ``functional_call`` runs it over explicit parameters."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor):
-        states, _ = self.model.rnn(self.model.encoder(x))
-        return self.model.readout(states), states
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None):
+        return self.model.outputs_and_states(x, lengths)
 
 
 class Curvature:
@@ -102,26 +103,24 @@ class Curvature:
     One jvp and one vjp through the network per product; the vjp's forward pass is shared.
     """
 
-    def __init__(self, model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], x: Tensor,
-                 y: Tensor, *, structural: float = 0.0) -> None:
+    def __init__(self, model: nn.Module, loss: Callable[[Tensor, Batch], Tensor], batch: Batch,
+                 *, structural: float = 0.0) -> None:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.names = ["model." + n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
         self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
         self.structural = structural
-        if not all(hasattr(model, a) for a in ("encoder", "rnn", "readout")):
-            raise UserError("hf needs a SequenceModel (encoder -> rnn -> readout): build it with build_model")
         wrapped = _Unrolled(model)
 
         def f(flat: Tensor):
             params = {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
-            return functional_call(wrapped, params, (x,))
+            return functional_call(wrapped, params, (batch.inputs, batch.lengths))
 
         self.f = f
         (self.out, self.states), self._vjp = vjp(f, self.theta)
-        self._loss_grad = grad(lambda z: loss(z, y))  # dL/dz, differentiated once more by jvp below
-        self.steps = self.states.shape[0] * self.states.shape[1]  # N * L
+        self._loss_grad = grad(lambda z: loss(z, batch))  # dL/dz, differentiated once more by jvp below
+        self.steps = batch.valid_steps  # N * L without padding (padded states are constant zeros)
 
     def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
         """The product with ``v``; ``structural=False`` leaves out the structural term."""
@@ -133,22 +132,22 @@ class Curvature:
         return gv
 
 
-def gauss_newton_product(model: nn.Module, loss, x: Tensor, y: Tensor, v: Tensor, *,
+def gauss_newton_product(model: nn.Module, loss, batch: Batch, v: Tensor, *,
                          structural: float = 0.0) -> Tensor:
-    """:math:`(J^\\top H_L J + \\gamma J_h^\\top J_h/(NL))\\, v` on the batch (x, y); see :class:`Curvature`."""
-    return Curvature(model, loss, x, y, structural=structural).product(v)
+    """:math:`(J^\\top H_L J + \\gamma J_h^\\top J_h/(NL))\\, v` on ``batch``; see :class:`Curvature`."""
+    return Curvature(model, loss, batch, structural=structural).product(v)
 
 
 def _flat(tensors) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-Chunks = List[Tuple[Tensor, Tensor]]
+Chunks = List[Batch]
 
 
 def _weights(chunks: Chunks) -> List[float]:
     """n_i / N: each chunk's share of the minibatch's sequences."""
-    sizes = [x.shape[0] for x, _ in chunks]
+    sizes = [len(b) for b in chunks]
     return [n / sum(sizes) for n in sizes]
 
 
@@ -157,7 +156,7 @@ class _Curvatures:
     products weighted by their share of the sequences (so the mean over all sequences)."""
 
     def __init__(self, model: nn.Module, loss, chunks: Chunks, *, structural: float) -> None:
-        self.parts = [Curvature(model, loss, x, y, structural=structural) for x, y in chunks]
+        self.parts = [Curvature(model, loss, b, structural=structural) for b in chunks]
         self.weights = _weights(chunks)
         self.theta = self.parts[0].theta
 
@@ -178,6 +177,9 @@ class HessianFree(Algorithm):
 
     def __init__(self, ctx: Context, options: HFOptions) -> None:
         super().__init__(ctx, options)
+        if not ctx.task.spec.aligned:
+            raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs, which CTC's "
+                            "is not: use --algorithm bptt for a transcription task")
         self.params: List[nn.Parameter] = [p for p in ctx.model.parameters() if p.requires_grad]
         self.damping = options.damping
         self.previous = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,
@@ -195,16 +197,17 @@ class HessianFree(Algorithm):
                                                         self.params)}
         total = 0.0
         with torch.no_grad():
-            for (x, y), w in zip(chunks, _weights(chunks)):
-                total += w * float(self.ctx.task.loss(functional_call(model, params, (x,))[0], y))
+            for b, w in zip(chunks, _weights(chunks)):
+                out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False})[0]
+                total += w * float(self.ctx.task.loss(out, b))
         return total
 
     def _gradient(self, chunks: Chunks) -> Tuple[float, Tensor]:
         for p in self.params:
             p.grad = None
         total = 0.0
-        for (x, y), w in zip(chunks, _weights(chunks)):
-            loss = w * self.ctx.task.loss(self.ctx.model(x)[0], y)
+        for b, w in zip(chunks, _weights(chunks)):
+            loss = w * self.ctx.task.loss(self.ctx.model(b.inputs, lengths=b.lengths, final_state=False)[0], b)
             loss.backward()  # accumulates into .grad, one chunk's graph at a time
             total += float(loss.detach())
         g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
@@ -263,12 +266,12 @@ class HessianFree(Algorithm):
 
     # -- one outer iteration -------------------------------------------------------------------
     def step(self, chunks: Chunks) -> Dict[str, float]:
-        """One outer iteration on the minibatch ``chunks`` = [(inputs, targets), ...]."""
+        """One outer iteration on the minibatch ``chunks`` = [Batch, ...]."""
         o = self.options
         loss0, g = self._gradient(chunks)
         # the curvature minibatch: the first curvature_fraction of every chunk (all lengths)
-        curv_chunks = [(x[:m], y[:m]) for x, y in chunks
-                       for m in [max(1, int(round(o.curvature_fraction * x.shape[0])))]]
+        curv_chunks = [b.select(torch.arange(m)) for b in chunks
+                       for m in [max(1, int(round(o.curvature_fraction * len(b))))]]
         lam = self.damping
         curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping)
 
@@ -316,7 +319,7 @@ class HessianFree(Algorithm):
         """The round's task batches in groups of ``batches_per_step`` (the last may be smaller)."""
         chunks: Chunks = []
         for batch in self.ctx.task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
-            chunks.append((batch.inputs, batch.targets))
+            chunks.append(batch)
             if len(chunks) == self.options.batches_per_step:
                 yield chunks
                 chunks = []

@@ -40,6 +40,7 @@ from ..config.schema import check
 from ..core import Recurrent
 from ..errors import UserError
 from ..optim import Updater
+from ..tasks.base import Batch
 from .base import Algorithm, Context, StepCallback
 
 from .step_function import ModelStep, StepFunction  # noqa: F401  (re-exported)
@@ -86,20 +87,22 @@ class OnlineOptions:
               f"update_every must be >= 0 (0 = once per batch), got {self.update_every}")
 
 
-def check_online_model(model: nn.Module, name: str) -> None:
-    """UserError unless ``model`` is an encoder -> Recurrent -> readout an online algorithm can run."""
-    rnn = getattr(model, "rnn", None)
-    if not isinstance(rnn, Recurrent):
-        raise UserError(f"{name} needs a SequenceModel (encoder -> Recurrent -> readout)")
+def check_online_model(model: nn.Module, name: str, spec=None) -> Recurrent:
+    """The model's recurrent core, or a UserError unless an online algorithm can run it."""
+    rnn = model.core(name)
+    if spec is not None and not spec.aligned:
+        raise UserError(f"{name} assigns credit step by step, but this task's labels are not "
+                        f"aligned with the steps (CTC's loss needs the whole sequence): use --algorithm bptt")
     if rnn.bidirectional:
         raise UserError(f"{name} learns online, forward in time; a bidirectional network needs the "
                         f"whole sequence: set model.bidirectional = false or use --algorithm bptt")
     if rnn.num_layers > 1 and rnn.dropout > 0:
         raise UserError(f"{name} steps one time step at a time, where dropout between layers is "
                         f"not applied: set model.dropout = 0")
-    if any(True for _ in model.encoder.parameters()):
+    if model.parameters_of("encoder"):
         raise UserError(f"{name} carries the influence of the recurrent core's parameters only; "
                         f"learned embeddings are not covered: set model.embedding = 0 (one-hot)")
+    return rnn
 
 
 class OnlineAlgorithm(Algorithm):
@@ -120,13 +123,14 @@ class OnlineAlgorithm(Algorithm):
 
     def __init__(self, ctx: Context, options: OnlineOptions) -> None:
         super().__init__(ctx, options)
-        check_online_model(ctx.model, self.name)
-        self.fn = ModelStep(ctx.model.rnn)
+        self.core = check_online_model(ctx.model, self.name, ctx.task.spec)
+        self.fn = ModelStep(self.core)
         self.sens = self.make_sensitivity(self.fn)
         self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
         self.state: Optional[Tensor] = None  # (N, S) carried between continuing batches
         self.grad: Optional[Tensor] = None  # (P,) recurrent gradient accumulated since the last update
-        self.pending = 0  # loss steps accumulated since the last update
+        self.pending = 0.0  # loss steps accumulated since the last update, each weighted by its share of streams
+        self.pending_steps = 0  # loss steps since the last update (the update_every cadence)
         self.keep_streams = False  # gradient checks: keep the per-stream gradients (N, P)
 
     @abstractmethod
@@ -138,21 +142,23 @@ class OnlineAlgorithm(Algorithm):
         """Start or continue the streams of ``batch``."""
         N = batch.inputs.shape[0]
         if not batch.continues or self.state is None or self.state.shape[0] != N:
-            p = self.ctx.model.rnn.weight_ih_l0
+            p = next(self.core.parameters())
             self.state = torch.zeros(N, self.fn.S, dtype=p.dtype, device=p.device)
             self.sens.reset(N, self.state)
 
-    def credit(self, s: Tensor, target: Tensor) -> Tensor:
-        """Loss of one step; accumulates the readout's gradient (p.grad) and c·M (self.grad)."""
+    def credit(self, s: Tensor, target: Batch, who: Optional[Tensor] = None, weight: float = 1.0) -> Tensor:
+        """Loss of one step over the streams ``who`` (N,) bool (None: all), scaled by
+        ``weight``; accumulates the readout's gradient (p.grad) and c·M (self.grad)."""
         model = self.ctx.model
         leaf = s.detach().requires_grad_(True)
-        out = model.readout(leaf[:, None, self.fn.readout_slice])  # (N, 1, O) or (N, O)
-        loss = self.ctx.task.loss(out, target)
-        loss.backward()
-        g = self.sens.gradient(leaf.grad)  # (N, P)
+        out = model.read(leaf[:, None, self.fn.readout_slice])  # (N, 1, O) or (N, O)
+        loss = self.ctx.task.loss(out if who is None else out[who.to(out.device)], target)
+        (loss * weight if weight != 1.0 else loss).backward()
+        g = self.sens.gradient(leaf.grad)  # (N, P): zero rows for streams outside `who`
         g = g if self.keep_streams else g.sum(0)
         self.grad = g if self.grad is None else self.grad + g
-        self.pending += 1
+        self.pending += weight
+        self.pending_steps += 1
         return loss.detach()
 
     def apply(self) -> None:
@@ -160,36 +166,47 @@ class OnlineAlgorithm(Algorithm):
         if self.pending == 0:
             return
         model = self.ctx.model
-        for p in model.readout.parameters():
+        for p in model.parameters_of("readout"):
             if p.grad is not None:
                 p.grad /= self.pending
-        for p, g in zip(model.rnn.parameters(), self.fn.split(self.grad / self.pending)):
+        for p, g in zip(self.core.parameters(), self.fn.split(self.grad / self.pending)):
             p.grad = g.clone()
         self.updater.step()
         self.updater.zero_grad()
-        self.grad, self.pending = None, 0
+        self.grad, self.pending, self.pending_steps = None, 0.0, 0
 
     def run_batch(self, batch, *, update: bool = True, on_step: Optional[StepCallback] = None
                   ) -> Tuple[Tensor, int]:
-        """Stream through ``batch`` step by step; returns (sum of step losses × N, count)."""
+        """Stream through ``batch`` step by step; returns (sum of step losses × N, count).
+
+        Ragged batches: a per-step loss at step t is over the streams still running (its
+        weight their share of the batch, so a batch's gradient is the mean over its valid
+        steps, as BPTT's); a sequence's target is credited at its own last step. A stream
+        that has ended gets no credit, so its state and influence are never read again."""
         model, per_step = self.ctx.model, self.ctx.task.spec.per_step
         k = self.options.update_every
         self.begin(batch)
         with torch.no_grad():
-            x = model.encoder(batch.inputs)  # (N, L, F): encoders here have no parameters
-        L = x.shape[1]
+            x = model.encode(batch.inputs)  # (N, L, F): encoders here have no parameters
+        N, L = x.shape[0], x.shape[1]
         total = torch.zeros((), dtype=torch.float64)
         count = 0
         for t in range(L):
             with torch.no_grad():
                 self.state = self.sens.advance(self.fn.theta(), self.state, x[:, t])  # (N, S)
-            if not per_step and t < L - 1:
+            if per_step:
+                target, who = batch.piece(t, t + 1, True), None
+                n = N if batch.lengths is None else int((batch.lengths > t).sum())
+            else:
+                ends = batch.ends_within(t, t + 1)
+                n = int(ends.sum())
+                target, who = (batch, None) if n == N else (batch.select(ends), ends)
+            if n == 0:
                 continue
-            target = batch.targets[:, t:t + 1] if per_step else batch.targets
-            loss = self.credit(self.state, target)
-            total += loss.double().cpu() * x.shape[0]
-            count += x.shape[0]
-            if update and k and self.pending >= k:
+            loss = self.credit(self.state, target, who, n / N)
+            total += loss.double().cpu() * n
+            count += n
+            if update and k and self.pending_steps >= k:
                 self.apply()
                 if on_step is not None:
                     on_step(float(loss))
@@ -213,7 +230,7 @@ class OnlineAlgorithm(Algorithm):
     # -- gradient checks -------------------------------------------------------------------
     def grad_of(self, p: nn.Parameter) -> Tensor:
         """The mean gradient accumulated by ``run_batch(update=False)`` for parameter ``p``."""
-        rec = dict(zip(map(id, self.ctx.model.rnn.parameters()), self.fn.split(self.grad / self.pending)))
+        rec = dict(zip(map(id, self.core.parameters()), self.fn.split(self.grad / self.pending)))
         return rec[id(p)] if id(p) in rec else p.grad / self.pending
 
     def per_stream_gradients(self, batch) -> List[Tensor]:
@@ -227,7 +244,7 @@ class OnlineAlgorithm(Algorithm):
             for p in self.ctx.model.parameters():
                 p.grad = None
             self.run_batch(batch, update=False)
-            rec = {id(p): g for p, g in zip(self.ctx.model.rnn.parameters(),
+            rec = {id(p): g for p, g in zip(self.core.parameters(),
                                              [t.reshape(N, *shape) for t, shape in
                                               zip((self.grad / self.pending).split(self.fn.sizes, 1), self.fn.shapes)])}
             out = []
@@ -239,14 +256,16 @@ class OnlineAlgorithm(Algorithm):
             return out
         finally:
             self.keep_streams = False
-            self.grad, self.pending = None, 0
+            self.grad, self.pending, self.pending_steps = None, 0.0, 0
 
     # -- checkpoint ----------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         return {"updater": self.updater.state_dict(), "state": self.state, "grad": self.grad,
-                "pending": self.pending, "sensitivity": self.sens.state_dict()}
+                "pending": self.pending, "pending_steps": self.pending_steps,
+                "sensitivity": self.sens.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.updater.load_state_dict(state["updater"])
         self.state, self.grad, self.pending = state["state"], state["grad"], state["pending"]
+        self.pending_steps = state["pending_steps"]
         self.sens.load_state_dict(state["sensitivity"])

@@ -13,7 +13,6 @@ memory (n³) — why the approximations (UORO, SnAp) exist.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict
 
 import torch
@@ -57,17 +56,11 @@ class RTRLSensitivity(Sensitivity):
             self._spare = torch.empty_like(self.M)
 
 
-@dataclass(frozen=True)
-class RTRLOptions(OnlineOptions):
-    """[algorithm] name = "rtrl": the online options (a class of its own names the algorithm)."""
-
-
 @register
 class RTRL(OnlineAlgorithm):
     """Exact real-time recurrent learning; see the module docstring."""
 
     name = "rtrl"
-    Options = RTRLOptions
 
     def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
         return RTRLSensitivity(fn)

@@ -26,7 +26,6 @@ The pattern is probed once, from random states, inputs and parameters in float64
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
@@ -173,16 +172,6 @@ class SparseSensitivity(Sensitivity):
             self._spare = torch.empty_like(self.M)
 
 
-@dataclass(frozen=True)
-class SnAp1Options(OnlineOptions):
-    """[algorithm] name = "snap1": the online options (a class of its own names the algorithm)."""
-
-
-@dataclass(frozen=True)
-class SnAp2Options(OnlineOptions):
-    """[algorithm] name = "snap2": the online options."""
-
-
 class _SnAp(OnlineAlgorithm):
     k: int = 1
 
@@ -196,7 +185,6 @@ class SnAp1(_SnAp):
     """SnAp-1: influence kept on the entries each parameter reaches in one step."""
 
     name = "snap1"
-    Options = SnAp1Options
     k = 1
 
 
@@ -205,5 +193,4 @@ class SnAp2(_SnAp):
     """SnAp-2: influence kept on the entries each parameter reaches in two steps."""
 
     name = "snap2"
-    Options = SnAp2Options
     k = 2

@@ -19,7 +19,6 @@ The signs come from the run's generator, so runs and resumes repeat bit for bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict
 
 import torch
@@ -63,17 +62,11 @@ class UOROSensitivity(Sensitivity):
             self.s_tilde, self.theta_tilde = state["s_tilde"], state["theta_tilde"]
 
 
-@dataclass(frozen=True)
-class UOROOptions(OnlineOptions):
-    """[algorithm] name = "uoro": the online options (a class of its own names the algorithm)."""
-
-
 @register
 class UORO(OnlineAlgorithm):
     """Unbiased online recurrent optimization; see the module docstring."""
 
     name = "uoro"
-    Options = UOROOptions
 
     def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
         return UOROSensitivity(fn, self.ctx.generator)

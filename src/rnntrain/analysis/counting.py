@@ -19,8 +19,8 @@ from torch import Tensor
 def state_along(model, task, string: str) -> Dict[str, Tensor]:
     """{"h": (L, H), "c": (L, H) for an LSTM}: the state after ``^`` and each symbol."""
     x, _ = task.encode([string])  # (1, L)
-    feats = model.encoder(x)  # (1, L, F)
-    rnn = model.rnn
+    feats = model.encode(x)  # (1, L, F)
+    rnn = model.core("the counting analysis")
     hx = None
     parts: List[List[Tensor]] = []
     with torch.no_grad():

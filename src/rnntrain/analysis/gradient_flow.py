@@ -122,11 +122,12 @@ def gradient_flow(step: StepFn, h0: Tensor, xs: Tensor,
     return GradientFlow(log_sigma.float(), fit_rate(log_sigma), grad_norms)
 
 
-def model_gradient_flow(model, inputs: Tensor, targets: Tensor,
-                        loss_fn: Callable[[Tensor, Tensor], Tensor]) -> GradientFlow:
+def model_gradient_flow(model, inputs: Tensor, targets, loss_fn: Callable[[Tensor, object], Tensor]
+                        ) -> GradientFlow:
     """:func:`gradient_flow` of a SequenceModel on a batch: inputs (N, L, F) or (N, L) ids,
-    targets as the task's; ``loss_fn`` the task's loss. Zero initial state; the core's
-    state of every layer (LSTM: h and c) is the analysed state."""
+    ``targets`` what ``loss_fn`` (the task's loss) takes with the outputs: the batch. Zero
+    initial state; the core's state of every layer (LSTM: h and c) is the analysed state.
+    The batch is read over its whole padded length (pass equal-length batches)."""
     ms = model_step(model)
     with torch.no_grad():
         xs = ms.encode(inputs)  # (N, L, I)
@@ -134,7 +135,7 @@ def model_gradient_flow(model, inputs: Tensor, targets: Tensor,
 
     def loss_of_states(hs: Tensor) -> Tensor:
         top = ms.part(hs[:, 1:], 0, ms.layers - 1)  # (N, L, H): the core's outputs
-        return loss_fn(model.readout(top), targets)
+        return loss_fn(model.read(top), targets)
 
     return gradient_flow(ms, h0, xs, loss_of_states)
 
@@ -230,8 +231,7 @@ class GradientFlowMonitor:
                 return
         was_training = self.model.training
         try:
-            flow = model_gradient_flow(self.model, self._batch.inputs, self._batch.targets,
-                                       self.task.loss)
+            flow = model_gradient_flow(self.model, self._batch.inputs, self._batch, self.task.loss)
         finally:
             self.model.train(was_training)
         self.records = [r for r in self.records if r["round"] < round_] + flow_rows(round_, flow)

@@ -58,7 +58,7 @@ def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
     if batch is None:
         raise UserError(f"the task of {loaded.path} has no data to run a batch through; "
                         "make its data file available at the path in config.toml")
-    flow = model_gradient_flow(loaded.model, batch.inputs, batch.targets, loaded.task.loss)
+    flow = model_gradient_flow(loaded.model, batch.inputs, batch, loaded.task.loss)
     log10 = flow.log_sigma / math.log(10)
     files = [plots.plot_gradient_curves(out / "gradient_curves.png", log10, flow.grad_norms,
                                         flow.rate, f"{loaded.path.name}: final model")]
@@ -106,7 +106,7 @@ def core_input(model, task_spec, values: Optional[Sequence[float]] = None,
                             f"{'token ids 0..' + str(task_spec.input_size - 1) if task_spec.tokens else 'features, not tokens'}; "
                             "use a valid id or --input")
         with torch.no_grad():
-            return model.encoder(torch.tensor([[token]], device=p.device))[0, 0]
+            return model.encode(torch.tensor([[token]], device=p.device))[0, 0]
     if values is not None:
         if task_spec.tokens or len(values) != task_spec.input_size:
             raise UserError(f"--input needs {task_spec.input_size} comma-separated numbers "
@@ -115,8 +115,8 @@ def core_input(model, task_spec, values: Optional[Sequence[float]] = None,
                             "model reads tokens: use --token ID")
         x = torch.tensor([[list(values)]], dtype=p.dtype, device=p.device)
         with torch.no_grad():
-            return model.encoder(x)[0, 0]
-    return torch.zeros(model.rnn.input_size, dtype=p.dtype, device=p.device)
+            return model.encode(x)[0, 0]
+    return torch.zeros(model.core("the analysis").input_size, dtype=p.dtype, device=p.device)
 
 
 def analyze_dynamics(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,

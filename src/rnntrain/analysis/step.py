@@ -48,16 +48,20 @@ class ModelStep:
     def dim(self) -> int:
         return self.arity * self.layers * self.hidden
 
+    @property
+    def core(self):
+        return self.model.core("the analysis")
+
     def unflatten(self, h: Tensor):
         """(D,) -> the core's state layout with a batch of one: (K, 1, H) or a tuple."""
-        return self.model.rnn.unflat_state(h.reshape(1, -1))
+        return self.core.unflat_state(h.reshape(1, -1))
 
     def flatten(self, state) -> Tensor:
         """The core's state (K, N, H) or tuple -> (N, D)."""
-        return self.model.rnn.flat_state(state)
+        return self.core.flat_state(state)
 
     def __call__(self, h: Tensor, x: Tensor) -> Tensor:
-        new = self.model.rnn.step(x.unsqueeze(0), self.unflatten(h))
+        new = self.core.step(x.unsqueeze(0), self.unflatten(h))
         return self.flatten(new)[0]
 
     def part(self, h: Tensor, component: int, layer: Optional[int] = None) -> Tensor:
@@ -71,7 +75,7 @@ class ModelStep:
 
     def encode(self, inputs: Tensor) -> Tensor:
         """Task inputs (N, L, F) or token ids (N, L) -> the core's inputs (N, L, I)."""
-        return self.model.encoder(inputs)
+        return self.model.encode(inputs)
 
     def zero_state(self, n: int = 1) -> Tensor:
         p = next(self.model.parameters())
@@ -80,7 +84,7 @@ class ModelStep:
 
 def model_step(model) -> ModelStep:
     """The step function of a SequenceModel's core (eval mode: no dropout between layers)."""
-    rnn = model.rnn
+    rnn = model.core("the analysis")
     if rnn.bidirectional:
         raise UserError("dynamics and gradient flow need a single step, which a bidirectional "
                         "network does not have: analyse a unidirectional run")

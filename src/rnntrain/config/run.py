@@ -75,6 +75,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     algorithm: Any = None  # the algorithm's options dataclass
+    # the tags of the two unions, kept beside their tables (written as [task] kind, [algorithm] name)
+    task_kind: str = "forecast"
+    algorithm_name: str = "bptt"
 
     def __post_init__(self) -> None:
         check(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got '{self.dtype}'")
@@ -82,17 +85,10 @@ class RunConfig:
               f"unknown device '{self.device}': use {DEVICES_HINT} (--device)")
         check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
-    @property
-    def task_kind(self) -> str:
-        return next(k for k, (cfg, _) in TASKS.items() if isinstance(self.task, cfg))
-
-    @property
-    def algorithm_name(self) -> str:
-        from ..algorithms import ALGORITHMS
-        return next(k for k, a in ALGORITHMS.items() if isinstance(self.algorithm, a.Options))
 
 
-_TOP = {f.name for f in dataclasses.fields(RunConfig)}
+_TAGS = ("task_kind", "algorithm_name")  # set from the tables' kind/name, never top-level keys
+_TOP = {f.name for f in dataclasses.fields(RunConfig)} - set(_TAGS)
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
@@ -113,8 +109,8 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     options_cls = get_algorithm(str(name)).Options
     scalars = {k: v for k, v in data.items() if k in ("seed", "device", "dtype", "threads")}
     top = build(RunConfig, {**scalars, **{k: data[k] for k in ("model", "optim", "train", "monitor") if k in data}})
-    return dataclasses.replace(top, task=build(TASKS[kind][0], task, "task."),
-                               algorithm=build(options_cls, algo, "algorithm."))
+    return dataclasses.replace(top, task=build(TASKS[kind][0], task, "task."), task_kind=kind,
+                               algorithm=build(options_cls, algo, "algorithm."), algorithm_name=str(name))
 
 
 def to_plain(config: RunConfig) -> Dict[str, Any]:

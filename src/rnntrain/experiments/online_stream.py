@@ -52,8 +52,8 @@ class _OneBatch:
     def batches(self, split, batch_size, *, generator=None):
         yield self.batch
 
-    def loss(self, outputs, targets):
-        return self.task.loss(outputs, targets)
+    def loss(self, outputs, batch):
+        return self.task.loss(outputs, batch)
 
 
 def smooth(ys: List[float], w: int = 100) -> np.ndarray:

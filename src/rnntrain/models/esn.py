@@ -22,9 +22,11 @@ from torch import Tensor, nn
 
 from ..core.cells import reservoir_cell
 from ..core.recurrent import Recurrent, _under_transform, unroll_layer
+from ..errors import UserError
 from ..tasks.base import TaskSpec, evaluating
 from .encoders import make_encoder
 from .generate import closed_loop
+from .readouts import last_valid
 from .reservoir import ReservoirConfig, reservoir_weights, use_sparse
 from .sequence_model import SequenceModel
 
@@ -95,7 +97,7 @@ def collect_states(x: Tensor, x0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Opti
 
 
 class LinearReadout(nn.Module):
-    """y = W_out f + c at the last step (N, O) or at every step (N, L, O); f (N, L, D_f)."""
+    """y = W_out f + c at the last valid step (N, O) or at every step (N, L, O); f (N, L, D_f)."""
 
     def __init__(self, features: int, out_features: int, per_step: bool) -> None:
         super().__init__()
@@ -104,8 +106,11 @@ class LinearReadout(nn.Module):
         nn.init.zeros_(self.linear.weight)  # fitted in closed form; zero until then
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, features: Tensor) -> Tensor:
-        return self.linear(features if self.per_step else features[:, -1])
+    def forward(self, features: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        if self.per_step:
+            return self.linear(features)
+        return self.linear(last_valid(features, lengths))
+
 
 
 class EchoStateNetwork(SequenceModel):
@@ -133,11 +138,14 @@ class EchoStateNetwork(SequenceModel):
             self._csr = (key, _csr32(w.detach()))
         return self._csr[1]
 
-    def features(self, inputs: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def features(self, inputs: Tensor, state: Optional[Tensor] = None,
+                 lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Readout features f_t at every step and the final state.
 
-        inputs (N, L, F) (or token ids (N, L)); state (1, N, H) or None (zeros)
-        -> features (N, L, H) or (N, L, H + F) with ``readout_inputs``, state (1, N, H).
+        inputs (N, L, F) (or token ids (N, L)); state (1, N, H) or None (zeros); lengths (N,)
+        -> features (N, L, H) or (N, L, H + F) with ``readout_inputs``, state (1, N, H) (with
+        lengths: the state at each sequence's last step; a forward-only reservoir's valid
+        steps never see the padding, so the features there are exact).
         Without autograd (the fit, prediction, generation) the states are collected in place by
         :func:`collect_states`; otherwise by the core's unroll of the cell.
         """
@@ -152,12 +160,39 @@ class EchoStateNetwork(SequenceModel):
         else:  # the core's own unroll (autograd, torch.func), W dense or CSR
             states, (h,) = unroll_layer(self.rnn.cell, x, (state[0],), w_ih, w, b_ih, b_hh)
         states = states.transpose(0, 1)  # (N, L, H)
+        if lengths is not None:
+            h = torch.where((lengths == 0).to(h.device)[:, None], state[0], last_valid(states, lengths))
         feats = torch.cat([states, u], dim=-1) if self.readout_inputs else states
         return feats, h[None]
 
-    def forward(self, inputs: Tensor, state=None):
-        feats, state = self.features(inputs, state)
-        return self.readout(feats), state
+    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True):
+        feats, state = self.features(inputs, state, lengths)
+        return self.readout(feats, lengths), state
+
+    def unroll(self, features: Tensor, state=None, *, lengths=None, final_state: bool = True):
+        raise UserError("an echo state network's states come from features(); its reservoir is fixed")
+
+    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None):
+        feats, _ = self.features(inputs, None, lengths)
+        return self.readout(feats, lengths), feats
+
+    def population_forward(self, params, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """P readouts over the one fixed reservoir: the features are shared by every individual."""
+        from torch.func import functional_call, vmap
+        feats, _ = self.features(inputs, None, lengths)
+        ro = {k[len("readout."):]: v for k, v in params.items() if k.startswith("readout.")}
+        return vmap(lambda p: functional_call(self.readout, p, (feats, lengths)))(ro)
+
+    def fit_readout(self, weight: Tensor, bias: Tensor) -> None:
+        """Write closed-form readout weights: weight (O, D_f), bias (O,)."""
+        lin = self.readout.linear
+        with torch.no_grad():
+            lin.weight.copy_(weight.to(lin.weight))
+            lin.bias.copy_(bias.to(lin.bias))
+
+    @property
+    def output_size(self) -> int:
+        return self.readout.linear.out_features
 
     def predict(self, inputs: Tensor, state=None) -> Tuple[Tensor, Tensor]:
         """Teacher-forced one-step predictions at every step: (N, L, O), and the state."""

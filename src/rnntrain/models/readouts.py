@@ -1,16 +1,26 @@
 """Readouts: from the recurrent states to predictions. Pluggable by name (``READOUTS``).
 
-A readout takes the core's output sequence ``states`` (N, L, D*H) and the hidden size
-per direction, and returns predictions: (N, O) for many-to-one, (N, L, O) for
-many-to-many. Each is an optional MLP (``hidden`` sizes, ReLU between) then a linear map.
+A readout takes the core's output sequence ``states`` (N, L, D*H) and the valid
+``lengths`` (N,) of the sequences (None: all L), and returns predictions: (N, O) for
+many-to-one, (N, L, O) for many-to-many. Each is an optional MLP (``hidden`` sizes, ReLU between) then a linear map.
 Later readouts (attention over the states, CTC labelling) register here too.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Type
+from typing import Dict, Optional, Sequence, Type
 
 import torch
 from torch import Tensor, nn
+
+
+def last_valid(states: Tensor, lengths: Optional[Tensor]) -> Tensor:
+    """states (N, L, D) read at each sequence's last valid step, ``lengths - 1`` (L - 1
+    without lengths) -> (N, D); one gather, so it works under vmap too (a sequence of
+    length 0 reads step 0)."""
+    if lengths is None:
+        return states[:, -1]
+    idx = (lengths - 1).clamp(min=0).to(states.device)  # (N,)
+    return states[torch.arange(states.shape[0], device=states.device), idx]
 
 
 def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Module:
@@ -38,24 +48,26 @@ class Readout(nn.Module):
 class LastStep(Readout):
     """Many-to-one: predict from the final state of each direction.
 
-    The forward direction's final state is at step L-1; the backward direction's is at
-    step 0 (it has read the whole sequence there). states (N, L, D*H) -> (N, O).
+    The forward direction's final state is at each sequence's last *valid* step,
+    ``lengths - 1`` (L - 1 without lengths); the backward direction's is at step 0 (it has
+    read the whole sequence there). states (N, L, D*H), lengths (N,) -> (N, O).
     """
 
-    def forward(self, states: Tensor) -> Tensor:
+    def forward(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         H = self.hidden_size
-        last = states[:, -1, :H]  # (N, H)
+        last = last_valid(states[..., :H], lengths)  # (N, H)
         if self.directions == 2:
             last = torch.cat([last, states[:, 0, H:]], dim=-1)  # (N, 2H)
         return self.head(last)
 
 
 class EveryStep(Readout):
-    """Many-to-many: a prediction at every step. states (N, L, D*H) -> (N, L, O)."""
+    """Many-to-many: a prediction at every step. states (N, L, D*H) -> (N, L, O) (the
+    steps after a sequence's end are computed too; losses and metrics mask them)."""
 
     per_step = True
 
-    def forward(self, states: Tensor) -> Tensor:
+    def forward(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         return self.head(states)
 
 

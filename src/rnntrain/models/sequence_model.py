@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 from ..config.schema import check
 from ..core import Recurrent
@@ -71,12 +72,27 @@ class ModelConfig:
 
 
 class SequenceModel(nn.Module):
-    """encoder -> Recurrent (batch first) -> readout.
+    """encoder -> Recurrent (batch first) -> readout, behind the model protocol.
 
-    forward(inputs, state=None) -> (outputs, state):
-        inputs  (N, L, F) features or (N, L) token ids
-        outputs (N, O) many-to-one, (N, L, O) many-to-many
-        state   the core's state in torch's layout, (layers*D, N, H) or a tuple (h, c)
+    The protocol is what algorithms, analyses, tasks and generation may ask of a model;
+    only ``models/`` knows how one is put together (nothing outside reads ``.rnn``,
+    ``.encoder`` or ``.readout``), so a model with several recurrent cores or a model
+    wrapped for data-parallel training answers the same calls::
+
+        forward(inputs, state=None, *, lengths=None, final_state=True) -> (outputs, state)
+        encode(inputs) -> features (N, L, F)            the core's input
+        unroll(features, state=None, *, lengths=None, final_state=True)
+                       -> (states (N, L, D*H), final state)   every step of the top layer
+        read(states, lengths=None) -> outputs           (N, O) many-to-one, (N, L, O) per step
+        outputs_and_states(inputs, lengths=None) -> (outputs, states)   (Hessian-free)
+        cores() -> {name: Recurrent}; core(purpose) -> the one core, or a UserError
+        parameters_of(part) -> [Parameter]              part: "encoder" | "core" | "readout"
+        population_forward(params, inputs, lengths) -> (P, ...) outputs of P weight sets
+
+    with ``inputs`` (N, L, F) features or (N, L) token ids, ``lengths`` (N,) valid steps (None:
+    all L; a many-to-one readout reads each sequence's last valid step), ``state`` the core's
+    state in torch's layout, (layers*D, N, H) or a tuple (h, c). ``final_state=False`` lets
+    the core skip computing a final state nobody reads (returned as None).
     """
 
     def __init__(self, encoder: nn.Module, rnn: Recurrent, readout: nn.Module) -> None:
@@ -89,9 +105,73 @@ class SequenceModel(nn.Module):
     def per_step(self) -> bool:
         return self.readout.per_step
 
-    def forward(self, inputs: Tensor, state=None):
-        states, state = self.rnn(self.encoder(inputs), state)  # (N, L, D*H)
-        return self.readout(states), state
+    # -- the three stages ---------------------------------------------------------------
+    def encode(self, inputs: Tensor) -> Tensor:
+        return self.encoder(inputs)
+
+    def unroll(self, features: Tensor, state=None, *, lengths=None, final_state: bool = True):
+        return self.rnn(features, state, lengths=lengths, final_state=final_state)
+
+    def read(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        return self.readout(states, lengths)
+
+    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True):
+        states, state = self.unroll(self.encode(inputs), state, lengths=lengths,
+                                    final_state=final_state)  # (N, L, D*H)
+        return self.read(states, lengths), state
+
+    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None):
+        """(outputs, every hidden state of the top layer (N, L, D*H)) from the zero state."""
+        states, _ = self.unroll(self.encode(inputs), None, lengths=lengths, final_state=False)
+        return self.read(states, lengths), states
+
+    # -- structure ----------------------------------------------------------------------
+    def cores(self) -> Dict[str, Recurrent]:
+        """The recurrent cores, by name (one here; an encoder-decoder has two)."""
+        return {"rnn": self.rnn}
+
+    def core(self, purpose: str = "this") -> Recurrent:
+        """The model's only recurrent core; a UserError naming ``purpose`` when it has several."""
+        cores = self.cores()
+        if len(cores) != 1:
+            raise UserError(f"{purpose} needs a model with one recurrent core; this one has "
+                            f"{len(cores)} ({', '.join(cores)})")
+        return next(iter(cores.values()))
+
+    def parameters_of(self, part: str) -> List[nn.Parameter]:
+        """The parameters of one part: "encoder", "core" or "readout"."""
+        modules = {"encoder": self.encoder, "core": self.rnn, "readout": self.readout}
+        if part not in modules:
+            raise ValueError(f"part must be one of {', '.join(modules)}, got {part!r}")
+        return list(modules[part].parameters())
+
+    # -- P networks at once ------------------------------------------------------------------
+    def population_forward(self, params: Dict[str, Tensor], inputs: Tensor,
+                           lengths: Optional[Tensor] = None) -> Tensor:
+        """Outputs of P weight sets at once: ``params`` {name: (P, *shape)} (names as in
+        ``named_parameters()``) -> (P, N, O) or (P, N, L, O).
+
+        The time loop calls the cell's own ``recur`` with stacked weights (one batched
+        matmul per step, no vmap dispatch per step: :meth:`Recurrent.population_unroll`);
+        encoder and readout run under vmap. A bidirectional core takes plain vmap of
+        :func:`torch.func.functional_call` of the whole model (the step path, masked)."""
+        enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
+        core = {k[len("rnn."):]: v for k, v in params.items() if k.startswith("rnn.")}
+        ro = {k[len("readout."):]: v for k, v in params.items() if k.startswith("readout.")}
+        if self.rnn.bidirectional:
+            def one(p):
+                return functional_call(self, p, (inputs, None), {"lengths": lengths,
+                                                                 "final_state": False})[0]
+            return vmap(one)(params)
+        if enc:  # learned embeddings: features differ per individual
+            feats = vmap(lambda p: functional_call(self.encoder, p, (inputs,)))(enc)  # (P, N, L, F)
+            seq = feats.permute(2, 0, 1, 3)  # (L, P, N, F)
+        else:
+            seq = self.encoder(inputs).transpose(0, 1)  # (L, N, F), shared by all
+        states = self.rnn.population_unroll(core, seq.contiguous(), lengths,
+                                            final_only=not self.per_step)  # (P, N, L or 1, D*H)
+        # many-to-one: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
+        return vmap(lambda p, s: functional_call(self.readout, p, (s,)))(ro, states)
 
 
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,

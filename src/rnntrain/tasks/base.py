@@ -6,16 +6,20 @@ algorithm produced its weights (that is what makes side-by-side comparison hones
 
 The model calling convention every task relies on::
 
-    outputs, state = model(inputs, state)      # state None = zeros
+    outputs, state = model(inputs, state, lengths=batch.lengths)   # state None = zeros
 
-with ``inputs`` of shape (N, L, F) (float features) or (N, L) (token ids), and
-``outputs`` (N, O) for many-to-one tasks or (N, L, O) for many-to-many tasks.
+with ``inputs`` of shape (N, L, F) (float features) or (N, L) (token ids), ``lengths`` (N,)
+the valid steps of each sequence (None: all L), and ``outputs`` (N, O) for many-to-one
+tasks (read at each sequence's last valid step) or (N, L, O) for many-to-many tasks.
+The loss sees the whole batch, ``task.loss(outputs, batch)``, so per-step losses ignore
+padding and CTC gets its input and label lengths.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
@@ -45,25 +49,74 @@ class TaskSpec:
     output_size: int  # outputs per prediction (classes for token targets)
     tokens: bool = False  # inputs are token ids (N, L) rather than features (N, L, F)
     per_step: bool = False  # many-to-many (a target at every step) vs many-to-one (last step)
+    # targets line up with the steps (or are one per sequence); False for an unaligned label
+    # sequence (CTC), whose loss needs the whole sequence at once: no truncation, no
+    # per-step credit (online algorithms), no closed-form readout
+    aligned: bool = True
 
 
 @dataclass
 class Batch:
     """One minibatch.
 
-    inputs:  (N, L, F) float, or (N, L) long token ids.
-    targets: (N, O) for many-to-one; (N, L, O) float or (N, L) long for many-to-many.
+    inputs:  (N, L, F) float, or (N, L) long token ids; padded after each sequence's length.
+    targets: (N, O) for many-to-one; (N, L, O) float or (N, L) long for many-to-many;
+        (N, S) long padded label sequences for CTC.
     continues: True when this batch continues the streams of the previous batch, so the
         final state of the previous batch is this one's initial state (stateful training
         on text); False when every sequence starts from the zero state.
+    lengths: (N,) int64 on the CPU, valid steps of each sequence; None when all are L.
+    target_lengths: (N,) int64 on the CPU, label-sequence lengths (CTC); None otherwise.
     """
 
     inputs: Tensor
     targets: Tensor
     continues: bool = False
+    lengths: Optional[Tensor] = None
+    target_lengths: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+    @property
+    def steps(self) -> int:
+        """L, the padded length."""
+        return self.inputs.shape[1]
+
+    @cached_property
+    def mask(self) -> Tensor:
+        """(N, L) bool on the inputs' device: True at valid steps (derived once)."""
+        N, L = self.inputs.shape[0], self.inputs.shape[1]
+        if self.lengths is None:
+            return torch.ones(N, L, dtype=torch.bool, device=self.inputs.device)
+        return (torch.arange(L)[None, :] < self.lengths[:, None]).to(self.inputs.device)
+
+    @cached_property
+    def valid_steps(self) -> int:
+        """Number of valid (sequence, step) pairs."""
+        N, L = self.inputs.shape[0], self.inputs.shape[1]
+        return N * L if self.lengths is None else int(self.lengths.sum())
+
+    def select(self, idx: Tensor) -> "Batch":
+        """The sequences ``idx`` (a CPU index tensor or bool mask) as a batch of their own."""
+        idx = idx.nonzero()[:, 0] if idx.dtype == torch.bool else idx
+        dev = self.inputs.device
+        pick = lambda t, d: None if t is None else t[idx.to(d)]
+        return Batch(pick(self.inputs, dev), pick(self.targets, self.targets.device), self.continues,
+                     pick(self.lengths, "cpu"), pick(self.target_lengths, "cpu"))
+
+    def piece(self, start: int, stop: int, per_step: bool) -> "Batch":
+        """Steps [start, stop) of every sequence: inputs (N, stop - start, ...), lengths
+        clamped to the piece (0 for a sequence that ended before it); per-step targets sliced,
+        sequence targets kept whole."""
+        lengths = None if self.lengths is None else (self.lengths - start).clamp(0, stop - start)
+        targets = self.targets[:, start:stop] if per_step else self.targets
+        return replace(self, inputs=self.inputs[:, start:stop], targets=targets, lengths=lengths)
+
+    def ends_within(self, start: int, stop: int) -> Tensor:
+        """(N,) bool (CPU): which sequences have their last step in [start, stop)."""
+        n = torch.full((len(self),), self.steps) if self.lengths is None else self.lengths
+        return (n > start) & (n <= stop)
 
 
 class Task(ABC):
@@ -82,8 +135,9 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """Scalar mean loss of model outputs against targets (the quantity trained on)."""
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """Scalar mean loss of model outputs against ``batch.targets`` (the quantity trained
+        on); per-step losses are the mean over valid steps only (``batch.mask``)."""
 
     @abstractmethod
     def evaluate(self, model, split: str) -> Dict[str, float]:
@@ -97,15 +151,23 @@ class Task(ABC):
         """Final artefacts of a run (plots, samples) written into ``out_dir``;
         returns JSON-able extras for the run summary."""
 
-    def within_tolerance(self, outputs: Tensor, targets: Tensor, tolerance: float) -> Tensor:
+    def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
         """(N,) bool: which examples the outputs get right to within ``tolerance`` (largest
-        absolute error over the example's outputs); population methods stop on the
-        fraction of these (the GA recipe's "percentage of the training data learned").
-        Class targets (integer ids): every step's arg-max is the target."""
+        absolute error over the example's outputs, valid steps only); population methods
+        stop on the fraction of these (the GA recipe's "percentage of the training data
+        learned"). Class targets (integer ids): every valid step's arg-max is the target."""
+        targets = batch.targets
+        per_step = outputs.dim() == 3 and outputs.shape[1] == batch.steps and targets.dim() >= 2 \
+            and targets.shape[1] == batch.steps
         if not targets.is_floating_point():
-            return (outputs.argmax(-1) == targets).reshape(targets.shape[0], -1).all(1)
-        err = (outputs - targets).abs().reshape(outputs.shape[0], -1)
-        return err.amax(1) <= tolerance
+            right = outputs.argmax(-1) == targets
+            if per_step:
+                right = right | ~batch.mask
+            return right.reshape(targets.shape[0], -1).all(1)
+        err = (outputs - targets).abs()
+        if per_step:
+            err = err * batch.mask.reshape(*batch.mask.shape, *([1] * (err.dim() - 2)))
+        return err.reshape(outputs.shape[0], -1).amax(1) <= tolerance
 
     def split_size(self, split: str) -> int:
         """Number of examples (windows, or characters for text) in a split."""

@@ -187,8 +187,8 @@ class ForecastTask(Task):
         tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)[None]
         return Batch(tensor(x), tensor(y), continues=False)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(outputs, targets)
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.mse_loss(outputs, batch.targets)
 
     def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
         with evaluating(model):
@@ -202,7 +202,7 @@ class ForecastTask(Task):
         if w is None or len(w.x) == 0:
             return {}
         pred = self._predict(model, w.x)  # (N, H * n_targets)
-        out = {"loss": float(self.loss(pred, w.y))}
+        out = {"loss": float(self.loss(pred, Batch(w.x, w.y)))}
         p = self.target_scaler.inverse(pred.double().cpu().numpy().reshape(w.raw_y.shape))
         out.update(_errors(p, w.raw_y))
         if self.tgt_in_pos is not None:

@@ -111,11 +111,11 @@ class GuessingTask(Task):
             idx = order[i:i + batch_size]
             yield Batch(x[idx], y[idx])
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return ((torch.tanh(outputs) - targets) ** 2).mean()
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
+        return ((torch.tanh(outputs) - batch.targets) ** 2).mean()
 
-    def within_tolerance(self, outputs: Tensor, targets: Tensor, tolerance: float) -> Tensor:
-        return (torch.tanh(outputs) - targets).abs().reshape(outputs.shape[0], -1).amax(1) <= tolerance
+    def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
+        return (torch.tanh(outputs) - batch.targets).abs().reshape(outputs.shape[0], -1).amax(1) <= tolerance
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
         if split not in self.data:
@@ -123,7 +123,7 @@ class GuessingTask(Task):
         x, y = self.data[split]
         with evaluating(model):
             out = model(x, None)[0]
-        return {"loss": float(self.loss(out, y)),
+        return {"loss": float(self.loss(out, Batch(x, y))),
                 "accuracy": float((torch.sign(out) == y).to(torch.float64).mean())}
 
     def report(self, model, out_dir: Path) -> Dict[str, Any]:

@@ -172,9 +172,9 @@ class LanguageTask(Task):
             x, y = self.encode([strings[j] for j in order[i:i + batch_size]])
             yield Batch(x, y)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy over the real (not padded) steps; outputs (N, L, V)."""
-        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1),
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1),
                                ignore_index=IGNORE)
 
     def accepts(self, model, strings: List[str]) -> torch.Tensor:
@@ -194,7 +194,7 @@ class LanguageTask(Task):
             return {}
         x, y = self.encode(strings)
         with evaluating(model):
-            loss = float(self.loss(model(x)[0], y))
+            loss = float(self.loss(model(x)[0], Batch(x, y)))
         return {"loss": loss, "accuracy": float(self.accepts(model, strings).float().mean())}
 
     def accepted_by_n(self, model, ns: List[int], chunk: int = 50) -> List[bool]:

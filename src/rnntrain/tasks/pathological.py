@@ -254,8 +254,9 @@ class PathologicalTask(Task):
         for _ in range(self.config.epoch_batches):
             yield Batch(*self.sample(batch_size, g))
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+    def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         """MSE for real answers; cross-entropy (over the steps with a target) for classes."""
+        targets = batch.targets
         if targets.is_floating_point():
             return ((outputs - targets) ** 2).mean()
         return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1),
@@ -268,9 +269,10 @@ class PathologicalTask(Task):
         keep = targets != IGNORE
         return outputs.argmax(-1)[keep] != targets[keep]
 
-    def within_tolerance(self, outputs: Tensor, targets: Tensor, tolerance: float) -> Tensor:
+    def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
+        targets = batch.targets
         if targets.is_floating_point() or targets.dim() == 1:
-            return super().within_tolerance(outputs, targets, tolerance)
+            return super().within_tolerance(outputs, batch, tolerance)
         right = (outputs.argmax(-1) == targets) | (targets == IGNORE)
         return right.all(1)
 
@@ -282,7 +284,7 @@ class PathologicalTask(Task):
         with evaluating(model):
             for x, y in self.eval_sets[split]:
                 out = model(x)[0]
-                total += float(self.loss(out, y)) * len(x)
+                total += float(self.loss(out, Batch(x, y))) * len(x)
                 w = self.wrong(out, y)
                 wrong, count, seqs = wrong + int(w.sum()), count + w.numel(), seqs + len(x)
         return {"loss": total / seqs, "wrong_fraction": wrong / max(count, 1)}

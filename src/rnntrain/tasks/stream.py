@@ -118,8 +118,8 @@ class StreamTask(Task):
             yield Batch(x[:, k:k + L].to(self.device), y[:, k:k + L].to(self.device),
                         continues=k > 0)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(outputs, targets)
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.mse_loss(outputs, batch.targets)
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
         """Stateful one-stream pass over the split: MSE of the next-step prediction (scaled)."""
@@ -128,7 +128,7 @@ class StreamTask(Task):
             for batch in self.batches(split, 1):
                 out, state = model(batch.inputs, state if batch.continues else None)
                 state = detach_state(state)
-                total += float(self.loss(out, batch.targets)) * batch.targets.numel()
+                total += float(self.loss(out, batch)) * batch.targets.numel()
                 count += batch.targets.numel()
         return {"loss": total / count} if count else {}
 

@@ -131,9 +131,9 @@ class CharTask(Task):
             yield Batch(x[:, k:k + L].to(self.device), y[:, k:k + L].to(self.device),
                         continues=k > 0)
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy (nats/char); outputs (N, L, V) logits, targets (N, L) ids."""
-        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1))
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
         """Stateful pass over the split: loss (nats/char), bpc and perplexity."""
@@ -142,7 +142,7 @@ class CharTask(Task):
             for batch in self.batches(split, EVAL_STREAMS):
                 outputs, state = model(batch.inputs, state if batch.continues else None)
                 state = detach_state(state)
-                total += float(self.loss(outputs, batch.targets)) * batch.targets.numel()
+                total += float(self.loss(outputs, batch)) * batch.targets.numel()
                 count += batch.targets.numel()
         if count == 0:
             return {}

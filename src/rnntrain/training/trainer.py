@@ -80,10 +80,11 @@ SMALL_STEP_MACS = 2 ** 21
 def auto_threads(model, batch_size: int) -> int:
     """1 for models whose time step is too small to split across threads, else 0 (torch's
     default). ``threads = N`` in the config overrides this."""
-    rnn = getattr(model, "rnn", None)
-    if rnn is None or not torch.device(rnn.weight_hh_l0.device).type == "cpu":
+    cores = list(model.cores().values())
+    if not cores or next(model.parameters()).device.type != "cpu":
         return 0
-    macs = batch_size * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
+    macs = sum(batch_size * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
+               for rnn in cores)
     return 1 if macs < SMALL_STEP_MACS else 0
 
 
