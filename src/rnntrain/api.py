@@ -44,6 +44,35 @@ class Forecast:
         return float(np.mean((self.values[:n] - self.truth[:n]) ** 2))
 
 
+@dataclass
+class Predictions:
+    """What a labelled-sequence run predicts for a file: one dict per CSV row (class and
+    probabilities, a value, a tag per step, or a transcription)."""
+
+    rows: List[dict]
+
+    @property
+    def values(self) -> List[dict]:
+        return self.rows
+
+    def to_csv(self) -> str:
+        import csv
+        buf = io.StringIO()
+        if self.rows:
+            writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+                             for r in self.rows)
+        return buf.getvalue()
+
+
+def predict(run_dir: PathLike, data: PathLike) -> Predictions:
+    """Predictions of a classify/regress/tag/transcribe run for every sequence in ``data``
+    (a file of the training data's format; labels, if present, are ignored)."""
+    run = load_run(run_dir)
+    return Predictions(run.task.predict_file(run.model, data))
+
+
 def _need(run, what: str, kind: str) -> None:
     if run.config.task_kind != kind:
         raise UserError(f"{run.path} is a {run.config.task_kind} run; '{what}' needs a {kind} run")

@@ -128,9 +128,12 @@ class ESN(Algorithm):
                 fresh = state is None
                 feats, state = model.features(batch.inputs, state, batch.lengths)  # (N, L, D)
                 if model.per_step:  # every valid step after the washout is a row
-                    skip = wash if fresh else 0
+                    # (labelled sequences, which carry lengths, start from the zero state by
+                    # definition: no washout for them)
+                    skip = wash if fresh and batch.lengths is None else 0
                     keep = batch.mask[:, skip:]  # (N, L - skip)
-                    yield self._rows(feats[:, skip:][keep], batch.targets[:, skip:][keep], O)
+                    if bool(keep.any()):
+                        yield self._rows(feats[:, skip:][keep], batch.targets[:, skip:][keep], O)
                 else:  # one row per sequence: its state at its last valid step
                     yield self._rows(last_valid(feats, batch.lengths), batch.targets, O)
                     state = None  # windows are independent

@@ -95,7 +95,7 @@ def check_online_model(model: nn.Module, name: str, spec=None) -> Recurrent:
                         f"aligned with the steps (CTC's loss needs the whole sequence): use --algorithm bptt")
     if rnn.bidirectional:
         raise UserError(f"{name} learns online, forward in time; a bidirectional network needs the "
-                        f"whole sequence: set model.bidirectional = false or use --algorithm bptt")
+                        f"whole sequence: add --no-bidirectional (model.bidirectional = false) or use --algorithm bptt")
     if rnn.num_layers > 1 and rnn.dropout > 0:
         raise UserError(f"{name} steps one time step at a time, where dropout between layers is "
                         f"not applied: set model.dropout = 0")

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .base import register
-from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
+from .online import OnlineAlgorithm, Sensitivity, StepFunction
 
 
 class RTRLSensitivity(Sensitivity):

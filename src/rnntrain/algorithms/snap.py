@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .base import register
-from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
+from .online import OnlineAlgorithm, Sensitivity, StepFunction
 
 DENSE_ABOVE = 0.25  # keep M densely (masked) when the pattern holds more than this fraction
 PROBES = 2  # random probes whose Jacobian patterns are united

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .base import register
-from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
+from .online import OnlineAlgorithm, Sensitivity, StepFunction
 
 EPS = 1e-7  # the paper's stabilisers of rho_0 and rho_1
 

@@ -16,6 +16,11 @@ def register(sub) -> None:
     p.add_argument("--start", choices=("end", "val", "test"), default="end",
                    help="forecast after the end of the series (default) or from the start of the val/test split")
     p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
+    p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/transcribe run")
+    p.set_defaults(func=cmd_predict)
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, metavar="FILE", help="sequences in the training data's format")
+    p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
     p = sub.add_parser("sample", help="sample text from a trained text run")
     p.set_defaults(func=cmd_sample)
     p.add_argument("run_dir")
@@ -42,6 +47,13 @@ def write_table(table, output, noun: str) -> None:
         print(f"wrote {len(table.values)} {noun} rows to {output}")
     else:
         sys.stdout.write(text)
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from ..api import predict
+
+    write_table(predict(a.run_dir, a.data), a.output, "prediction")
+    return 0
 
 
 def cmd_sample(a: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ def register(sub) -> None:
     from ..algorithms import ALGORITHMS
     from ..models.init import INIT_SCHEMES
     from ..models.sequence_model import CELL_NAMES
+    from ..tasks import TASKS
     from ..tasks.series import BUILTIN_SERIES
 
     p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
@@ -22,7 +23,14 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<task>-<cell>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="FILE.csv", help="CSV time series to forecast")
+    g.add_argument("--task", choices=sorted(TASKS), help="what to learn (default: forecast); "
+                   "classify/regress/tag/transcribe read labelled sequences")
+    g.add_argument("--data", metavar="FILE", help="forecast: CSV time series; classify/regress/tag/"
+                   "transcribe: .ts, long .csv, .npz or label<TAB>text file")
+    g.add_argument("--test-data", dest="test_data", metavar="FILE",
+                   help="labelled tasks: a separate test file (else a test fraction of --data)")
+    g.add_argument("--dataset", metavar="NAME", help="labelled tasks: a built-in set (waves, segments, "
+                   "spelling) or one the aeon package ships (JapaneseVowels, BasicMotions, ...)")
     g.add_argument("--column", action="append", metavar="NAME", help="input column (repeatable)")
     g.add_argument("--target", action="append", metavar="NAME", help="target column (repeatable; default: the inputs)")
     g.add_argument("--series", help=f"built-in series: {', '.join(BUILTIN_SERIES)}")
@@ -35,7 +43,8 @@ def register(sub) -> None:
     g.add_argument("--cell", help=", ".join(CELL_NAMES))
     g.add_argument("--hidden", type=int, help="hidden units per layer")
     g.add_argument("--layers", type=int, help="stacked layers")
-    g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional layers")
+    g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="bidirectional layers (--no-bidirectional: forward only)")
     g.add_argument("--init", help=", ".join(INIT_SCHEMES))
     g = p.add_argument_group("training")
     g.add_argument("--algorithm", help="training algorithm: " + ", ".join(ALGORITHMS))
@@ -67,9 +76,19 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         out["task.text"] = a.text
         if (a.seq_len or a.window) is not None:
             out["task.seq_len"] = a.seq_len or a.window
+    elif a.task not in (None, "forecast"):
+        out["task.kind"] = a.task
+        for key, value in (("data", a.data), ("test_data", a.test_data), ("dataset", a.dataset)):
+            if value is not None:
+                out[f"task.{key}"] = value
+        if a.column:
+            out["task.columns"] = a.column
     else:
-        if a.data is not None or a.series is not None or a.column or a.target:
+        if a.data is not None or a.series is not None or a.column or a.target or a.task:
             out["task.kind"] = "forecast"
+        if a.test_data is not None or a.dataset is not None:
+            raise UserError("--test-data and --dataset are for labelled sequences: add --task "
+                            "classify, regress, tag or transcribe")
         for key, value in (("data", a.data), ("series", a.series), ("window", a.window),
                            ("horizon", a.horizon)):
             if value is not None:

@@ -14,6 +14,8 @@ from .series import (BUILTIN_SERIES, Series, builtin_series, load_csv, noisy_sin
 from .text import CharTask, TextConfig, default_corpus
 from .stream import StreamConfig, StreamTask
 from .pathological import PathologicalConfig, PathologicalTask
+from .labelled import (ClassifyConfig, ClassifyTask, LabelledConfig, RegressTask, TagConfig, TagTask,
+                       TranscribeConfig, TranscribeTask)
 
 TASKS = {
     "forecast": (ForecastConfig, ForecastTask),
@@ -22,6 +24,10 @@ TASKS = {
     "stream": (StreamConfig, StreamTask),
     "guessing": (GuessingConfig, GuessingTask),
     "pathological": (PathologicalConfig, PathologicalTask),
+    "classify": (ClassifyConfig, ClassifyTask),
+    "regress": (LabelledConfig, RegressTask),
+    "tag": (TagConfig, TagTask),
+    "transcribe": (TranscribeConfig, TranscribeTask),
 }
 
 __all__ = [

@@ -18,15 +18,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from torch import Tensor
 
 SPLITS = ("train", "val", "test")
+
+
+def mse(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Mean squared error. Written out rather than ``F.mse_loss``, whose double backward
+    fails under ``torch.func.jvp`` ("ZeroTensors are immutable"), which Hessian-free's
+    Gauss-Newton products take of every task's loss."""
+    return ((outputs - targets) ** 2).mean()
 
 
 @contextmanager
@@ -74,6 +81,16 @@ class Batch:
     continues: bool = False
     lengths: Optional[Tensor] = None
     target_lengths: Optional[Tensor] = None
+    # (N, L) bool on the inputs' device, True at valid steps: derived once, at construction
+    # (not lazily: a tensor first made inside a torch.func transform would escape it)
+    mask: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        N, L = self.inputs.shape[0], self.inputs.shape[1]
+        if self.lengths is None:
+            self.mask = torch.ones(N, L, dtype=torch.bool, device=self.inputs.device)
+        else:
+            self.mask = (torch.arange(L)[None, :] < self.lengths[:, None]).to(self.inputs.device)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -82,14 +99,6 @@ class Batch:
     def steps(self) -> int:
         """L, the padded length."""
         return self.inputs.shape[1]
-
-    @cached_property
-    def mask(self) -> Tensor:
-        """(N, L) bool on the inputs' device: True at valid steps (derived once)."""
-        N, L = self.inputs.shape[0], self.inputs.shape[1]
-        if self.lengths is None:
-            return torch.ones(N, L, dtype=torch.bool, device=self.inputs.device)
-        return (torch.arange(L)[None, :] < self.lengths[:, None]).to(self.inputs.device)
 
     @cached_property
     def valid_steps(self) -> int:
@@ -182,6 +191,13 @@ class Task(ABC):
         in one pass (echo state networks collect reservoir states over it).
         """
         return None
+
+    def predict_file(self, model, path) -> List[Dict[str, Any]]:
+        """Prediction rows (one dict per row of the predictions CSV) for the sequences in a
+        file read like the training data. Tasks of labelled sequences answer; others refuse."""
+        from ..errors import UserError
+        raise UserError(f"'predict' labels the sequences of a file; this is a {self.name} run "
+                        "(use 'rnntrain forecast', 'sample' or 'generate' for it)")
 
     def state_dict(self) -> Dict[str, Any]:
         """What inference needs besides the weights (vocabulary, scaler, ...)."""

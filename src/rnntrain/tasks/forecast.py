@@ -18,11 +18,10 @@ from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config.schema import check
 from ..errors import UserError
-from .base import evaluating, SPLITS, Batch, Task, TaskSpec
+from .base import evaluating, mse, SPLITS, Batch, Task, TaskSpec
 from .scaling import SCALES, Scaler
 from .series import BUILTIN_SERIES, builtin_series, check_split, load_csv, split_bounds
 
@@ -188,7 +187,7 @@ class ForecastTask(Task):
         return Batch(tensor(x), tensor(y), continues=False)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.mse_loss(outputs, batch.targets)
+        return mse(outputs, batch.targets)
 
     def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
         with evaluating(model):

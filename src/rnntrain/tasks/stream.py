@@ -19,11 +19,10 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config.schema import check
 from ..core import detach_state
-from .base import Batch, Task, TaskSpec, evaluating
+from .base import Batch, Task, TaskSpec, evaluating, mse
 from .scaling import SCALES, Scaler
 from .series import BUILTIN_SERIES, Series, builtin_series, check_split, oscillator, split_bounds
 
@@ -119,7 +118,7 @@ class StreamTask(Task):
                         continues=k > 0)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.mse_loss(outputs, batch.targets)
+        return mse(outputs, batch.targets)
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
         """Stateful one-stream pass over the split: MSE of the next-step prediction (scaled)."""

@@ -17,7 +17,7 @@ being drawn from the same seeded generator everywhere, the same next population.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn
