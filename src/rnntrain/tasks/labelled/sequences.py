@@ -270,14 +270,15 @@ def read_npz(path: Path, labelled: bool) -> SequenceSet:
     """``X`` padded (N, L, F) or (N, L), ``lengths`` (N,) (optional when all are L), ``y``
     (N,) or (N, ...) per sequence or (N, L) per step."""
     try:
-        data = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            data = {k: archive[k] for k in archive.files}
     except ValueError:
         raise UserError(f"{path}: holds object (ragged) arrays, which are not read (they would run "
                         "pickled code); save X padded to (N, L, F) with a 'lengths' array") from None
     except Exception as e:  # not a zip, truncated: numpy's own words
         raise UserError(f"{path}: not a readable .npz file ({e})") from None
     if "X" not in data:
-        raise UserError(f"{path}: no array 'X'; it has {', '.join(data.files) or 'none'} "
+        raise UserError(f"{path}: no array 'X'; it has {', '.join(data) or 'none'} "
                         "(save X, lengths and y with numpy.savez)")
     X = data["X"]
     if X.dtype == object or X.ndim not in (2, 3):
