@@ -23,6 +23,7 @@ import torch
 SECTIONS = [
     ("Throughput: rnntrain.Recurrent vs torch.nn", "bench_throughput", "run"),
     ("Seed PyTorch program vs rnntrain", "bench_seed", "run"),
+    ("Variable-length batches vs equal-length batches", "bench_ragged", "run"),
     ("Online gradients: RTRL, UORO, SnAp, CRBP vs BPTT", "bench_online", "main"),
     ("Population search vs pygad and pyswarms", "bench_population", "main"),
     ("Echo state networks vs reservoirpy", "bench_esn", "main"),

@@ -42,7 +42,7 @@ DOC_COMMANDS = [(d.name, c) for d in DOCS for c in readme_commands(d)]
 
 def test_the_readme_shows_every_subcommand():
     shown = {c[0] for c in COMMANDS}
-    assert {"train", "forecast", "sample", "generate", "analyze", "gradcheck"} <= shown
+    assert {"train", "forecast", "sample", "generate", "predict", "analyze", "gradcheck"} <= shown
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(c)[:60] for c in COMMANDS])
