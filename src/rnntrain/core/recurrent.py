@@ -51,10 +51,11 @@ from torch import Tensor, nn
 
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cells import Cell, State, get_cell
+from .cells import Cell, get_cell
+from .lengths import LengthsArg, as_lengths, last_steps, reverse_within, step_mask
+from .unroll import _under_transform, unroll_layer  # noqa: F401  (unroll_layer re-exported)
 
 HiddenArg = Union[Tensor, Tuple[Tensor, Tensor], None]
-LengthsArg = Union[Tensor, List[int], Tuple[int, ...], None]
 
 PATHS = ("auto", "fused", "step")
 
@@ -66,100 +67,6 @@ def detach_state(state):
     if isinstance(state, (tuple, list)):
         return type(state)(s.detach() for s in state)
     return state.detach()
-
-
-def unroll_layer(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
-                 b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                 reverse: bool = False, mask: Optional[Tensor] = None) -> Tuple[Tensor, State]:
-    """Run one layer in one direction over time by the cell's single step.
-
-    x (L, N, H_in), state tuple of (N, H) -> (outputs (L, N, H), final state).
-    ``mask`` (L, N, 1) bool, True at valid steps: a sequence's state is frozen and its output
-    is zero at the steps after its end (so reversed, the state waits at h_0 until the
-    sequence's last step, where the backward direction starts).
-    """
-    gx = F.linear(x, w_ih, b_ih)  # (L, N, G*H): the input part of every step in one product
-    steps = gx.unbind(0)  # unbind, not gx[t]: indexing in the loop makes backward ~10x slower
-    masks = mask.unbind(0) if mask is not None else None
-    order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
-    outs: List[Tensor] = [None] * len(steps)  # type: ignore[list-item]
-    for t in order:
-        new = cell.recur(steps[t], state, w_hh, b_hh)
-        if masks is None:
-            state = new
-            outs[t] = new[0]
-        else:
-            m = masks[t]  # (N, 1)
-            state = tuple(torch.where(m, a, b) for a, b in zip(new, state))
-            outs[t] = torch.where(m, new[0], torch.zeros_like(new[0]))
-    return torch.stack(outs), state
-
-
-def as_lengths(lengths: LengthsArg, batch: int, steps: int) -> Optional[Tensor]:
-    """Validated lengths as a CPU int64 (N,) tensor, or None when every sequence is full.
-
-    Lengths live on the CPU (as torch's packing wants them); masks built from them go to
-    the input's device."""
-    if lengths is None:
-        return None
-    n = torch.as_tensor(lengths, dtype=torch.int64, device="cpu") if not isinstance(lengths, Tensor) \
-        else lengths.detach().to("cpu", torch.int64)
-    if n.dim() != 1 or n.shape[0] != batch:
-        raise ValueError(f"lengths must be a 1-D tensor of {batch} sequence lengths, got shape {tuple(n.shape)}")
-    if batch and (int(n.min()) < 0 or int(n.max()) > steps):
-        raise ValueError(f"lengths must lie in [0, {steps}] (the padded length), got "
-                         f"{int(n.min())}..{int(n.max())}")
-    if batch == 0 or int(n.min()) == steps:
-        return None
-    return n
-
-
-def step_mask(lengths: Tensor, steps: int, device) -> Tensor:
-    """(L, N, 1) bool, True where step t < the sequence's length (time-major)."""
-    return (torch.arange(steps)[:, None] < lengths[None, :]).to(device)[..., None]
-
-
-def reverse_within(x: Tensor, lengths: Tensor) -> Tensor:
-    """Each sequence of a padded (L, N, ...) tensor reversed within its own length, its
-    padding left in place: x'[t, n] = x[len_n - 1 - t, n] for t < len_n (an involution)."""
-    L, N = x.shape[0], x.shape[1]
-    t = torch.arange(L)[:, None]  # (L, 1)
-    idx = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (L, N)
-    idx = idx.to(x.device).view(L, N, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(0, idx)
-
-
-def last_steps(x: Tensor, lengths: Tensor, fallback: Tensor) -> Tensor:
-    """x (L, N, H) read at each sequence's last step -> (N, H); ``fallback`` (N, H) for
-    sequences of length 0 (their final state is the initial one)."""
-    idx = (lengths - 1).clamp(min=0).to(x.device)  # (N,)
-    picked = x[idx, torch.arange(x.shape[1], device=x.device)]  # (N, H)
-    empty = (lengths == 0).to(x.device)[:, None]
-    return torch.where(empty, fallback, picked) if bool(empty.any()) else picked
-
-
-def _under_transform(tensors) -> bool:
-    """True inside torch.func transforms (vmap, jvp, grad) of any of ``tensors`` (input,
-    state, weights): the fused kernel has no batching or forward-mode rules, while the
-    step path, made of ordinary ops, works under all of them."""
-    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-    return any(t is not None and is_wrapped(t) for t in tensors)
-
-
-# Bytes of one per-step tensor (p, N, G*H) of a block of individuals in population_unroll:
-# the step's working set (gx, state, the product, the new state) then stays within a core's L2.
-_CACHE_BYTES = 2 ** 19
-
-
-def _input_part(x_t: Tensor, w_in: Tensor, b_in: Optional[Tensor], out: Optional[Tensor]) -> Tensor:
-    """gx_t = x_t W_ih^T + b_ih for p networks: x_t (N, F) shared or (p, N, F), w_in (p, F, G*H),
-    b_in (p, 1, G*H) -> (p, N, G*H), one kernel, written into ``out`` when given."""
-    p, F_ = w_in.shape[0], w_in.shape[1]
-    if F_ == 1 and x_t.dim() == 2 and b_in is not None:  # an outer product: elementwise
-        return torch.addcmul(b_in, x_t, w_in, out=out)
-    if x_t.dim() == 2:
-        x_t = x_t.expand(p, *x_t.shape)
-    return torch.bmm(x_t, w_in, out=out) if b_in is None else torch.baddbmm(b_in, x_t, w_in, out=out)
 
 
 def _as_tuple(hx) -> Tuple[Tensor, ...]:
@@ -237,10 +144,13 @@ class Recurrent(nn.Module):
     def state_arity(self) -> int:
         return self.cell.state_arity
 
+    def weight_names(self, layer: int, direction: int = 0) -> List[str]:
+        """Parameter names of one layer and direction, torch's order (W_ih, W_hh[, b_ih, b_hh])."""
+        return self._weight_names[layer * (2 if self.bidirectional else 1) + direction]
+
     def layer_weights(self, layer: int, direction: int = 0) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None without bias)."""
-        names = self._weight_names[layer * (2 if self.bidirectional else 1) + direction]
-        ws = [getattr(self, n) for n in names]
+        ws = [getattr(self, n) for n in self.weight_names(layer, direction)]
         return (ws[0], ws[1], ws[2], ws[3]) if self.bias else (ws[0], ws[1], None, None)
 
     def _flat_weights(self) -> List[Tensor]:
@@ -369,11 +279,16 @@ class Recurrent(nn.Module):
                                  self.dropout, self.training, self.bidirectional, self.batch_first)
         return self._pack_state(result)
 
-    def _fused_packed(self, data: Tensor, batch_sizes: Tensor, hx: HiddenArg):
-        """torch's packed kernel on (sum of lengths, H_in) data sorted by decreasing length."""
-        result = self.cell.fused(data, batch_sizes, hx, self._flat_weights(), self.bias,
-                                 self.num_layers, self.dropout, self.training, self.bidirectional)
-        return self._pack_state(result)
+    def _run_packed(self, packed: PackedSequence, hx: HiddenArg) -> Tuple[PackedSequence, HiddenArg]:
+        """torch's packed kernel; hx and h_n in the caller's batch order (torch's contract)."""
+        def order(state, idx):
+            return state if idx is None else _from_tuple(tuple(h.index_select(1, idx.to(h.device))
+                                                               for h in _as_tuple(state)))
+        result = self.cell.fused(packed.data, packed.batch_sizes, order(hx, packed.sorted_indices),
+                                 self._flat_weights(), self.bias, self.num_layers, self.dropout,
+                                 self.training, self.bidirectional)
+        data, hn = self._pack_state(result)
+        return packed._replace(data=data), order(hn, packed.unsorted_indices)
 
     def _forward_fused_packed(self, x: Tensor, hx: HiddenArg, n: Tensor):
         """Padded x (L, N, H_in) with lengths n through the packed kernel; sequences of
@@ -389,44 +304,14 @@ class Recurrent(nn.Module):
             for h, h_l in zip(hn, _as_tuple(hn_l)):
                 h[:, idx.to(h.device)] = h_l
             return out, _from_tuple(hn)
-        packed = pack_padded_sequence(x, n, enforce_sorted=False)
-        hx_sorted = _from_tuple(tuple(h.index_select(1, packed.sorted_indices.to(h.device)) for h in _as_tuple(hx)))
-        data, hn = self._fused_packed(packed.data, packed.batch_sizes, hx_sorted)
-        out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
-                                                    packed.unsorted_indices), total_length=x.shape[0])
-        unsort = packed.unsorted_indices
-        return out, _from_tuple(tuple(h.index_select(1, unsort.to(h.device)) for h in _as_tuple(hn)))
+        packed, hn = self._run_packed(pack_padded_sequence(x, n, enforce_sorted=False), hx)
+        return pad_packed_sequence(packed, total_length=x.shape[0])[0], hn
 
-    def _forward_fused_ragged(self, x: Tensor, hx: HiddenArg, n: Tensor):
-        """Padded x (L, N, H_in) with lengths n, torch's padded kernel one layer and direction
-        at a time: the backward direction reads each sequence reversed within its length,
-        so padding only ever trails and never reaches a valid step; final h_n read at each
-        sequence's last step. LSTM c_n is not available here (None unless packed)."""
-        D = 2 if self.bidirectional else 1
-        mask = step_mask(n, x.shape[0], x.device)  # (L, N, 1)
-        states = _as_tuple(hx)
-        finals: List[Tensor] = []
-        for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
-            outs = []
-            for direction in range(D):
-                k = layer * D + direction
-                h0 = tuple(s[k:k + 1] for s in states)  # (1, N, H) each
-                xin = reverse_within(x, n) if direction == 1 else x
-                out = self.cell.fused(xin, _from_tuple(h0), list(self.layer_weights(layer, direction)[:4 if self.bias else 2]),
-                                      self.bias, 1, 0.0, self.training, False, False)[0]  # (L, N, H)
-                finals.append(last_steps(out, n, states[0][k]))
-                out = out * mask  # zeros after each sequence's end, as pad_packed_sequence gives
-                outs.append(reverse_within(out, n) if direction == 1 else out)
-            x = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (L, N, D*H)
-        if self.state_arity == 2:
-            return x, None
-        return x, torch.stack(finals)
-
-    def _forward_step(self, x: Tensor, hx: HiddenArg, n: Optional[Tensor] = None):
-        """x (L, N, H_in) time-major through the cells' own step, masked with lengths n."""
-        mask = None if n is None else step_mask(n, x.shape[0], x.device)
+    def _layers(self, x: Tensor, hx: HiddenArg, run) -> Tuple[Tensor, HiddenArg]:
+        """x (L, N, H_in) through every layer and direction, one layer and direction at a
+        time: ``run(x, state0, layer, direction) -> (out (L, N, H), final state tuple)``.
+        Dropout between layers as torch's kernel applies it. A run that returns only h
+        (the ragged kernel for an LSTM) gives no final state (None)."""
         states = _as_tuple(hx)  # each (D*layers, N, H)
         D = 2 if self.bidirectional else 1
         finals: List[List[Tensor]] = [[] for _ in range(self.state_arity)]
@@ -436,15 +321,42 @@ class Recurrent(nn.Module):
             outs = []
             for direction in range(D):
                 k = layer * D + direction
-                state0 = tuple(s[k] for s in states)
-                out, state = unroll_layer(self.cell, x, state0, *self.layer_weights(layer, direction),
-                                          reverse=direction == 1, mask=mask)
+                out, state = run(x, tuple(s[k] for s in states), layer, direction)
                 outs.append(out)
                 for i, s in enumerate(state):
                     finals[i].append(s)
             x = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (L, N, D*H)
-        hn = tuple(torch.stack(f) for f in finals)
-        return x, _from_tuple(hn)
+        if not all(finals):
+            return x, None
+        return x, _from_tuple(tuple(torch.stack(f) for f in finals))
+
+    def _forward_fused_ragged(self, x: Tensor, hx: HiddenArg, n: Tensor):
+        """Padded x (L, N, H_in) with lengths n, torch's padded kernel one layer and direction
+        at a time: the backward direction reads each sequence reversed within its length,
+        so padding only ever trails and never reaches a valid step; final h_n read at each
+        sequence's last step. LSTM c_n is not available here (None unless packed)."""
+        mask = step_mask(n, x.shape[0], x.device)  # (L, N, 1)
+
+        def run(x, state0, layer, direction):
+            xin = reverse_within(x, n) if direction == 1 else x
+            weights = list(self.layer_weights(layer, direction)[:4 if self.bias else 2])
+            h0 = _from_tuple(tuple(s[None] for s in state0))  # (1, N, H) each
+            out = self.cell.fused(xin, h0, weights, self.bias, 1, 0.0, self.training, False, False)[0]
+            last = last_steps(out, n, state0[0])  # (N, H)
+            out = out * mask  # zeros after each sequence's end, as pad_packed_sequence gives
+            return (reverse_within(out, n) if direction == 1 else out), (last,)
+
+        return self._layers(x, hx, run)
+
+    def _forward_step(self, x: Tensor, hx: HiddenArg, n: Optional[Tensor] = None):
+        """x (L, N, H_in) time-major through the cells' own step, masked with lengths n."""
+        mask = None if n is None else step_mask(n, x.shape[0], x.device)
+
+        def run(x, state0, layer, direction):
+            return unroll_layer(self.cell, x, state0, *self.layer_weights(layer, direction),
+                                reverse=direction == 1, mask=mask)
+
+        return self._layers(x, hx, run)
 
     def _forward_packed_input(self, packed: PackedSequence, hx: HiddenArg, path: str):
         """torch's PackedSequence contract: hx and h_n in the caller's batch order, the
@@ -455,79 +367,20 @@ class Recurrent(nn.Module):
         hx = self._prepare_hidden(hx, batch, False, packed.data)
         path = self._resolve(path, packed.data, hx)
         if path == "fused":
-            sort = packed.sorted_indices
-            hx_s = hx if sort is None else _from_tuple(tuple(h.index_select(1, sort) for h in _as_tuple(hx)))
-            data, hn = self._fused_packed(packed.data, packed.batch_sizes, hx_s)
-            if packed.unsorted_indices is not None:
-                hn = _from_tuple(tuple(h.index_select(1, packed.unsorted_indices) for h in _as_tuple(hn)))
-            return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), hn
+            return self._run_packed(packed, hx)
         x, n = pad_packed_sequence(packed)  # (L, N, H_in) in the caller's order, lengths (N,)
         out, hn = self._forward_step(x, hx, as_lengths(n, batch, x.shape[0]))
         order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(batch)
         repacked = pack_padded_sequence(out.index_select(1, order.to(out.device)), n[order.cpu()],
                                         enforce_sorted=True)
-        return PackedSequence(repacked.data, packed.batch_sizes, packed.sorted_indices,
-                              packed.unsorted_indices), hn
+        return packed._replace(data=repacked.data), hn
 
     # -- P networks at once -----------------------------------------------------------------
     def population_unroll(self, weights: Dict[str, Tensor], seq: Tensor,
                           lengths: Optional[Tensor] = None, *, final_only: bool = False) -> Tensor:
-        """P unidirectional networks of this shape, from the zero state, laid out
-        population-first: ``weights`` {local name: (P, *shape)}, seq (L, N, F) shared by all
-        or (L, P, N, F) -> top-layer outputs (P, N, L, H), or (P, N, 1, H) (each sequence's
-        final state) with ``final_only``.
-
-        The time loop calls the cell's own ``recur`` with stacked weights (P, G*H, H) on
-        contiguous (P, N, H) states, so every recurrent product is one batched matmul
-        (``cells._linear``); it runs over blocks of individuals whose per-step tensors
-        (p, N, G*H) stay in a core's cache. With ``lengths`` a sequence's state is frozen
-        after its end (the step path's mask)."""
-        if self.bidirectional:
-            raise ValueError("population_unroll runs forwards only; vmap the module for a bidirectional one")
-        P = weights[self._weight_names[0][0]].shape[0]
-        N = seq.shape[-2]
-        n = as_lengths(lengths, N, seq.shape[0])
-        mask = None if n is None else step_mask(n, seq.shape[0], seq.device)  # (L, N, 1)
-        block = max(1, _CACHE_BYTES // (N * self.cell.gates * self.hidden_size * seq.element_size()))
-        shared = seq.dim() == 3
-        outs = [self._population_block(weights, seq if shared else seq[:, i:i + block], mask, i,
-                                       min(block, P - i), final_only)
-                for i in range(0, P, block)]
-        return torch.cat(outs)
-
-    def _population_block(self, weights: Dict[str, Tensor], seq: Tensor, mask: Optional[Tensor],
-                          i: int, p: int, final_only: bool) -> Tensor:
-        cell = self.cell
-        steps = list(seq.unbind(0))  # L x (N, F) or (p, N, F)
-        masks = None if mask is None else mask.unbind(0)  # L x (N, 1)
-        for layer in range(self.num_layers):
-            names = self._weight_names[layer]
-            w_ih, w_hh = weights[names[0]][i:i + p], weights[names[1]][i:i + p]
-            b_ih = weights[names[2]][i:i + p] if self.bias else None
-            b_hh = weights[names[3]][i:i + p] if self.bias else None
-            w_in = w_ih.transpose(1, 2).contiguous()  # (p, F, G*H)
-            w_hh = w_hh.contiguous()  # (p, G*H, H)
-            b_in = None if b_ih is None else b_ih[:, None].contiguous()  # (p, 1, G*H)
-            b_hh = None if b_hh is None else b_hh[:, None].contiguous()
-            if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
-                b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
-            state = tuple(torch.zeros(p, steps[0].shape[-2], self.hidden_size, dtype=w_hh.dtype,
-                                      device=w_hh.device) for _ in range(self.state_arity))
-            outs, last = [], final_only and layer == self.num_layers - 1
-            gx = None  # gx_t's storage, reused: recur reads gx and never keeps it
-            for t, x_t in enumerate(steps):
-                gx = _input_part(x_t, w_in, b_in, gx)  # (p, N, G*H)
-                new = cell.recur(gx, state, w_hh, b_hh)
-                if masks is None:
-                    state = new
-                    out = new[0]
-                else:
-                    state = tuple(torch.where(masks[t], a, b) for a, b in zip(new, state))
-                    out = torch.where(masks[t], new[0], torch.zeros_like(new[0]))
-                if not last:
-                    outs.append(out)
-            steps = [state[0]] if last else outs
-        return torch.stack(steps, 2)  # (p, N, L or 1, H)
+        """P networks of this shape at once (see :func:`.population.population_unroll`)."""
+        from .population import population_unroll
+        return population_unroll(self, weights, seq, lengths, final_only=final_only)
 
     def step(self, x: Tensor, hx: HiddenArg) -> HiddenArg:
         """One time step through every layer (unidirectional only): x (N, H_in), hx as h_0.

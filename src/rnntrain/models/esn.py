@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cells import reservoir_cell
-from ..core.recurrent import Recurrent, _under_transform, unroll_layer
+from ..core.recurrent import Recurrent
+from ..core.unroll import _under_transform, unroll_layer
 from ..errors import UserError
 from ..tasks.base import TaskSpec, evaluating
 from .encoders import make_encoder

@@ -1,0 +1,85 @@
+"""P recurrent networks of one shape at once, laid out population-first (population methods).
+
+``population_unroll(rnn, weights, seq, lengths)`` runs P unidirectional networks shaped like
+``rnn`` (a :class:`~rnntrain.core.Recurrent`), each with its own weights, from the zero state.
+The time loop calls the cell's own ``recur`` with stacked weights (P, G*H, H) on contiguous
+(P, N, H) states, so every recurrent product is one batched matmul (``cells._linear``) and
+there is no vmap dispatch per step; it runs over blocks of individuals whose per-step
+tensors (p, N, G*H) stay in a core's cache. With ``lengths`` a sequence's state is frozen
+after its end (the step path's mask).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+
+from .lengths import as_lengths, step_mask
+
+# Bytes of one per-step tensor (p, N, G*H) of a block of individuals: the step's working set
+# (gx, state, the product, the new state) then stays within a core's L2 cache.
+_CACHE_BYTES = 2 ** 19
+
+
+def _input_part(x_t: Tensor, w_in: Tensor, b_in: Optional[Tensor], out: Optional[Tensor]) -> Tensor:
+    """gx_t = x_t W_ih^T + b_ih for p networks: x_t (N, F) shared or (p, N, F), w_in (p, F, G*H),
+    b_in (p, 1, G*H) -> (p, N, G*H), one kernel, written into ``out`` when given."""
+    p, F_ = w_in.shape[0], w_in.shape[1]
+    if F_ == 1 and x_t.dim() == 2 and b_in is not None:  # an outer product: elementwise
+        return torch.addcmul(b_in, x_t, w_in, out=out)
+    if x_t.dim() == 2:
+        x_t = x_t.expand(p, *x_t.shape)
+    return torch.bmm(x_t, w_in, out=out) if b_in is None else torch.baddbmm(b_in, x_t, w_in, out=out)
+
+
+def population_unroll(rnn, weights: Dict[str, Tensor], seq: Tensor, lengths: Optional[Tensor] = None,
+                      *, final_only: bool = False) -> Tensor:
+    """``weights`` {rnn's parameter name: (P, *shape)}, seq (L, N, F) shared by all or
+    (L, P, N, F) -> top-layer outputs (P, N, L, H), or (P, N, 1, H) (each sequence's final
+    state) with ``final_only``."""
+    if rnn.bidirectional:
+        raise ValueError("population_unroll runs forwards only; vmap the module for a bidirectional one")
+    P = weights[rnn.weight_names(0)[0]].shape[0]
+    N = seq.shape[-2]
+    n = as_lengths(lengths, N, seq.shape[0])
+    mask = None if n is None else step_mask(n, seq.shape[0], seq.device)  # (L, N, 1)
+    block = max(1, _CACHE_BYTES // (N * rnn.cell.gates * rnn.hidden_size * seq.element_size()))
+    shared = seq.dim() == 3
+    return torch.cat([_block(rnn, weights, seq if shared else seq[:, i:i + block], mask, i,
+                             min(block, P - i), final_only) for i in range(0, P, block)])
+
+
+def _block(rnn, weights: Dict[str, Tensor], seq: Tensor, mask: Optional[Tensor], i: int, p: int,
+           final_only: bool) -> Tensor:
+    """Individuals i..i+p through every layer -> (p, N, L or 1, H)."""
+    cell = rnn.cell
+    steps = list(seq.unbind(0))  # L x (N, F) or (p, N, F)
+    masks = None if mask is None else mask.unbind(0)  # L x (N, 1)
+    for layer in range(rnn.num_layers):
+        names = rnn.weight_names(layer)
+        w_ih, w_hh = weights[names[0]][i:i + p], weights[names[1]][i:i + p]
+        b_ih = weights[names[2]][i:i + p] if rnn.bias else None
+        b_hh = weights[names[3]][i:i + p] if rnn.bias else None
+        w_in = w_ih.transpose(1, 2).contiguous()  # (p, F, G*H)
+        w_hh = w_hh.contiguous()  # (p, G*H, H)
+        b_in = None if b_ih is None else b_ih[:, None].contiguous()  # (p, 1, G*H)
+        b_hh = None if b_hh is None else b_hh[:, None].contiguous()
+        if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
+            b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
+        state = tuple(torch.zeros(p, steps[0].shape[-2], rnn.hidden_size, dtype=w_hh.dtype,
+                                  device=w_hh.device) for _ in range(rnn.state_arity))
+        outs, last = [], final_only and layer == rnn.num_layers - 1
+        gx = None  # gx_t's storage, reused: recur reads gx and never keeps it
+        for t, x_t in enumerate(steps):
+            gx = _input_part(x_t, w_in, b_in, gx)  # (p, N, G*H)
+            new = cell.recur(gx, state, w_hh, b_hh)
+            if masks is None:
+                state, out = new, new[0]
+            else:
+                state = tuple(torch.where(masks[t], a, b) for a, b in zip(new, state))
+                out = torch.where(masks[t], new[0], torch.zeros_like(new[0]))
+            if not last:
+                outs.append(out)
+        steps = [state[0]] if last else outs
+    return torch.stack(steps, 2)  # (p, N, L or 1, H)

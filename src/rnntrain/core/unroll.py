@@ -1,0 +1,49 @@
+"""The step path: one layer, one direction, unrolled over time by the cell's own single step.
+
+What ``Recurrent``'s step path and the echo state network's differentiable collection run;
+made of ordinary ops, so it works under every ``torch.func`` transform (vmap, jvp, grad).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .cells import Cell, State
+
+
+def unroll_layer(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
+                 b_ih: Optional[Tensor], b_hh: Optional[Tensor],
+                 reverse: bool = False, mask: Optional[Tensor] = None) -> Tuple[Tensor, State]:
+    """Run one layer in one direction over time by the cell's single step.
+
+    x (L, N, H_in), state tuple of (N, H) -> (outputs (L, N, H), final state).
+    ``mask`` (L, N, 1) bool, True at valid steps: a sequence's state is frozen and its output
+    is zero at the steps after its end (so reversed, the state waits at h_0 until the
+    sequence's last step, where the backward direction starts).
+    """
+    gx = F.linear(x, w_ih, b_ih)  # (L, N, G*H): the input part of every step in one product
+    steps = gx.unbind(0)  # unbind, not gx[t]: indexing in the loop makes backward ~10x slower
+    masks = mask.unbind(0) if mask is not None else None
+    order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
+    outs: List[Tensor] = [None] * len(steps)  # type: ignore[list-item]
+    for t in order:
+        new = cell.recur(steps[t], state, w_hh, b_hh)
+        if masks is None:
+            state = new
+            outs[t] = new[0]
+        else:
+            m = masks[t]  # (N, 1)
+            state = tuple(torch.where(m, a, b) for a, b in zip(new, state))
+            outs[t] = torch.where(m, new[0], torch.zeros_like(new[0]))
+    return torch.stack(outs), state
+
+
+def _under_transform(tensors) -> bool:
+    """True inside torch.func transforms (vmap, jvp, grad) of any of ``tensors`` (input,
+    state, weights): the fused kernel has no batching or forward-mode rules, while the
+    step path, made of ordinary ops, works under all of them."""
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return any(t is not None and is_wrapped(t) for t in tensors)
