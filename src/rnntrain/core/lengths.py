@@ -37,14 +37,23 @@ def step_mask(lengths: Tensor, steps: int, device) -> Tensor:
     return (torch.arange(steps)[:, None] < lengths[None, :]).to(device)[..., None]
 
 
-def reverse_within(x: Tensor, lengths: Tensor) -> Tensor:
+def reversal_index(lengths: Tensor, steps: int, device) -> Tensor:
+    """(L * N,) flat row index of :func:`reverse_within`: row t*N + n of a (L*N, ...) view
+    reads row (len_n - 1 - t)*N + n for t < len_n, itself otherwise (built once, reused)."""
+    N = lengths.shape[0]
+    t = torch.arange(steps)[:, None]  # (L, 1)
+    src = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (L, N)
+    return (src * N + torch.arange(N)[None, :]).reshape(-1).to(device)
+
+
+def reverse_within(x: Tensor, lengths: Tensor, index: Optional[Tensor] = None) -> Tensor:
     """Each sequence of a padded (L, N, ...) tensor reversed within its own length, its
-    padding left in place: x'[t, n] = x[len_n - 1 - t, n] for t < len_n (an involution)."""
+    padding left in place: x'[t, n] = x[len_n - 1 - t, n] for t < len_n (an involution).
+    ``index``: :func:`reversal_index` of these lengths, when the caller reverses many times."""
     L, N = x.shape[0], x.shape[1]
-    t = torch.arange(L)[:, None]  # (L, 1)
-    idx = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (L, N)
-    idx = idx.to(x.device).view(L, N, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(0, idx)
+    if index is None:
+        index = reversal_index(lengths, L, x.device)
+    return x.reshape(L * N, *x.shape[2:]).index_select(0, index).view_as(x)
 
 
 def last_steps(x: Tensor, lengths: Tensor, fallback: Tensor) -> Tensor:

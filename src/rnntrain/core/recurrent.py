@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .cells import Cell, get_cell
-from .lengths import LengthsArg, as_lengths, last_steps, reverse_within, step_mask
+from .lengths import LengthsArg, as_lengths, last_steps, reversal_index, reverse_within, step_mask
 from .unroll import _under_transform, unroll_layer  # noqa: F401  (unroll_layer re-exported)
 
 HiddenArg = Union[Tensor, Tuple[Tensor, Tensor], None]
@@ -336,15 +336,16 @@ class Recurrent(nn.Module):
         so padding only ever trails and never reaches a valid step; final h_n read at each
         sequence's last step. LSTM c_n is not available here (None unless packed)."""
         mask = step_mask(n, x.shape[0], x.device)  # (L, N, 1)
+        rev = reversal_index(n, x.shape[0], x.device) if self.bidirectional else None
 
         def run(x, state0, layer, direction):
-            xin = reverse_within(x, n) if direction == 1 else x
+            xin = reverse_within(x, n, rev) if direction == 1 else x
             weights = list(self.layer_weights(layer, direction)[:4 if self.bias else 2])
             h0 = _from_tuple(tuple(s[None] for s in state0))  # (1, N, H) each
             out = self.cell.fused(xin, h0, weights, self.bias, 1, 0.0, self.training, False, False)[0]
             last = last_steps(out, n, state0[0])  # (N, H)
             out = out * mask  # zeros after each sequence's end, as pad_packed_sequence gives
-            return (reverse_within(out, n) if direction == 1 else out), (last,)
+            return (reverse_within(out, n, rev) if direction == 1 else out), (last,)
 
         return self._layers(x, hx, run)
 
