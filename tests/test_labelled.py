@@ -175,3 +175,38 @@ def test_the_docs_own_task_example_trains_through_the_registry():
         assert scope["run"].summary["metrics"]["val"]["accuracy"] > 0.8  # chance: about 0.5
     finally:
         TASKS.pop("walk", None)
+
+
+@pytest.mark.parametrize("readout,per_step", [("last", False), ("mean", False), ("every", True)])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_population_forward_equals_each_network_on_ragged_batches(cell, readout, per_step):
+    from rnntrain.models import ModelConfig, build_model
+    from rnntrain.models.vector import WeightLayout
+    from rnntrain.tasks import TaskSpec
+    spec = TaskSpec(input_size=3, output_size=2, per_step=per_step)
+    model = build_model(ModelConfig(cell=cell, hidden=4, layers=2, readout=readout), spec,
+                        generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    layout = WeightLayout(model)
+    g = torch.Generator().manual_seed(1)
+    pop = torch.randn(5, layout.size, generator=g, dtype=torch.float64) * 0.5
+    x = torch.randn(6, 9, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([9, 2, 5, 1, 7, 9])
+    with torch.no_grad():
+        together = model.population_forward(layout.unflatten(pop), x, lengths)
+        for i in range(5):
+            layout.load(model, pop[i])
+            alone = model(x, lengths=lengths)[0]
+            if per_step:  # padding steps are not compared: the loss masks them
+                keep = torch.arange(9)[None, :] < lengths[:, None]
+                alone, got = alone[keep], together[i][keep]
+            else:
+                got = together[i]
+            assert (got - alone).abs().max() < 1e-12
+
+
+def test_readouts_that_pool_every_step_are_refused_where_only_a_final_state_is_seen():
+    for algorithm, extra in (("uoro", {"model.bidirectional": False}), ("bptt", {"algorithm.truncation": 5})):
+        with pytest.raises(UserError, match="pools every step"):
+            rnntrain.train(labelled_config("classify", algorithm, **{"model.readout": "mean", **extra}))
+    with pytest.raises(UserError, match="predicts once per sequence"):
+        rnntrain.train(labelled_config("classify", **{"model.readout": "every"}))

@@ -55,6 +55,10 @@ class BPTT(Algorithm):
             raise UserError("truncated BPTT cuts sequences into pieces, but this task's labels are "
                             "not aligned with the steps (CTC needs whole sequences): set "
                             "algorithm.truncation = 0 (--truncation 0)")
+        if options.truncation and ctx.model.reads_all_steps and not ctx.model.per_step:
+            raise UserError("truncated BPTT reads a sequence's label from the piece where it ends, "
+                            "but the readout pools every step: set algorithm.truncation = 0 or "
+                            "model.readout = \"last\"")
         self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
 
     def _pieces(self, batch: Batch) -> List[Tuple[Batch, Optional[Tensor]]]:

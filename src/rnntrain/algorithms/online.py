@@ -93,6 +93,9 @@ def check_online_model(model: nn.Module, name: str, spec=None) -> Recurrent:
     if spec is not None and not spec.aligned:
         raise UserError(f"{name} assigns credit step by step, but this task's labels are not "
                         f"aligned with the steps (CTC's loss needs the whole sequence): use --algorithm bptt")
+    if model.reads_all_steps and not model.per_step:
+        raise UserError(f"{name} credits each sequence's label at its final state, but the readout "
+                        f"pools every step: use --set model.readout=last or --algorithm bptt")
     if rnn.bidirectional:
         raise UserError(f"{name} learns online, forward in time; a bidirectional network needs the "
                         f"whole sequence: add --no-bidirectional (model.bidirectional = false) or use --algorithm bptt")

@@ -35,7 +35,10 @@ def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Module
 
 
 class Readout(nn.Module):
-    per_step: bool = False
+    per_step: bool = False  # a prediction at every step (many-to-many)
+    # reads the states of every step, not only each sequence's final state (then truncated
+    # BPTT and online credit, which see the final state of a piece, cannot train it)
+    reads_all_steps: bool = False
 
     def __init__(self, hidden_size: int, directions: int, out_features: int,
                  hidden: Sequence[int] = ()) -> None:
@@ -61,14 +64,31 @@ class LastStep(Readout):
         return self.head(last)
 
 
+class MeanPool(Readout):
+    """Many-to-one from the mean of the states over each sequence's valid steps (every
+    direction), then the head: states (N, L, D*H), lengths (N,) -> (N, O). Pooling is a strong
+    readout for classifying whole sequences (no single step has to carry the summary)."""
+
+    reads_all_steps = True
+
+    def forward(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        if lengths is None:
+            return self.head(states.mean(1))
+        L = states.shape[1]
+        valid = (torch.arange(L)[None, :] < lengths[:, None]).to(states.device)  # (N, L)
+        total = (states * valid[..., None].to(states.dtype)).sum(1)  # (N, D*H)
+        return self.head(total / lengths.clamp(min=1)[:, None].to(states))
+
+
 class EveryStep(Readout):
     """Many-to-many: a prediction at every step. states (N, L, D*H) -> (N, L, O) (the
     steps after a sequence's end are computed too; losses and metrics mask them)."""
 
     per_step = True
+    reads_all_steps = True
 
     def forward(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         return self.head(states)
 
 
-READOUTS: Dict[str, Type[Readout]] = {"last": LastStep, "every": EveryStep}
+READOUTS: Dict[str, Type[Readout]] = {"last": LastStep, "mean": MeanPool, "every": EveryStep}

@@ -40,7 +40,7 @@ class ModelConfig:
     # lstm: the forget gate's effective bias after any init (Gers et al. 2000; Jozefowicz et al.
     # 2015: 1); 0 keeps the scheme's bias
     forget_bias: float = 0.0
-    readout: str = "auto"  # auto (the task decides) | last (many-to-one) | every (many-to-many)
+    readout: str = "auto"  # auto (the task decides) | last (many-to-one) | mean (many-to-one, pooled over steps) | every (many-to-many)
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
     path: str = "auto"  # auto | fused | step: how the core runs (see rnntrain.Recurrent)
@@ -105,6 +105,12 @@ class SequenceModel(nn.Module):
     def per_step(self) -> bool:
         return self.readout.per_step
 
+    @property
+    def reads_all_steps(self) -> bool:
+        """Whether the readout reads every step's state (per-step or pooled), not only each
+        sequence's final state."""
+        return self.readout.reads_all_steps
+
     # -- the three stages ---------------------------------------------------------------
     def encode(self, inputs: Tensor) -> Tensor:
         return self.encoder(inputs)
@@ -168,10 +174,12 @@ class SequenceModel(nn.Module):
             seq = feats.permute(2, 0, 1, 3)  # (L, P, N, F)
         else:
             seq = self.encoder(inputs).transpose(0, 1)  # (L, N, F), shared by all
+        final_only = not self.reads_all_steps
         states = self.rnn.population_unroll(core, seq.contiguous(), lengths,
-                                            final_only=not self.per_step)  # (P, N, L or 1, D*H)
-        # many-to-one: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
-        return vmap(lambda p, s: functional_call(self.readout, p, (s,)))(ro, states)
+                                            final_only=final_only)  # (P, N, L or 1, D*H)
+        # final_only: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
+        read_lengths = None if final_only else lengths
+        return vmap(lambda p, s: functional_call(self.readout, p, (s, read_lengths)))(ro, states)
 
 
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,
@@ -182,6 +190,9 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     if config.cell == "esn":
         check(config.layers == 1 and not config.bidirectional,
               "cell 'esn' is one reservoir layer, read forwards: drop --layers/--bidirectional")
+        check(config.readout in ("auto", "last", "every"),
+              f"cell 'esn' fits a linear readout of the last or of every state; readout "
+              f"'{config.readout}' is for trained cells: use readout = \"auto\"")
         from .esn import build_esn  # local: esn subclasses SequenceModel
         return build_esn(config.hidden, config.spectral_radius, config.reservoir, spec,
                          embedding=config.embedding, readout=config.readout, generator=generator,
@@ -190,9 +201,9 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     readout = config.readout
     if readout == "auto":
         readout = "every" if spec.per_step else "last"
-    if spec.per_step and readout != "every":
-        raise UserError(f"this task predicts at every step; readout '{readout}' cannot: "
-                        "use readout = \"every\" (or \"auto\")")
+    if spec.per_step != (readout == "every"):
+        raise UserError(f"this task predicts {'at every step' if spec.per_step else 'once per sequence'}; "
+                        f"readout '{readout}' cannot: use readout = \"auto\"")
     mode, nonlinearity = CELL_NAMES[config.cell]
     encoder = make_encoder(spec.input_size, spec.tokens, config.embedding)
     rnn = Recurrent(mode, encoder.out_features, config.hidden, config.layers, bias=config.bias,
