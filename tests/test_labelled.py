@@ -210,3 +210,14 @@ def test_readouts_that_pool_every_step_are_refused_where_only_a_final_state_is_s
             rnntrain.train(labelled_config("classify", algorithm, **{"model.readout": "mean", **extra}))
     with pytest.raises(UserError, match="predicts once per sequence"):
         rnntrain.train(labelled_config("classify", **{"model.readout": "every"}))
+
+
+def test_input_noise_touches_only_valid_training_steps_and_is_seeded():
+    def first_batch(noise):
+        task = rnntrain.Trainer(labelled_config("classify", **{"task.input_noise": noise})).task
+        return next(task.batches("train", 8, generator=torch.Generator().manual_seed(3)))
+    clean, noisy, again = first_batch(0.0), first_batch(0.5), first_batch(0.5)
+    assert torch.equal(noisy.inputs, again.inputs) and torch.equal(noisy.lengths, clean.lengths)
+    changed = (noisy.inputs != clean.inputs).any(-1)  # (N, L)
+    assert torch.equal(changed, clean.mask)
+    assert (noisy.inputs - clean.inputs)[clean.mask].std() == pytest.approx(0.5, rel=0.2)

@@ -16,7 +16,7 @@ Subclasses say how labels become targets, the loss, the metrics and the baseline
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -56,6 +56,9 @@ class LabelledConfig:
     split: tuple[float, ...] = ()
     scale: str = "standard"  # feature scaling fitted on the training split: none | standard | minmax
     size: int = 1000  # sequences of a built-in data set
+    # std of Gaussian noise added to training features (scaled units, valid steps only; drawn
+    # from the run's generator): a regulariser for small sets
+    input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         check(self.format in FORMATS, f"unknown format '{self.format}': choose one of {', '.join(FORMATS)}")
@@ -65,6 +68,7 @@ class LabelledConfig:
             check_split(self.split, "task split")
         check(self.scale in SCALES, f"unknown scale '{self.scale}'; choose one of: {', '.join(SCALES)}")
         check(self.size >= 10, f"size must be >= 10 sequences, got {self.size}")
+        check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
         check(not (self.data and self.dataset), "give either --data FILE or --dataset NAME, not both")
 
 
@@ -233,11 +237,20 @@ class LabelledTask(Task):
                 chunk = chunk[torch.argsort(d["lengths"][chunk], stable=True)]
                 groups += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
             for k in torch.randperm(len(groups), generator=generator).tolist():
-                yield self._batch(d, groups[k])
+                yield self._noisy(self._batch(d, groups[k]), generator)
         else:  # in order of length (fast), every sequence once
             order = torch.argsort(d["lengths"], stable=True)
             for a in range(0, n, batch_size):
                 yield self._batch(d, order[a:a + batch_size])
+
+    def _noisy(self, batch: Batch, generator: Optional[torch.Generator]) -> Batch:
+        """Training noise on the features of the valid steps (task.input_noise)."""
+        sigma = self.config.input_noise
+        if sigma == 0 or self.text:
+            return batch
+        noise = torch.randn(batch.inputs.shape, generator=generator, dtype=batch.inputs.dtype)
+        noise = noise.to(batch.inputs.device) * batch.mask[..., None]
+        return replace(batch, inputs=batch.inputs + sigma * noise)
 
     def outputs(self, model, split: str) -> Tuple[List[Tensor], List[Batch]]:
         outs, batches = [], []
