@@ -24,7 +24,7 @@ def test_a_model_that_predicts_every_legal_symbol_is_accepted():
     task = LanguageTask(LanguageConfig(max_n=3, test_max_n=5, train_size=8, eval_size=8))
 
     class Oracle(torch.nn.Module):  # logits from the language's own rule: a, then b, then $
-        def forward(self, x, state=None):
+        def forward(self, x, state=None, *, lengths=None, final_state=True):
             out = torch.zeros(*x.shape, len(task.vocab))
             for i, row in enumerate(x.tolist()):
                 s = "".join(task.vocab[t] for t in row[1:])

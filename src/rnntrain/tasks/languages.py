@@ -160,6 +160,11 @@ class LanguageTask(Task):
             y[i, :len(ids) - 1] = torch.tensor(ids[1:])
         return x.to(self.device), y.to(self.device)
 
+    @staticmethod
+    def lengths_of(strings: List[str]) -> torch.Tensor:
+        """(N,) steps read per string: ^ and its symbols (the padding after them is never read)."""
+        return torch.tensor([len(s) + 1 for s in strings], dtype=torch.int64)
+
     def split_size(self, split: str) -> int:
         return len(self.strings[split])
 
@@ -169,8 +174,9 @@ class LanguageTask(Task):
         order = (torch.randperm(len(strings), generator=generator) if split == "train"
                  else torch.arange(len(strings))).tolist()
         for i in range(0, len(order), batch_size):
-            x, y = self.encode([strings[j] for j in order[i:i + batch_size]])
-            yield Batch(x, y)
+            chosen = [strings[j] for j in order[i:i + batch_size]]
+            x, y = self.encode(chosen)
+            yield Batch(x, y, lengths=self.lengths_of(chosen))
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Mean cross-entropy over the real (not padded) steps; outputs (N, L, V)."""
@@ -181,7 +187,7 @@ class LanguageTask(Task):
         """(N,) bool: the most likely next symbol is legal at every step of each string."""
         x, _ = self.encode(strings)
         with evaluating(model):
-            pred = model(x)[0].argmax(-1).tolist()  # (N, L)
+            pred = model(x, lengths=self.lengths_of(strings), final_state=False)[0].argmax(-1).tolist()  # (N, L)
         ok = []
         for s, p in zip(strings, pred):
             ok.append(all(self.vocab[p[t]] in self.language.allowed(s[:t]) for t in range(len(s) + 1)))
@@ -193,8 +199,9 @@ class LanguageTask(Task):
         if not strings:
             return {}
         x, y = self.encode(strings)
+        batch = Batch(x, y, lengths=self.lengths_of(strings))
         with evaluating(model):
-            loss = float(self.loss(model(x)[0], Batch(x, y)))
+            loss = float(self.loss(model(x, lengths=batch.lengths, final_state=False)[0], batch))
         return {"loss": loss, "accuracy": float(self.accepts(model, strings).float().mean())}
 
     def accepted_by_n(self, model, ns: List[int], chunk: int = 50) -> List[bool]:
