@@ -23,7 +23,7 @@ _LAZY = {
     "load_config": ("config.run", "load_config"), "RunConfig": ("config.run", "RunConfig"),
     "SequenceModel": ("models", "SequenceModel"), "build_model": ("models", "build_model"),
     "forecast": ("api", "forecast"), "sample": ("api", "sample"),
-    "generate": ("api", "generate"), "predict": ("api", "predict"),
+    "generate": ("api", "generate"), "predict": ("api", "predict"), "translate": ("api", "translate"),
     "UserError": ("errors", "UserError"),
 }
 

@@ -25,15 +25,15 @@ class Forecast:
     start: str
     truth: Optional[np.ndarray] = None  # the series' values over the same rows, when known
 
-    def to_csv(self) -> str:
+    def to_csv(self, sep: str = ",") -> str:
         buf = io.StringIO()
         header = ["step", *self.columns] + ([f"{c}_true" for c in self.columns] if self.truth is not None else [])
-        buf.write(",".join(header) + "\n")
+        buf.write(sep.join(header) + "\n")
         for i, row in enumerate(self.values):
             cells = [str(i + 1), *(f"{v:.8g}" for v in row)]
             if self.truth is not None:
                 cells += [f"{v:.8g}" for v in self.truth[i]] if i < len(self.truth) else [""] * len(self.columns)
-            buf.write(",".join(cells) + "\n")
+            buf.write(sep.join(cells) + "\n")
         return buf.getvalue()
 
     @property
@@ -55,22 +55,45 @@ class Predictions:
     def values(self) -> List[dict]:
         return self.rows
 
-    def to_csv(self) -> str:
+    def to_csv(self, sep: str = ",") -> str:
         import csv
         buf = io.StringIO()
         if self.rows:
-            writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]), lineterminator="\n")
+            writer = csv.DictWriter(buf, fieldnames=list(self.rows[0]), lineterminator="\n", delimiter=sep)
             writer.writeheader()
             writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
                              for r in self.rows)
         return buf.getvalue()
 
 
-def predict(run_dir: PathLike, data: PathLike) -> Predictions:
-    """Predictions of a classify/regress/tag/transcribe run for every sequence in ``data``
-    (a file of the training data's format; labels, if present, are ignored)."""
+def predict(run_dir: PathLike, data: PathLike, *, beam_width: Optional[int] = None) -> Predictions:
+    """Predictions of a classify/regress/tag/transcribe/seq2seq run for every sequence in
+    ``data`` (a file of the training data's format; labels, if present, are ignored; for
+    seq2seq, one source per line). ``beam_width``: seq2seq decoding (default: the run's)."""
     run = load_run(run_dir)
-    return Predictions(run.task.predict_file(run.model, data))
+    options = {} if beam_width is None else {"beam_width": _beam(run, beam_width)}
+    return Predictions(run.task.predict_file(run.model, data, **options))
+
+
+def translate(run_dir: PathLike, text: Union[str, List[str]], *, beam_width: Optional[int] = None):
+    """The output sequence a seq2seq run decodes for ``text`` (a string, or a list of them:
+    then a list of outputs)."""
+    run = load_run(run_dir)
+    _need(run, "translate", "seq2seq")
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts or not all(t.strip() for t in texts):
+        raise UserError("nothing to translate: give a non-empty text")
+    options = {} if beam_width is None else {"beam_width": _beam(run, beam_width)}
+    rows = run.task.translate(run.model, texts, **options)
+    return rows[0]["prediction"] if isinstance(text, str) else [r["prediction"] for r in rows]
+
+
+def _beam(run, width: int) -> int:
+    if run.config.task_kind != "seq2seq":
+        raise UserError(f"--beam-width is for seq2seq runs; {run.path} is a {run.config.task_kind} run")
+    if width < 1:
+        raise UserError(f"--beam-width must be >= 1 (1 = greedy), got {width}")
+    return width
 
 
 def _need(run, what: str, kind: str) -> None:

@@ -53,7 +53,7 @@ class BPTT(Algorithm):
         super().__init__(ctx, options)
         if options.truncation and not ctx.task.spec.aligned:
             raise UserError("truncated BPTT cuts sequences into pieces, but this task's labels are "
-                            "not aligned with the steps (CTC needs whole sequences): set "
+                            "not aligned with the steps (CTC, seq2seq need whole sequences): set "
                             "algorithm.truncation = 0 (--truncation 0)")
         if options.truncation and ctx.model.reads_all_steps and not ctx.model.per_step:
             raise UserError("truncated BPTT reads a sequence's label from the piece where it ends, "
@@ -95,7 +95,8 @@ class BPTT(Algorithm):
                         _, state = model(piece.inputs, state, lengths=piece.lengths)
                     continue
                 updater.zero_grad()
-                out, state = model(piece.inputs, state, lengths=piece.lengths, final_state=need_state)
+                out, state = model(piece.inputs, state, lengths=piece.lengths, final_state=need_state,
+                                   decoder=piece.decoder)
                 if bool(who.all()):
                     loss = task.loss(out, piece)
                 else:  # the sequences that end in this piece

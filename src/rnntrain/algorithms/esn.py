@@ -94,7 +94,7 @@ class ESN(Algorithm):
                             "--cell esn (model.cell = \"esn\")")
         if not ctx.task.spec.aligned:
             raise UserError("the esn algorithm fits a linear readout to targets at given steps; "
-                            "this task's labels are not aligned with the steps (CTC): use --algorithm bptt")
+                            "this task's labels are not aligned with the steps (CTC, seq2seq): use --algorithm bptt")
         D = model.feature_size + 1  # features and the bias column
         O = model.output_size
         self.rounds = 0

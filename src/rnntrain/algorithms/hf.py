@@ -91,8 +91,8 @@ class _Unrolled(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, lengths: Optional[Tensor] = None):
-        return self.model.outputs_and_states(x, lengths)
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None, decoder=None):
+        return self.model.outputs_and_states(x, lengths, decoder)
 
 
 class Curvature:
@@ -115,7 +115,7 @@ class Curvature:
 
         def f(flat: Tensor):
             params = {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
-            return functional_call(wrapped, params, (batch.inputs, batch.lengths))
+            return functional_call(wrapped, params, (batch.inputs, batch.lengths, batch.decoder))
 
         self.f = f
         (self.out, self.states), self._vjp = vjp(f, self.theta)
@@ -177,7 +177,7 @@ class HessianFree(Algorithm):
 
     def __init__(self, ctx: Context, options: HFOptions) -> None:
         super().__init__(ctx, options)
-        if not ctx.task.spec.aligned:
+        if not ctx.task.spec.aligned and not ctx.task.spec.decoder:
             raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs, which CTC's "
                             "is not: use --algorithm bptt for a transcription task")
         self.params: List[nn.Parameter] = [p for p in ctx.model.parameters() if p.requires_grad]
@@ -198,7 +198,8 @@ class HessianFree(Algorithm):
         total = 0.0
         with torch.no_grad():
             for b, w in zip(chunks, _weights(chunks)):
-                out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False})[0]
+                out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False,
+                                                                   "decoder": b.decoder})[0]
                 total += w * float(self.ctx.task.loss(out, b))
         return total
 
@@ -207,7 +208,8 @@ class HessianFree(Algorithm):
             p.grad = None
         total = 0.0
         for b, w in zip(chunks, _weights(chunks)):
-            loss = w * self.ctx.task.loss(self.ctx.model(b.inputs, lengths=b.lengths, final_state=False)[0], b)
+            out = self.ctx.model(b.inputs, lengths=b.lengths, final_state=False, decoder=b.decoder)[0]
+            loss = w * self.ctx.task.loss(out, b)
             loss.backward()  # accumulates into .grad, one chunk's graph at a time
             total += float(loss.detach())
         g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])

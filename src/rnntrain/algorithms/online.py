@@ -92,7 +92,7 @@ def check_online_model(model: nn.Module, name: str, spec=None) -> Recurrent:
     rnn = model.core(name)
     if spec is not None and not spec.aligned:
         raise UserError(f"{name} assigns credit step by step, but this task's labels are not "
-                        f"aligned with the steps (CTC's loss needs the whole sequence): use --algorithm bptt")
+                        f"aligned with the steps (CTC's and seq2seq's losses need whole sequences): use --algorithm bptt")
     if model.reads_all_steps and not model.per_step:
         raise UserError(f"{name} credits each sequence's label at its final state, but the readout "
                         f"pools every step: use --set model.readout=last or --algorithm bptt")

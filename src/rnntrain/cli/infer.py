@@ -16,11 +16,20 @@ def register(sub) -> None:
     p.add_argument("--start", choices=("end", "val", "test"), default="end",
                    help="forecast after the end of the series (default) or from the start of the val/test split")
     p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
-    p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/transcribe run")
+    p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/"
+                       "transcribe run, or decode each line with a seq2seq run")
     p.set_defaults(func=cmd_predict)
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, metavar="FILE", help="sequences in the training data's format")
-    p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
+    p.add_argument("--data", required=True, metavar="FILE", help="sequences in the training data's format "
+                   "(seq2seq: one source per line)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (CSV; TSV for .tsv)")
+    p.add_argument("--beam-width", dest="beam_width", type=int, help="seq2seq: beam width (1 = greedy; "
+                   "default: the run's task.decode)")
+    p = sub.add_parser("translate", help="decode one input with a seq2seq run")
+    p.set_defaults(func=cmd_translate)
+    p.add_argument("run_dir")
+    p.add_argument("text", help="the source sequence (as a line of the training data's source side)")
+    p.add_argument("--beam-width", dest="beam_width", type=int, help="beam width (1 = greedy; default: the run's)")
     p = sub.add_parser("sample", help="sample text from a trained text run")
     p.set_defaults(func=cmd_sample)
     p.add_argument("run_dir")
@@ -40,8 +49,9 @@ def cmd_forecast(a: argparse.Namespace) -> int:
 
 
 def write_table(table, output, noun: str) -> None:
-    """A forecast/generation table as CSV: to ``output`` if given, else to stdout."""
-    text = table.to_csv()
+    """A forecast/generation/prediction table as CSV (TSV when ``output`` ends in .tsv): to
+    ``output`` if given, else to stdout."""
+    text = table.to_csv(sep="\t" if output and str(output).lower().endswith(".tsv") else ",")
     if output:
         Path(output).write_text(text, encoding="utf-8")
         print(f"wrote {len(table.values)} {noun} rows to {output}")
@@ -52,7 +62,14 @@ def write_table(table, output, noun: str) -> None:
 def cmd_predict(a: argparse.Namespace) -> int:
     from ..api import predict
 
-    write_table(predict(a.run_dir, a.data), a.output, "prediction")
+    write_table(predict(a.run_dir, a.data, beam_width=a.beam_width), a.output, "prediction")
+    return 0
+
+
+def cmd_translate(a: argparse.Namespace) -> int:
+    from ..api import translate
+
+    print(translate(a.run_dir, a.text, beam_width=a.beam_width))
     return 0
 
 

@@ -46,6 +46,12 @@ def register(sub) -> None:
     g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="bidirectional layers (--no-bidirectional: forward only)")
     g.add_argument("--init", help=", ".join(INIT_SCHEMES))
+    g.add_argument("--attention", help="none, additive, general, dot or scaled-dot: an encoder-decoder's "
+                   "attention, or the score of --set model.readout=attention")
+    g.add_argument("--input-feeding", dest="input_feeding", action=argparse.BooleanOptionalAction,
+                   default=None, help="encoder-decoder: feed the attentional state to the next step")
+    g.add_argument("--beam-width", dest="beam_width", type=int,
+                   help="seq2seq: decode by beam search of this width (1 = greedy)")
     g = p.add_argument_group("training")
     g.add_argument("--algorithm", help="training algorithm: " + ", ".join(ALGORITHMS))
     g.add_argument("--truncation", type=int, help="truncated BPTT: steps per piece (0 = full)")
@@ -83,12 +89,17 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
                 out[f"task.{key}"] = value
         if a.column:
             out["task.columns"] = a.column
+        if a.beam_width is not None:
+            out["task.decode"] = "beam" if a.beam_width > 1 else "greedy"
+            out["task.beam_width"] = a.beam_width
     else:
         if a.data is not None or a.series is not None or a.column or a.target or a.task:
             out["task.kind"] = "forecast"
         if a.test_data is not None or a.dataset is not None:
             raise UserError("--test-data and --dataset are for labelled sequences: add --task "
-                            "classify, regress, tag or transcribe")
+                            "classify, regress, tag, transcribe or seq2seq")
+        if a.beam_width is not None:
+            raise UserError("--beam-width is for sequence-to-sequence runs: add --task seq2seq")
         for key, value in (("data", a.data), ("series", a.series), ("window", a.window),
                            ("horizon", a.horizon)):
             if value is not None:
@@ -107,6 +118,7 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         out["algorithm.population"] = a.population
     for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),
                        ("model.bidirectional", a.bidirectional), ("model.init", a.init),
+                       ("model.attention", a.attention), ("model.input_feeding", a.input_feeding),
                        ("algorithm.name", a.algorithm), ("algorithm.truncation", a.truncation),
                        ("algorithm.update_every", a.update_every),
                        ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),

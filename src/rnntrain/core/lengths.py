@@ -32,6 +32,11 @@ def as_lengths(lengths: LengthsArg, batch: int, steps: int) -> Optional[Tensor]:
     return n
 
 
+def valid_mask(lengths: Tensor, steps: int, device) -> Tensor:
+    """(N, L) bool, True where step t < the sequence's length (batch-major)."""
+    return (torch.arange(steps)[None, :] < lengths[:, None]).to(device)
+
+
 def step_mask(lengths: Tensor, steps: int, device) -> Tensor:
     """(L, N, 1) bool, True where step t < the sequence's length (time-major)."""
     return (torch.arange(steps)[:, None] < lengths[None, :]).to(device)[..., None]

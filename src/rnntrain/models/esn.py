@@ -166,18 +166,20 @@ class EchoStateNetwork(SequenceModel):
         feats = torch.cat([states, u], dim=-1) if self.readout_inputs else states
         return feats, h[None]
 
-    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True):
+    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True,
+                decoder=None):
         feats, state = self.features(inputs, state, lengths)
         return self.readout(feats, lengths), state
 
     def unroll(self, features: Tensor, state=None, *, lengths=None, final_state: bool = True):
         raise UserError("an echo state network's states come from features(); its reservoir is fixed")
 
-    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None):
+    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None, decoder=None):
         feats, _ = self.features(inputs, None, lengths)
         return self.readout(feats, lengths), feats
 
-    def population_forward(self, params, inputs: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+    def population_forward(self, params, inputs: Tensor, lengths: Optional[Tensor] = None,
+                           decoder=None) -> Tensor:
         """P readouts over the one fixed reservoir: the features are shared by every individual."""
         from torch.func import functional_call, vmap
         feats, _ = self.features(inputs, None, lengths)

@@ -3,7 +3,7 @@
 A readout takes the core's output sequence ``states`` (N, L, D*H) and the valid
 ``lengths`` (N,) of the sequences (None: all L), and returns predictions: (N, O) for
 many-to-one, (N, L, O) for many-to-many. Each is an optional MLP (``hidden`` sizes, ReLU between) then a linear map.
-Later readouts (attention over the states, CTC labelling) register here too.
+``attention`` pools the states with learned attention weights (models/attention.py).
 """
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from typing import Dict, Optional, Sequence, Type
 
 import torch
 from torch import Tensor, nn
+
+from ..core.lengths import valid_mask
+from .attention import Attention
 
 
 def last_valid(states: Tensor, lengths: Optional[Tensor]) -> Tensor:
@@ -41,7 +44,7 @@ class Readout(nn.Module):
     reads_all_steps: bool = False
 
     def __init__(self, hidden_size: int, directions: int, out_features: int,
-                 hidden: Sequence[int] = ()) -> None:
+                 hidden: Sequence[int] = (), *, attention: str = "none") -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.directions = directions
@@ -75,9 +78,34 @@ class MeanPool(Readout):
         if lengths is None:
             return self.head(states.mean(1))
         L = states.shape[1]
-        valid = (torch.arange(L)[None, :] < lengths[:, None]).to(states.device)  # (N, L)
+        valid = valid_mask(lengths, L, states.device)  # (N, L)
         total = (states * valid[..., None].to(states.dtype)).sum(1)  # (N, D*H)
         return self.head(total / lengths.clamp(min=1)[:, None].to(states))
+
+
+class AttentionPool(Readout):
+    r"""Many-to-one from an attention-weighted mean of the states: a learned query q scores
+    every valid step (``model.attention``'s score function; none means additive),
+    :math:`a = \mathrm{softmax}(\mathrm{score}(q, m_s))` over the valid steps only (exactly
+    0 on padding), then the head reads :math:`\sum_s a_s m_s`. states (N, L, D*H),
+    lengths (N,) -> (N, O); :meth:`attend` also gives the weights (N, L)."""
+
+    reads_all_steps = True
+
+    def __init__(self, hidden_size: int, directions: int, out_features: int,
+                 hidden: Sequence[int] = (), *, attention: str = "none") -> None:
+        super().__init__(hidden_size, directions, out_features, hidden)
+        size = hidden_size * directions
+        self.score = Attention("additive" if attention == "none" else attention, size, size)
+        self.query = nn.Parameter(torch.randn(size) / size ** 0.5)
+
+    def attend(self, states: Tensor, lengths: Optional[Tensor] = None):
+        """(context (N, D*H), weights (N, L))."""
+        mask = None if lengths is None else valid_mask(lengths, states.shape[1], states.device)
+        return self.score(self.query.expand(states.shape[0], -1), states, mask)
+
+    def forward(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        return self.head(self.attend(states, lengths)[0])
 
 
 class EveryStep(Readout):
@@ -91,4 +119,5 @@ class EveryStep(Readout):
         return self.head(states)
 
 
-READOUTS: Dict[str, Type[Readout]] = {"last": LastStep, "mean": MeanPool, "every": EveryStep}
+READOUTS: Dict[str, Type[Readout]] = {"last": LastStep, "mean": MeanPool, "attention": AttentionPool,
+                                      "every": EveryStep}

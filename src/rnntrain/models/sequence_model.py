@@ -13,8 +13,10 @@ from ..config.schema import check
 from ..core import Recurrent
 from ..errors import UserError
 from ..tasks.base import TaskSpec
+from .attention import ATTENTION, Attention
 from .encoders import make_encoder
-from .readouts import READOUTS
+from .seq2seq import BRIDGES, Bridge, EncoderDecoder
+from .readouts import READOUTS, mlp
 from .reservoir import ReservoirConfig
 
 # CLI/config cell names -> (torch mode, nonlinearity)
@@ -22,6 +24,7 @@ CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
               "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh"),
               "esn": ("RESERVOIR", "tanh")}  # esn: fixed reservoir + closed-form readout (models/esn.py)
 CELL_NAMES["local"] = ("LOCAL", "tanh")  # locally recurrent: each unit feeds back to itself only
+START, STOP = 2, 3  # an encoder-decoder's target ids (0 padding, 1 unknown): tasks/seq2seq.py
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,14 @@ class ModelConfig:
     # lstm: the forget gate's effective bias after any init (Gers et al. 2000; Jozefowicz et al.
     # 2015: 1); 0 keeps the scheme's bias
     forget_bias: float = 0.0
-    readout: str = "auto"  # auto (the task decides) | last (many-to-one) | mean (many-to-one, pooled over steps) | every (many-to-many)
+    # auto (the task decides) | last (many-to-one) | mean (pooled over steps) | attention
+    # (pooled by learned attention weights) | every (many-to-many)
+    readout: str = "auto"
+    # attention: none | additive | general | dot | scaled-dot (models/attention.py): inside an
+    # encoder-decoder's decoder, and the score of readout = "attention" (none there: additive)
+    attention: str = "none"
+    input_feeding: bool = False  # encoder-decoder: feed the attentional state to the next step (Luong)
+    bridge: str = "linear"  # encoder-decoder: linear (tanh(W h)) | copy | zero, encoder state -> decoder's
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
     path: str = "auto"  # auto | fused | step: how the core runs (see rnntrain.Recurrent)
@@ -69,6 +79,9 @@ class ModelConfig:
               f"readout_hidden sizes must be positive, got {list(self.readout_hidden)}")
         check(self.embedding >= 0, f"embedding must be >= 0 (0 = one-hot), got {self.embedding}")
         check(self.path in ("auto", "fused", "step"), f"path must be auto, fused or step, got '{self.path}'")
+        check(self.attention in ("none", *ATTENTION), f"unknown attention '{self.attention}': choose "
+              f"none, {', '.join(ATTENTION)} (--attention)")
+        check(self.bridge in BRIDGES, f"unknown bridge '{self.bridge}': choose {', '.join(BRIDGES)}")
 
 
 class SequenceModel(nn.Module):
@@ -79,20 +92,22 @@ class SequenceModel(nn.Module):
     ``.encoder`` or ``.readout``), so a model with several recurrent cores or a model
     wrapped for data-parallel training answers the same calls::
 
-        forward(inputs, state=None, *, lengths=None, final_state=True) -> (outputs, state)
+        forward(inputs, state=None, *, lengths=None, final_state=True, decoder=None) -> (outputs, state)
         encode(inputs) -> features (N, L, F)            the core's input
         unroll(features, state=None, *, lengths=None, final_state=True)
                        -> (states (N, L, D*H), final state)   every step of the top layer
         read(states, lengths=None) -> outputs           (N, O) many-to-one, (N, L, O) per step
-        outputs_and_states(inputs, lengths=None) -> (outputs, states)   (Hessian-free)
+        outputs_and_states(inputs, lengths=None, decoder=None) -> (outputs, states)   (Hessian-free)
         cores() -> {name: Recurrent}; core(purpose) -> the one core, or a UserError
         parameters_of(part) -> [Parameter]              part: "encoder" | "core" | "readout"
-        population_forward(params, inputs, lengths) -> (P, ...) outputs of P weight sets
+        population_forward(params, inputs, lengths, decoder=None) -> (P, ...) outputs of P weight sets
 
     with ``inputs`` (N, L, F) features or (N, L) token ids, ``lengths`` (N,) valid steps (None:
     all L; a many-to-one readout reads each sequence's last valid step), ``state`` the core's
     state in torch's layout, (layers*D, N, H) or a tuple (h, c). ``final_state=False`` lets
-    the core skip computing a final state nobody reads (returned as None).
+    the core skip computing a final state nobody reads (returned as None). ``decoder`` is an
+    encoder-decoder's teacher-forced target side (:class:`~rnntrain.tasks.base.DecoderInputs`,
+    models/seq2seq.py); one-core models take None.
     """
 
     def __init__(self, encoder: nn.Module, rnn: Recurrent, readout: nn.Module) -> None:
@@ -121,15 +136,26 @@ class SequenceModel(nn.Module):
     def read(self, states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         return self.readout(states, lengths)
 
-    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True):
+    def forward(self, inputs: Tensor, state=None, *, lengths=None, final_state: bool = True,
+                decoder=None):
+        if decoder is not None:
+            raise ValueError("this model has no decoder; decoder inputs are for encoder-decoders")
         states, state = self.unroll(self.encode(inputs), state, lengths=lengths,
                                     final_state=final_state)  # (N, L, D*H)
         return self.read(states, lengths), state
 
-    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None):
+    def outputs_and_states(self, inputs: Tensor, lengths: Optional[Tensor] = None, decoder=None):
         """(outputs, every hidden state of the top layer (N, L, D*H)) from the zero state."""
         states, _ = self.unroll(self.encode(inputs), None, lengths=lengths, final_state=False)
         return self.read(states, lengths), states
+
+    def attention_weights(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Optional[Tensor]:
+        """(N, L) attention weights of an attention-pooling readout over each sequence's
+        steps (for plots); None for other readouts."""
+        if not hasattr(self.readout, "attend"):
+            return None
+        states, _ = self.unroll(self.encode(inputs), None, lengths=lengths, final_state=False)
+        return self.readout.attend(states, lengths)[1]
 
     # -- structure ----------------------------------------------------------------------
     def cores(self) -> Dict[str, Recurrent]:
@@ -153,7 +179,7 @@ class SequenceModel(nn.Module):
 
     # -- P networks at once ------------------------------------------------------------------
     def population_forward(self, params: Dict[str, Tensor], inputs: Tensor,
-                           lengths: Optional[Tensor] = None) -> Tensor:
+                           lengths: Optional[Tensor] = None, decoder=None) -> Tensor:
         """Outputs of P weight sets at once: ``params`` {name: (P, *shape)} (names as in
         ``named_parameters()``) -> (P, N, O) or (P, N, L, O).
 
@@ -185,9 +211,9 @@ class SequenceModel(nn.Module):
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,
                 device=None, dtype=None) -> SequenceModel:
     """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
-    from .init import initialize  # local: init imports the core only
-
     if config.cell == "esn":
+        check(not spec.decoder, "an encoder-decoder trains both of its cores; cell 'esn' is a fixed "
+              "reservoir: choose --cell rnn, lstm or gru")
         check(config.layers == 1 and not config.bidirectional,
               "cell 'esn' is one reservoir layer, read forwards: drop --layers/--bidirectional")
         check(config.readout in ("auto", "last", "every"),
@@ -198,23 +224,18 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
                          embedding=config.embedding, readout=config.readout, generator=generator,
                          device=device, dtype=dtype)
 
+    if spec.decoder:
+        return _encoder_decoder(config, spec, generator).to(device=device, dtype=dtype)
     readout = config.readout
     if readout == "auto":
         readout = "every" if spec.per_step else "last"
     if spec.per_step != (readout == "every"):
         raise UserError(f"this task predicts {'at every step' if spec.per_step else 'once per sequence'}; "
                         f"readout '{readout}' cannot: use readout = \"auto\"")
-    mode, nonlinearity = CELL_NAMES[config.cell]
     encoder = make_encoder(spec.input_size, spec.tokens, config.embedding)
-    rnn = Recurrent(mode, encoder.out_features, config.hidden, config.layers, bias=config.bias,
-                    batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0,
-                    bidirectional=config.bidirectional, nonlinearity=nonlinearity, path=config.path)
-    initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
-               density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
-               input_density=config.reservoir.input_density, connections=config.connections,
-               input_scale=config.input_scale, forget_bias=config.forget_bias)
+    rnn = _core(config, encoder.out_features, config.hidden, config.bidirectional, generator)
     head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
-                             config.readout_hidden)
+                             config.readout_hidden, attention=config.attention)
     if config.output_scale > 0:  # Sutskever et al. 2013 sec. 4: small Gaussian output weights
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
         with torch.no_grad():
@@ -222,3 +243,43 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
             last.bias.zero_()
     model = SequenceModel(encoder, rnn, head)
     return model.to(device=device, dtype=dtype)
+
+
+def _core(config: ModelConfig, input_size: int, hidden: int, bidirectional: bool,
+          generator: Optional[torch.Generator]) -> Recurrent:
+    """A recurrent core of ``config``'s cell, layers and init."""
+    from .init import initialize  # local: init imports the core only
+
+    mode, nonlinearity = CELL_NAMES[config.cell]
+    rnn = Recurrent(mode, input_size, hidden, config.layers, bias=config.bias,
+                    batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0,
+                    bidirectional=bidirectional, nonlinearity=nonlinearity, path=config.path)
+    initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
+               density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
+               input_density=config.reservoir.input_density, connections=config.connections,
+               input_scale=config.input_scale, forget_bias=config.forget_bias)
+    return rnn
+
+
+def _encoder_decoder(config: ModelConfig, spec: TaskSpec,
+                     generator: Optional[torch.Generator]) -> EncoderDecoder:
+    """Encoder (config's cell, layers, direction) -> bridge -> decoder of D*hidden units
+    (models/seq2seq.py). Target ids 0 and 1 are padding and unknown, 2 and 3 start and stop."""
+    check(config.readout in ("auto", "every"), f"an encoder-decoder emits a sequence through its "
+          f"decoder; readout '{config.readout}' is for one-core models: use readout = \"auto\"")
+    D = 2 if config.bidirectional else 1
+    source = make_encoder(spec.input_size, spec.tokens, config.embedding)
+    encoder = _core(config, source.out_features, config.hidden, config.bidirectional, generator)
+    target = make_encoder(spec.output_size, spec.target_tokens, config.embedding)
+    feed = D * config.hidden if config.input_feeding else 0
+    check(not config.input_feeding or config.attention != "none",
+          "input feeding feeds the attentional state back: choose an --attention or drop input_feeding")
+    decoder = _core(config, target.out_features + feed, D * config.hidden, False, generator)
+    attention = None
+    if config.attention != "none":
+        attention = Attention(config.attention, D * config.hidden, D * config.hidden)
+    bridge = Bridge(config.bridge, config.layers, D, config.hidden, encoder.state_arity)
+    output = mlp(D * config.hidden, config.readout_hidden, spec.output_size)
+    return EncoderDecoder(source, encoder, bridge, target, decoder, output, attention,
+                          input_feeding=config.input_feeding, tokens=spec.target_tokens,
+                          start=START, stop=STOP)

@@ -58,3 +58,19 @@ def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def plot_attention(path: Path, examples: List[Any]) -> None:
+    """Attention heatmaps, one panel per example: ``(weights (T, S), source tokens (S),
+    output tokens (T))``; row t shows where output step t looked in the source."""
+    fig, axes = plt.subplots(1, len(examples), figsize=(3.2 * len(examples), 3.4), squeeze=False)
+    for ax, (w, src, out) in zip(axes[0], examples):
+        ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(src)), [str(t) for t in src], fontsize=7, rotation=90)
+        ax.set_yticks(range(len(out)), [str(t) for t in out], fontsize=7)
+        ax.set_xlabel("source")
+    axes[0][0].set_ylabel("output")
+    fig.suptitle("Attention weights")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -14,8 +14,8 @@ from .series import (BUILTIN_SERIES, Series, builtin_series, load_csv, noisy_sin
 from .text import CharTask, TextConfig, default_corpus
 from .stream import StreamConfig, StreamTask
 from .pathological import PathologicalConfig, PathologicalTask
-from .labelled import (ClassifyConfig, ClassifyTask, LabelledConfig, RegressTask, TagConfig, TagTask,
-                       TranscribeConfig, TranscribeTask)
+from .labelled import (ClassifyConfig, ClassifyTask, LabelledConfig, RegressTask, Seq2SeqConfig,
+                       Seq2SeqTask, TagConfig, TagTask, TranscribeConfig, TranscribeTask)
 
 TASKS = {
     "forecast": (ForecastConfig, ForecastTask),
@@ -28,6 +28,7 @@ TASKS = {
     "regress": (LabelledConfig, RegressTask),
     "tag": (TagConfig, TagTask),
     "transcribe": (TranscribeConfig, TranscribeTask),
+    "seq2seq": (Seq2SeqConfig, Seq2SeqTask),
 }
 
 __all__ = [

@@ -26,6 +26,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 from torch import Tensor
 
+from ..core.lengths import valid_mask
+
 SPLITS = ("train", "val", "test")
 
 
@@ -60,6 +62,32 @@ class TaskSpec:
     # sequence (CTC), whose loss needs the whole sequence at once: no truncation, no
     # per-step credit (online algorithms), no closed-form readout
     aligned: bool = True
+    # the targets are a sequence of their own, emitted by a decoder step by step (an
+    # encoder-decoder); output_size is then per decoder step: the target vocabulary when
+    # ``target_tokens``, else the values per step
+    decoder: bool = False
+    target_tokens: bool = False
+
+
+@dataclass
+class DecoderInputs:
+    """What an encoder-decoder's decoder reads while it is trained: the targets shifted right.
+
+    inputs:  (N, T) long ids ``<s>, y_1 .. y_{T-1}`` (token targets) or (N, T, C) values
+        ``y_0, y_1 .. y_{T-1}`` (numeric targets; y_0 the last observed value).
+    lengths: (N,) int64 on the CPU, valid target steps (None: all T).
+    forcing: probability that a training step reads the teacher's previous token rather than
+        the model's own prediction (scheduled sampling; 1 = teacher forcing). Evaluation
+        always forces.
+    """
+
+    inputs: Tensor
+    lengths: Optional[Tensor] = None
+    forcing: float = 1.0
+
+    def select(self, idx: Tensor) -> "DecoderInputs":
+        return DecoderInputs(self.inputs[idx.to(self.inputs.device)],
+                             None if self.lengths is None else self.lengths[idx], self.forcing)
 
 
 @dataclass
@@ -73,7 +101,10 @@ class Batch:
         final state of the previous batch is this one's initial state (stateful training
         on text); False when every sequence starts from the zero state.
     lengths: (N,) int64 on the CPU, valid steps of each sequence; None when all are L.
-    target_lengths: (N,) int64 on the CPU, label-sequence lengths (CTC); None otherwise.
+    target_lengths: (N,) int64 on the CPU, label-sequence lengths (CTC, encoder-decoder);
+        None otherwise.
+    decoder: the decoder's teacher-forced inputs (encoder-decoder tasks), else None; models
+        are called ``model(inputs, state, lengths=batch.lengths, decoder=batch.decoder)``.
     """
 
     inputs: Tensor
@@ -81,6 +112,7 @@ class Batch:
     continues: bool = False
     lengths: Optional[Tensor] = None
     target_lengths: Optional[Tensor] = None
+    decoder: Optional[DecoderInputs] = None
     # (N, L) bool on the inputs' device, True at valid steps: derived once, at construction
     # (not lazily: a tensor first made inside a torch.func transform would escape it)
     mask: Tensor = field(init=False, repr=False, compare=False)
@@ -90,7 +122,7 @@ class Batch:
         if self.lengths is None:
             self.mask = torch.ones(N, L, dtype=torch.bool, device=self.inputs.device)
         else:
-            self.mask = (torch.arange(L)[None, :] < self.lengths[:, None]).to(self.inputs.device)
+            self.mask = valid_mask(self.lengths, L, self.inputs.device)
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -112,7 +144,8 @@ class Batch:
         dev = self.inputs.device
         pick = lambda t, d: None if t is None else t[idx.to(d)]
         return Batch(pick(self.inputs, dev), pick(self.targets, self.targets.device), self.continues,
-                     pick(self.lengths, "cpu"), pick(self.target_lengths, "cpu"))
+                     pick(self.lengths, "cpu"), pick(self.target_lengths, "cpu"),
+                     None if self.decoder is None else self.decoder.select(idx))
 
     def piece(self, start: int, stop: int, per_step: bool) -> "Batch":
         """Steps [start, stop) of every sequence: inputs (N, stop - start, ...), lengths
@@ -177,6 +210,10 @@ class Task(ABC):
         if per_step:
             err = err * batch.mask.reshape(*batch.mask.shape, *([1] * (err.dim() - 2)))
         return err.reshape(outputs.shape[0], -1).amax(1) <= tolerance
+
+    def start_round(self, round: int) -> None:
+        """Called by the trainer before training round ``round`` (0-based; also after a
+        resume), for schedules over training such as scheduled sampling's."""
 
     def split_size(self, split: str) -> int:
         """Number of examples (windows, or characters for text) in a split."""

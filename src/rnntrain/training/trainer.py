@@ -154,6 +154,7 @@ class Trainer:
         try:
             while self.round < total and self.stop_reason is None:
                 t0 = time.perf_counter()
+                self.task.start_round(self.round)  # schedules over training (scheduled sampling)
                 train = self.algorithm.run_round(progress.step)
                 val = self.task.evaluate(self.model, "val")
                 self.round += 1

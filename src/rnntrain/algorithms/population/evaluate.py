@@ -67,7 +67,8 @@ class PopulationEvaluator:
     def _fast(self, params: Dict[str, Tensor], batch: Batch):
         """The same function as :meth:`_plain`, with the model's own population
         forward (population-first layout, one batched matmul per step)."""
-        out = self.model.population_forward(params, batch.inputs, batch.lengths)  # (P, N, ...)
+        out = self.model.population_forward(params, batch.inputs, batch.lengths,
+                                            decoder=batch.decoder)  # (P, N, ...)
         return self._score(out, batch)
 
     def _score(self, out: Tensor, batch: Batch):
@@ -80,7 +81,8 @@ class PopulationEvaluator:
     def _plain(self, params: Dict[str, Tensor], batch: Batch):
         """Plain vmap of ``functional_call`` of the whole model (the reference of ``_fast``)."""
         out = vmap(lambda p: functional_call(self.model, p, (batch.inputs, None),
-                                             {"lengths": batch.lengths, "final_state": False})[0])(params)
+                                             {"lengths": batch.lengths, "final_state": False,
+                                              "decoder": batch.decoder})[0])(params)
         return self._score(out, batch)
 
     def _local(self, pop: Tensor) -> Tuple[Tensor, Tensor]:

@@ -16,6 +16,8 @@ Readers, chosen by extension (or ``format``):
                            label; varying: a label per step)
 ``.npz``                   padded ``X`` (N, L, F) or (N, L), ``lengths`` (N,), ``y`` (N,) or (N, L)
 ``.txt``/``.tsv``          text classification: one example per line, ``label<TAB>text``
+(format ``pairs``)         sequence pairs: one per line, ``source<TAB>target`` (the seq2seq
+                           task's default for .txt/.tsv)
 ========================  =====================================================================
 
 Everything wrong with a file is a :class:`UserError` naming the file, the place and the fix.
@@ -32,7 +34,7 @@ import numpy as np
 
 from ...errors import UserError
 
-FORMATS = ("auto", "ts", "csv", "npz", "text")
+FORMATS = ("auto", "ts", "csv", "npz", "text", "pairs")
 _EXTENSIONS = {".ts": "ts", ".csv": "csv", ".npz": "npz", ".txt": "text", ".tsv": "text"}
 
 
@@ -111,6 +113,8 @@ def read_sequences(path, *, fmt: str = "auto", id_column: str = "id", time_colum
         data = read_long_csv(path, id_column, time_column, label_column, columns, labelled)
     elif kind == "npz":
         data = read_npz(path, labelled)
+    elif kind == "pairs":
+        data = read_text(path, tokens, labelled, pairs=True)
     else:
         data = read_text(path, tokens, labelled)
     return data.check(labelled=labelled)
@@ -328,24 +332,27 @@ def tokenize(text: str, tokens: str) -> List[str]:
     return list(text) if tokens == "char" else text.split()
 
 
-def read_text(path: Path, tokens: str, labelled: bool) -> SequenceSet:
-    """One example per line, ``label<TAB>text`` (prediction inputs: the text alone)."""
+def read_text(path: Path, tokens: str, labelled: bool, *, pairs: bool = False) -> SequenceSet:
+    """One example per line, ``label<TAB>text``, or with ``pairs`` ``source<TAB>target``
+    (the label is then the target string); prediction inputs: the text (source) alone."""
     xs, labels, names = [], [], []
     with open(path, encoding="utf-8", errors="strict") as f:
         try:
             lines = f.read().splitlines()
         except UnicodeDecodeError as e:
             raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    shape = "source<TAB>target" if pairs else "label<TAB>text"
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if "\t" in line:
-            label, text = line.split("\t", 1)
+            first, second = line.split("\t", 1)
+            label, text = (second, first) if pairs else (first, second)
         elif labelled:
-            raise UserError(f"{path}:{lineno}: no TAB; each line is 'label<TAB>text'")
+            raise UserError(f"{path}:{lineno}: no TAB; each line is '{shape}'")
         else:
             label, text = None, line
-        xs.append(tokenize(text, tokens))
+        xs.append(tokenize(text.strip() if pairs else text, tokens))
         labels.append(label.strip() if label is not None else None)
         names.append(f"line {lineno}")
     return SequenceSet(xs, labels, [], text=True, names=names, source=str(path))

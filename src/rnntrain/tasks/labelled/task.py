@@ -11,7 +11,9 @@ batches that carry those lengths::
 with ``L_b`` the longest sequence of the batch. Training batches are *bucketed*: the
 shuffled split is cut into pools of 50 batches, each pool sorted by length, so a batch
 holds sequences of similar length (less padding), and the batches are shuffled again.
-Subclasses say how labels become targets, the loss, the metrics and the baseline.
+Subclasses say how labels become targets, the loss, the metrics and the baseline, and
+``prediction_rows(outputs, batch, names)`` (the predictions CSV's rows of a batch) unless
+they override :meth:`LabelledTask.predict_set`.
 """
 from __future__ import annotations
 
@@ -97,15 +99,22 @@ class LabelledTask(Task):
         parts = self._split(train, test)
         self.sets = parts
         self._fit_inputs(parts["train"])
-        self.spec = TaskSpec(input_size=len(self.vocab) if self.text else len(self.features),
-                             output_size=self.output_size(), tokens=self.text,
-                             per_step=self.per_step, aligned=self.aligned)
+        self.spec = self.make_spec()
         self.data = {s: self.encode(parts[s]) for s in SPLITS}
 
+    def make_spec(self) -> TaskSpec:
+        return TaskSpec(input_size=len(self.vocab) if self.text else len(self.features),
+                        output_size=self.output_size(), tokens=self.text,
+                        per_step=self.per_step, aligned=self.aligned)
+
     # ------------------------------------------------------------------ data in
+    def file_format(self) -> str:
+        """The reader of the task's files (task.format; subclasses may choose for auto)."""
+        return self.config.format
+
     def _load(self) -> Tuple[SequenceSet, Optional[SequenceSet]]:
         c = self.config
-        read = lambda path: read_sequences(path, fmt=c.format, id_column=c.id_column,
+        read = lambda path: read_sequences(path, fmt=self.file_format(), id_column=c.id_column,
                                            time_column=c.time_column, label_column=c.label_column,
                                            columns=c.columns, tokens=c.tokens)
         test = read(c.test_data) if c.test_data else None
@@ -114,6 +123,8 @@ class LabelledTask(Task):
         name = c.dataset or self.default_dataset
         if name in GENERATORS:
             return generate(name, c.size, self.seed), test
+        if name in self.datasets():
+            return self.datasets()[name](c.size, self.seed), test
         files = archive_files(name)
         return read(files["train"]), (test or read(files["test"]))
 
@@ -141,6 +152,10 @@ class LabelledTask(Task):
             raise UserError(f"{data.source}: the training split is empty; use more data or a larger train fraction")
         return out
 
+    def datasets(self) -> Dict[str, Any]:
+        """Data sets of this task kind alone: {name: (size, seed) -> SequenceSet}."""
+        return {}
+
     def strata(self, data: SequenceSet) -> List[np.ndarray]:
         """Groups split in equal proportions (one per class for class labels; else one)."""
         return [np.arange(len(data))]
@@ -153,7 +168,7 @@ class LabelledTask(Task):
                     counts[t] = counts.get(t, 0) + 1
             kept = sorted(counts, key=lambda t: (-counts[t], t))[:self.config.max_vocab - 2]
             self.vocab = [PAD, UNK] + sorted(kept)
-            self.scaler = Scaler("none")
+            self.scaler = Scaler("none").fit(np.zeros((1, 0)))  # tokens are not scaled
         else:
             self.vocab = []
             self.scaler = Scaler(self.config.scale).fit(np.concatenate(train.xs))
@@ -204,10 +219,6 @@ class LabelledTask(Task):
     def metrics(self, outputs: List[Tensor], batches: List[Batch], split: str) -> Dict[str, float]:
         """The task's metrics (and its baseline's) from the model's outputs on a split."""
 
-    @abstractmethod
-    def prediction_rows(self, outputs: Tensor, batch: Batch, names: List[str]) -> List[Dict[str, Any]]:
-        """Rows of the predictions CSV for one batch of (unlabelled) sequences."""
-
     # ------------------------------------------------------------------ Task protocol
     def split_size(self, split: str) -> int:
         return self.data[split]["n"]
@@ -256,7 +267,7 @@ class LabelledTask(Task):
         outs, batches = [], []
         with evaluating(model):
             for b in self.batches(split, EVAL_BATCH):
-                outs.append(model(b.inputs, lengths=b.lengths, final_state=False)[0])
+                outs.append(model(b.inputs, lengths=b.lengths, final_state=False, decoder=b.decoder)[0])
                 batches.append(b)
         return outs, batches
 
@@ -268,25 +279,30 @@ class LabelledTask(Task):
         return {"loss": loss, **self.metrics(outs, batches, split)}
 
     # ------------------------------------------------------------------ inference
-    def predict_file(self, model, path, *, batch_size: int = EVAL_BATCH) -> List[Dict[str, Any]]:
+    def predict_file(self, model, path, **options) -> List[Dict[str, Any]]:
         """Prediction rows for every sequence of a file read like the training data (labels
         optional, ignored)."""
         c = self.config
-        data = read_sequences(path, fmt=c.format, id_column=c.id_column, time_column=c.time_column,
+        data = read_sequences(path, fmt=self.file_format(), id_column=c.id_column, time_column=c.time_column,
                               label_column=c.label_column, columns=tuple(self.features),
                               tokens=c.tokens, labelled=False)
         if data.text != self.text:
             raise UserError(f"{path}: this run reads {'text' if self.text else 'numeric features'}; "
                             "give a file of the same kind as the training data")
+        return self.predict_set(model, data, **options)
+
+    def predict_set(self, model, data: SequenceSet) -> List[Dict[str, Any]]:
+        """Prediction rows of a set of (unlabelled) sequences: the subclass's
+        ``prediction_rows(outputs, batch, names)`` of each batch of model outputs."""
         x, lengths = self.encode_inputs(data)
         names = [data.name(i) for i in range(len(data))]
         rows: List[Dict[str, Any]] = []
         with evaluating(model):
-            for a in range(0, len(data), batch_size):
-                n = lengths[a:a + batch_size]
-                xb = x[a:a + batch_size][:, :int(n.max())]
+            for a in range(0, len(data), EVAL_BATCH):
+                n = lengths[a:a + EVAL_BATCH]
+                xb = x[a:a + EVAL_BATCH][:, :int(n.max())]
                 out = model(xb, lengths=n, final_state=False)[0]
-                rows += self.prediction_rows(out, Batch(xb, xb, False, n), names[a:a + batch_size])
+                rows += self.prediction_rows(out, Batch(xb, xb, False, n), names[a:a + EVAL_BATCH])
         return rows
 
     def state_dict(self) -> Dict[str, Any]:
@@ -300,9 +316,7 @@ class LabelledTask(Task):
         self.scaler = Scaler(self.config.scale)
         self.scaler.load_state_dict(state["scaler"])
         self.load_label_state(state["labels"])
-        self.spec = TaskSpec(input_size=len(self.vocab) if self.text else len(self.features),
-                             output_size=self.output_size(), tokens=self.text,
-                             per_step=self.per_step, aligned=self.aligned)
+        self.spec = self.make_spec()
 
     def label_state(self) -> Dict[str, Any]:
         return {}
