@@ -150,6 +150,9 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     run = load_run(run_dir)
     _need(run, "generate", "forecast")
     task = run.task if start == "end" else make_task(run.config)
+    if task.spec.decoder:
+        raise UserError("closed-loop generation carries one network's state from step to step; this "
+                        "run forecasts with an encoder-decoder: use 'rnntrain forecast'")
     if task.horizon != 1:
         raise UserError(f"closed-loop generation feeds one predicted row back per step; the run "
                         f"predicts {task.horizon} rows (horizon): train with --horizon 1")

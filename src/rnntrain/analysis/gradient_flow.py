@@ -122,20 +122,22 @@ def gradient_flow(step: StepFn, h0: Tensor, xs: Tensor,
     return GradientFlow(log_sigma.float(), fit_rate(log_sigma), grad_norms)
 
 
-def model_gradient_flow(model, inputs: Tensor, targets, loss_fn: Callable[[Tensor, object], Tensor]
-                        ) -> GradientFlow:
-    """:func:`gradient_flow` of a SequenceModel on a batch: inputs (N, L, F) or (N, L) ids,
-    ``targets`` what ``loss_fn`` (the task's loss) takes with the outputs: the batch. Zero
-    initial state; the core's state of every layer (LSTM: h and c) is the analysed state.
-    The batch is read over its whole padded length (pass equal-length batches)."""
-    ms = model_step(model)
+def model_gradient_flow(model, inputs: Tensor, targets, loss_fn: Callable[[Tensor, object], Tensor],
+                        core: Optional[str] = None) -> GradientFlow:
+    """:func:`gradient_flow` of a model's core (``core``: a name of ``model.cores()``, None:
+    the first, the one reading the inputs) on a batch: inputs (N, L, F) or (N, L) ids,
+    ``targets`` what ``loss_fn`` (the task's loss) takes with the outputs: the batch (an
+    encoder-decoder's teacher-forced decoder inputs come from it). Zero initial state; the
+    core's state of every layer (LSTM: h and c) is the analysed state. The batch is read over
+    its whole padded length (pass equal-length batches)."""
+    ms = model_step(model, core)
     with torch.no_grad():
         xs = ms.encode(inputs)  # (N, L, I)
     h0 = ms.zero_state(xs.shape[0])
+    decoder = getattr(targets, "decoder", None)
 
     def loss_of_states(hs: Tensor) -> Tensor:
-        top = ms.part(hs[:, 1:], 0, ms.layers - 1)  # (N, L, H): the core's outputs
-        return loss_fn(model.read(top), targets)
+        return loss_fn(model.read_core(ms.core_name, hs[:, 1:], decoder=decoder), targets)
 
     return gradient_flow(ms, h0, xs, loss_of_states)
 

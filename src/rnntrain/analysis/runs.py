@@ -46,10 +46,11 @@ def _data_task(loaded):
 
 
 def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
-                      batch_size: int = 8) -> Dict[str, Any]:
+                      batch_size: int = 8, core: Optional[str] = None) -> Dict[str, Any]:
     """Gradient flow of the run's final model on its probe batch (the first ``batch_size``
     validation sequences), plus the heatmaps of the records a ``[monitor]
-    gradient_flow_every`` run wrote during training. Returns the JSON summary."""
+    gradient_flow_every`` run wrote during training. ``core``: which of the model's cores
+    (None: the first; an encoder-decoder's encoder). Returns the JSON summary."""
     from ..training import load_run
 
     loaded = load_run(run_dir)
@@ -58,7 +59,7 @@ def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
     if batch is None:
         raise UserError(f"the task of {loaded.path} has no data to run a batch through; "
                         "make its data file available at the path in config.toml")
-    flow = model_gradient_flow(loaded.model, batch.inputs, batch, loaded.task.loss)
+    flow = model_gradient_flow(loaded.model, batch.inputs, batch, loaded.task.loss, core)
     log10 = flow.log_sigma / math.log(10)
     files = [plots.plot_gradient_curves(out / "gradient_curves.png", log10, flow.grad_norms,
                                         flow.rate, f"{loaded.path.name}: final model")]
@@ -95,10 +96,11 @@ def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
     return summary
 
 
-def core_input(model, task_spec, values: Optional[Sequence[float]] = None,
+def core_input(ms, task_spec, values: Optional[Sequence[float]] = None,
                token: Optional[int] = None) -> torch.Tensor:
-    """The constant input of the core (I,): zeros (autonomous) by default; ``values``
-    (task features) or a ``token`` id go through the model's encoder."""
+    """The constant input of the analysed core (I,): zeros (autonomous) by default; ``values``
+    (task features) or a ``token`` id go through the model's encoder (first core only)."""
+    model = ms.model
     p = next(model.parameters())
     if token is not None:
         if not task_spec.tokens or not 0 <= token < task_spec.input_size:
@@ -106,7 +108,7 @@ def core_input(model, task_spec, values: Optional[Sequence[float]] = None,
                             f"{'token ids 0..' + str(task_spec.input_size - 1) if task_spec.tokens else 'features, not tokens'}; "
                             "use a valid id or --input")
         with torch.no_grad():
-            return model.encode(torch.tensor([[token]], device=p.device))[0, 0]
+            return ms.encode(torch.tensor([[token]], device=p.device))[0, 0]
     if values is not None:
         if task_spec.tokens or len(values) != task_spec.input_size:
             raise UserError(f"--input needs {task_spec.input_size} comma-separated numbers "
@@ -115,26 +117,43 @@ def core_input(model, task_spec, values: Optional[Sequence[float]] = None,
                             "model reads tokens: use --token ID")
         x = torch.tensor([[list(values)]], dtype=p.dtype, device=p.device)
         with torch.no_grad():
-            return model.encode(x)[0, 0]
-    return torch.zeros(model.core("the analysis").input_size, dtype=p.dtype, device=p.device)
+            return ms.encode(x)[0, 0]
+    return torch.zeros(ms.input_size, dtype=p.dtype, device=p.device)
 
 
 def analyze_dynamics(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
                      values: Optional[Sequence[float]] = None, token: Optional[int] = None,
                      starts: int = 16, steps: int = 300, spread: float = 0.5,
                      exponents: Optional[int] = None, lyapunov_steps: int = 1000,
-                     seed: int = 0) -> Dict[str, Any]:
+                     seed: int = 0, core: Optional[str] = None) -> Dict[str, Any]:
     """Dynamics of the run's network under a constant input (zeros: autonomous):
     trajectories from ``starts`` initial states (zero and N(0, spread²)), fixed and slow
     points from states on them, the Lyapunov spectrum (``exponents`` largest, all by
-    default) and the behaviour. Returns the JSON summary."""
+    default) and the behaviour. ``core``: one of the model's cores; None: every core (an
+    encoder-decoder's files then carry the core's name, dynamics_encoder_*.png, and the
+    summary has one entry per core under "cores"). Returns the JSON summary."""
     from ..training import load_run
 
     loaded = load_run(run_dir)
     out = _out(loaded.path, out_dir)
+    names = [core] if core is not None else list(loaded.model.cores())
+    options = dict(values=values, token=token, starts=starts, steps=steps, spread=spread,
+                   exponents=exponents, lyapunov_steps=lyapunov_steps, seed=seed)
+    if len(names) == 1:
+        summary = _core_dynamics(loaded, out, names[0], "dynamics", **options)
+    else:
+        parts = {n: _core_dynamics(loaded, out, n, f"dynamics_{n}", **options) for n in names}
+        first = parts[names[0]]
+        summary = {**first, "cores": parts, "files": [f for p in parts.values() for f in p["files"]]}
+    (out / "dynamics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def _core_dynamics(loaded, out: Path, name: str, prefix: str, *, values, token, starts: int,
+                   steps: int, spread: float, exponents, lyapunov_steps: int, seed: int) -> Dict[str, Any]:
     model = loaded.model
-    ms = model_step(model)
-    u = core_input(model, loaded.task.spec, values, token)
+    ms = model_step(model, name)
+    u = core_input(ms, loaded.task.spec, values, token)
     g = torch.Generator().manual_seed(seed)
     dtype = u.dtype
     h0 = torch.randn(starts, ms.dim, generator=g, dtype=torch.float64).to(dtype) * spread
@@ -147,18 +166,16 @@ def analyze_dynamics(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
     points = find_fixed_points(ms, u, seeds)
     spectrum = lyapunov_spectrum(ms, ms.zero_state()[0], u, lyapunov_steps, transient=200, k=exponents)
     behaviour = classify_behaviour(ms, ms.zero_state()[0], u)
-    name = loaded.path.name
-    files = [plots.plot_trajectories(out / "dynamics_trajectories.png", traj, points,
-                                     f"{name}: {loaded.config.model.cell}, {behaviour.kind}"),
-             plots.plot_eigenvalues(out / "dynamics_eigenvalues.png", points),
-             plots.plot_lyapunov(out / "dynamics_lyapunov.png", spectrum.exponents, spectrum.running_max)]
-    summary = {"run": str(loaded.path), "cell": loaded.config.model.cell, "state_dim": ms.dim,
-               "input": ("token " + str(token)) if token is not None else (list(values) if values else "zeros"),
-               "behaviour": behaviour.summary(),
-               "lyapunov": {"largest": spectrum.largest, "exponents": spectrum.exponents.tolist(),
-                            "steps": lyapunov_steps},
-               "fixed_points": [p.summary() for p in points],
-               "counts": {k: sum(p.kind == k for p in points) for k in ("stable", "saddle", "unstable", "marginal")},
-               "files": [p.name for p in files]}
-    (out / "dynamics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return summary
+    title = loaded.path.name + ("" if prefix == "dynamics" else f" ({name})")
+    files = [plots.plot_trajectories(out / f"{prefix}_trajectories.png", traj, points,
+                                     f"{title}: {loaded.config.model.cell}, {behaviour.kind}"),
+             plots.plot_eigenvalues(out / f"{prefix}_eigenvalues.png", points),
+             plots.plot_lyapunov(out / f"{prefix}_lyapunov.png", spectrum.exponents, spectrum.running_max)]
+    return {"run": str(loaded.path), "core": name, "cell": loaded.config.model.cell, "state_dim": ms.dim,
+            "input": ("token " + str(token)) if token is not None else (list(values) if values else "zeros"),
+            "behaviour": behaviour.summary(),
+            "lyapunov": {"largest": spectrum.largest, "exponents": spectrum.exponents.tolist(),
+                         "steps": lyapunov_steps},
+            "fixed_points": [p.summary() for p in points],
+            "counts": {k: sum(p.kind == k for p in points) for k in ("stable", "saddle", "unstable", "marginal")},
+            "files": [p.name for p in files]}

@@ -39,6 +39,7 @@ class ModelStep:
     """
 
     model: torch.nn.Module
+    core_name: str  # which of model.cores()
     hidden: int  # H
     layers: int  # K
     arity: int  # S
@@ -50,7 +51,7 @@ class ModelStep:
 
     @property
     def core(self):
-        return self.model.core("the analysis")
+        return self.model.cores()[self.core_name]
 
     def unflatten(self, h: Tensor):
         """(D,) -> the core's state layout with a batch of one: (K, 1, H) or a tuple."""
@@ -74,7 +75,11 @@ class ModelStep:
         return h[..., a + layer * H:a + (layer + 1) * H]
 
     def encode(self, inputs: Tensor) -> Tensor:
-        """Task inputs (N, L, F) or token ids (N, L) -> the core's inputs (N, L, I)."""
+        """Task inputs (N, L, F) or token ids (N, L) -> the core's inputs (N, L, I) (the
+        model's first core reads them; an encoder-decoder's decoder reads targets)."""
+        if self.core_name != next(iter(self.model.cores())):
+            raise UserError(f"the {self.core_name} core does not read the model's inputs; "
+                            f"analyse --core {next(iter(self.model.cores()))}")
         return self.model.encode(inputs)
 
     def zero_state(self, n: int = 1) -> Tensor:
@@ -82,14 +87,21 @@ class ModelStep:
         return torch.zeros(n, self.dim, dtype=p.dtype, device=p.device)
 
 
-def model_step(model) -> ModelStep:
-    """The step function of a SequenceModel's core (eval mode: no dropout between layers)."""
-    rnn = model.core("the analysis")
+def model_step(model, core: Optional[str] = None) -> ModelStep:
+    """The step function of one of a model's cores (eval mode: no dropout between layers):
+    ``core`` names one of ``model.cores()``; None: the first (the one reading the inputs;
+    an encoder-decoder's encoder)."""
+    cores = model.cores()
+    name = core or next(iter(cores))
+    if name not in cores:
+        raise UserError(f"this model has no core '{name}'; its cores: {', '.join(cores)} (--core)")
+    rnn = cores[name]
     if rnn.bidirectional:
-        raise UserError("dynamics and gradient flow need a single step, which a bidirectional "
-                        "network does not have: analyse a unidirectional run")
+        raise UserError(f"dynamics and gradient flow need a single step, which the bidirectional "
+                        f"{name} core does not have: analyse a unidirectional run"
+                        + (f" or another core ({', '.join(c for c in cores if c != name)})" if len(cores) > 1 else ""))
     model.eval()
-    return ModelStep(model, rnn.hidden_size, rnn.num_layers, rnn.state_arity, rnn.input_size)
+    return ModelStep(model, name, rnn.hidden_size, rnn.num_layers, rnn.state_arity, rnn.input_size)
 
 
 def trajectory(step: StepFn, h0: Tensor, xs: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ def register(sub) -> None:
     g.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/analysis)")
     g.add_argument("--batch-size", type=int, default=8, dest="batch_size",
                    help="validation sequences in the probe batch")
+    g.add_argument("--core", help="which recurrent core (encoder-decoders: encoder, the default)")
     d = what.add_parser("dynamics", help="fixed points, Lyapunov spectrum and behaviour "
                         "under a constant input")
     d.set_defaults(func=cmd_dynamics)
@@ -26,6 +27,7 @@ def register(sub) -> None:
     d.add_argument("--exponents", type=int, help="Lyapunov exponents to compute (default: all)")
     d.add_argument("--lyapunov-steps", type=int, default=1000, dest="lyapunov_steps")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--core", help="which recurrent core (default: every core; encoder-decoders: encoder and decoder)")
 
 
 def _positive(name: str, value) -> None:
@@ -38,7 +40,7 @@ def cmd_gradients(a: argparse.Namespace) -> int:
     from ..analysis import analyze_gradients
 
     _positive("--batch-size", a.batch_size)
-    s = analyze_gradients(a.run_dir, a.out, batch_size=a.batch_size)
+    s = analyze_gradients(a.run_dir, a.out, batch_size=a.batch_size, core=a.core)
     print(f"gradient flow: {s['regime']} ({s['rate']:.4g} per step over {s['steps']} steps); "
           f"wrote {', '.join(s['files'])}" + (f"\nnote: {s['note']}" if s["note"] else ""))
     return 0
@@ -58,9 +60,11 @@ def cmd_dynamics(a: argparse.Namespace) -> int:
             raise UserError(f"--input must be comma-separated numbers, got '{a.input}'") from None
     s = analyze_dynamics(a.run_dir, a.out, values=values, token=a.token, starts=a.starts,
                          steps=a.steps, exponents=a.exponents, lyapunov_steps=a.lyapunov_steps,
-                         seed=a.seed)
-    b = s["behaviour"]
-    period = f" (period {b['period']})" if b["period"] else ""
-    print(f"behaviour: {b['kind']}{period}; largest Lyapunov exponent {s['lyapunov']['largest']:.4g}; "
-          f"{len(s['fixed_points'])} fixed/slow points {s['counts']}; wrote {', '.join(s['files'])}, dynamics.json")
+                         seed=a.seed, core=a.core)
+    for name, part in (s["cores"] if "cores" in s else {"": s}).items():
+        b = part["behaviour"]
+        period = f" (period {b['period']})" if b["period"] else ""
+        print(f"{name + ': ' if name else ''}behaviour: {b['kind']}{period}; largest Lyapunov exponent "
+              f"{part['lyapunov']['largest']:.4g}; {len(part['fixed_points'])} fixed/slow points {part['counts']}")
+    print(f"wrote {', '.join(s['files'])}, dynamics.json")
     return 0

@@ -137,6 +137,28 @@ class EncoderDecoder(nn.Module):
             raise ValueError("an encoder-decoder is trained on source and target: pass "
                              "decoder=DecoderInputs(...) (tasks put it in batch.decoder)")
         memory, mask, keys, state = self._read_source(inputs, lengths)
+        return self._teacher_forced(memory, mask, keys, state, decoder)
+
+    def read_core(self, name: str, states: Tensor, *, lengths: Optional[Tensor] = None,
+                  decoder=None) -> Tensor:
+        """Teacher-forced outputs from the encoder's flat states at every source step (N, S,
+        ·) (:meth:`Recurrent.flat_state` layout): the gradient flow through the encoder.
+        The decoder's inputs depend on its own outputs, so it is analysed by dynamics only."""
+        if name != "encoder":
+            raise UserError("gradient flow is measured through the encoder of an encoder-decoder "
+                            "(the decoder's steps read its own outputs): use --core encoder")
+        from .sequence_model import top_layer  # local: sequence_model imports this module
+        memory = top_layer(self.encoder, states)
+        mask = None if lengths is None else valid_mask(lengths, memory.shape[1], memory.device)
+        keys = self.attention.keys(memory) if self.attention is not None else None
+        final = self.encoder.unflat_state(states[:, -1])
+        return self._teacher_forced(memory, mask, keys, self.bridge(final), decoder)[0]
+
+    def encode(self, inputs: Tensor) -> Tensor:
+        """The encoder core's inputs (N, S, I) (the source embedded)."""
+        return self.source(inputs)
+
+    def _teacher_forced(self, memory, mask, keys, state, decoder):
         forcing = decoder.forcing if self.training else 1.0
         if not self.input_feeding and forcing >= 1.0:  # every step at once
             states, _ = self.decoder(self.target(decoder.inputs), state, lengths=decoder.lengths,

@@ -149,6 +149,12 @@ class SequenceModel(nn.Module):
         states, _ = self.unroll(self.encode(inputs), None, lengths=lengths, final_state=False)
         return self.read(states, lengths), states
 
+    def read_core(self, name: str, states: Tensor, *, lengths: Optional[Tensor] = None,
+                  decoder=None) -> Tensor:
+        """Outputs from core ``name``'s flat states at every step, (N, L, S) in
+        :meth:`Recurrent.flat_state`'s layout (what the analyses differentiate)."""
+        return self.read(top_layer(self.cores()[name], states), lengths)
+
     def attention_weights(self, inputs: Tensor, lengths: Optional[Tensor] = None) -> Optional[Tensor]:
         """(N, L) attention weights of an attention-pooling readout over each sequence's
         steps (for plots); None for other readouts."""
@@ -206,6 +212,14 @@ class SequenceModel(nn.Module):
         # final_only: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
         read_lengths = None if final_only else lengths
         return vmap(lambda p, s: functional_call(self.readout, p, (s, read_lengths)))(ro, states)
+
+
+def top_layer(core: Recurrent, states: Tensor) -> Tensor:
+    """The top layer's h (N, L, H) of flat states (N, L, S) (:meth:`Recurrent.flat_state`)."""
+    N, L, S = states.shape
+    layout = core.unflat_state(states.reshape(N * L, S))
+    h = layout[0] if isinstance(layout, tuple) else layout
+    return h[-1].reshape(N, L, -1)
 
 
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,

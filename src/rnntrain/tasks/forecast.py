@@ -12,7 +12,7 @@ Rows are split in time order and each split builds windows from its own rows onl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
@@ -21,7 +21,8 @@ import torch
 
 from ..config.schema import check
 from ..errors import UserError
-from .base import evaluating, mse, SPLITS, Batch, Task, TaskSpec
+from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
+from .sampling import SamplingConfig
 from .scaling import SCALES, Scaler
 from .series import BUILTIN_SERIES, builtin_series, check_split, load_csv, split_bounds
 
@@ -38,6 +39,10 @@ class ForecastConfig:
     targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
     window: int = 20  # input steps per example (the seed's seq_len)
     horizon: int = 1  # future steps predicted per example (direct multi-output)
+    # emit the horizon's steps one at a time with an encoder-decoder (models/seq2seq.py),
+    # each prediction fed back to the decoder, instead of all at once from one readout
+    decoder: bool = False
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the decoder's scheduled sampling
     split: tuple[float, ...] = (0.8, 0.2, 0.0)  # train/val/test fractions, in time order
     scale: str = "none"  # none | standard | minmax, fitted on the train split only
     interpolate: bool = False  # fill missing values linearly instead of failing
@@ -83,6 +88,7 @@ class ForecastTask(Task):
     """
 
     name = "forecast"
+    forcing = 1.0  # the decoder's teacher-forcing probability this round (task.sampling)
 
     def __init__(self, config: ForecastConfig, *, seed: int = 0, device="cpu",
                  dtype: torch.dtype = torch.float32):
@@ -119,9 +125,13 @@ class ForecastTask(Task):
         # where each target sits among the inputs (None: some target is not an input)
         self.tgt_in_pos = ([self.inputs.index(c) for c in self.targets]
                            if set(self.targets) <= set(self.inputs) else None)
-        self.spec = TaskSpec(input_size=len(self.inputs),
-                             output_size=self.horizon * len(self.targets),
-                             tokens=False, per_step=False)
+        if self.config.decoder:  # H decoder steps of n_targets values each
+            self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.targets),
+                                 aligned=False, decoder=True, target_tokens=False)
+        else:
+            self.spec = TaskSpec(input_size=len(self.inputs),
+                                 output_size=self.horizon * len(self.targets),
+                                 tokens=False, per_step=False)
 
     def _check_lengths(self) -> None:
         need = self.window + self.horizon
@@ -169,7 +179,25 @@ class ForecastTask(Task):
             if train and self.config.input_noise > 0:
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
                 x = x + self.config.input_noise * noise.to(self.device)
-            yield Batch(x, w.y[idx], continues=False)
+            yield Batch(x, w.y[idx], continues=False, decoder=self._teacher(w.x[idx], w.y[idx]))
+
+    def _start(self, x: torch.Tensor) -> torch.Tensor:
+        """A decoder's first input (N, n_targets): the last observed target values of each
+        window (zeros when some target is not an input)."""
+        if self.tgt_in_pos is None:
+            return x.new_zeros(x.shape[0], len(self.targets))
+        return x[:, -1, self.tgt_in_pos]
+
+    def _teacher(self, x: torch.Tensor, y: torch.Tensor) -> Optional[DecoderInputs]:
+        """The decoder's teacher-forced inputs (N, H, n_targets): y_0 = the last observed
+        values, then the true y_1 .. y_{H-1}; None without a decoder."""
+        if not self.config.decoder:
+            return None
+        steps = y.reshape(len(y), self.horizon, len(self.targets))
+        return DecoderInputs(torch.cat([self._start(x)[:, None], steps[:, :-1]], 1), forcing=self.forcing)
+
+    def start_round(self, round: int) -> None:
+        self.forcing = self.config.sampling.forcing(round)
 
     def stream(self, split: str) -> Optional[Batch]:
         """The split's rows as one stream: inputs z[a : b-H] (1, T, n_inputs), targets at
@@ -187,11 +215,22 @@ class ForecastTask(Task):
         return Batch(tensor(x), tensor(y), continues=False)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return mse(outputs, batch.targets)
+        """MSE in scaled units; a decoder's (N, H, n_targets) outputs read step-major."""
+        return mse(outputs.reshape(outputs.shape[0], -1), batch.targets)
+
+    def within_tolerance(self, outputs: torch.Tensor, batch: Batch, tolerance: float) -> torch.Tensor:
+        return super().within_tolerance(outputs.reshape(outputs.shape[0], -1), batch, tolerance)
+
+    def predict_windows(self, model, x: torch.Tensor) -> torch.Tensor:
+        """The model's forecasts (N, H * n_targets) of windows x (N, W, n_inputs), scaled; a
+        decoder runs free (its own predictions fed back), as it would on new data."""
+        if self.config.decoder:
+            return model.decode(x, max_length=self.horizon, start=self._start(x)).values.reshape(len(x), -1)
+        return model(x, None)[0]
 
     def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
         with evaluating(model):
-            return torch.cat([model(x[i:i + EVAL_BATCH], None)[0]
+            return torch.cat([self.predict_windows(model, x[i:i + EVAL_BATCH])
                               for i in range(0, len(x), EVAL_BATCH)])
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
@@ -225,7 +264,7 @@ class ForecastTask(Task):
         preds = []
         with evaluating(model):
             for k in range(0, steps, H):
-                step = model(cur, None)[0].reshape(H, nt)  # (H, n_targets)
+                step = self.predict_windows(model, cur).reshape(H, nt)  # (H, n_targets)
                 preds.append(step)
                 if k + H < steps:
                     rows = torch.as_tensor(known(k, H), dtype=self.dtype, device=self.device)

@@ -16,15 +16,12 @@ search, ``task.decode``): ``exact_match`` (the whole sequence right), ``sequence
 (1 - exact match; G2P's word error rate), ``token_error`` (edit distance / reference
 length; G2P's phoneme error rate), ``bleu`` (sacrebleu's corpus BLEU, word targets), and
 ``token_accuracy`` under teacher forcing; the baseline answers the most frequent training
-target (``mode_*``). Scheduled sampling (Bengio et al. 2015) decays the teacher-forcing
-probability per training round i: linear max(m, 1 - k i), exponential max(m, k^i),
-inverse-sigmoid max(m, k / (k + exp(i / k))).
+target (``mode_*``). Scheduled sampling: ``task.sampling`` (:mod:`..sampling`).
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -35,12 +32,12 @@ from torch import Tensor
 from ...config.schema import check
 from ...errors import UserError
 from ..base import Batch, DecoderInputs, TaskSpec, evaluating
+from ..sampling import SamplingConfig
 from .metrics import edit_distance, label_error_rate
 from .sequences import SequenceSet, tokenize
 from .task import EVAL_BATCH, PAD, UNK, LabelledConfig, LabelledTask
 
 START, STOP = "<s>", "</s>"  # target ids 2 and 3 (models/sequence_model.py: START, STOP)
-SCHEDULES = {"none": None, "linear": 0.05, "exponential": 0.9, "inverse-sigmoid": 5.0}  # k's default
 
 
 @dataclass(frozen=True)
@@ -50,9 +47,7 @@ class Seq2SeqConfig(LabelledConfig):
     beam_width: int = 5  # hypotheses kept by beam search
     length_penalty: float = 1.0  # beam search ranks finished hypotheses by score / length^this
     max_length: int = 0  # decoding stops after this many steps; 0: 2 x source + 2, at least the longest training target
-    sampling: str = "none"  # scheduled sampling: none | linear | exponential | inverse-sigmoid
-    sampling_k: float = 0.0  # the schedule's k (0: linear 0.05, exponential 0.9, inverse-sigmoid 5)
-    sampling_min: float = 0.0  # the teacher-forcing probability never falls below this
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # scheduled sampling (task.sampling.schedule)
     min_length: int = 2  # dataset reverse: shortest string
     max_string: int = 10  # dataset reverse: longest string
 
@@ -63,23 +58,7 @@ class Seq2SeqConfig(LabelledConfig):
         check(self.beam_width >= 1, f"beam_width must be >= 1, got {self.beam_width}")
         check(self.length_penalty >= 0, f"length_penalty must be >= 0, got {self.length_penalty}")
         check(self.max_length >= 0, f"max_length must be >= 0 (0: automatic), got {self.max_length}")
-        check(self.sampling in SCHEDULES, f"sampling must be one of {', '.join(SCHEDULES)}, got '{self.sampling}'")
-        k = self.sampling_k
-        check(k == 0 or self.sampling != "exponential" or 0 < k < 1, f"exponential sampling needs 0 < k < 1, got {k}")
-        check(k == 0 or self.sampling != "inverse-sigmoid" or k >= 1, f"inverse-sigmoid sampling needs k >= 1, got {k}")
-        check(k >= 0, f"sampling_k must be >= 0, got {k}")
-        check(0 <= self.sampling_min <= 1, f"sampling_min must be in [0, 1], got {self.sampling_min}")
         check(1 <= self.min_length <= self.max_string, "reverse strings need 1 <= min_length <= max_string")
-
-
-def teacher_forcing(schedule: str, k: float, low: float, round: int) -> float:
-    """The probability of reading the teacher's token in training round ``round`` (0-based)."""
-    if schedule == "none":
-        return 1.0
-    k = k or SCHEDULES[schedule]
-    eps = {"linear": lambda: 1.0 - k * round, "exponential": lambda: k ** round,
-           "inverse-sigmoid": lambda: k / (k + math.exp(min(round / k, 700.0)))}[schedule]()
-    return max(low, min(1.0, eps))
 
 
 # ---------------------------------------------------------------------------- data sets
@@ -121,15 +100,12 @@ class Seq2SeqTask(LabelledTask):
     name = "seq2seq"
     default_dataset = "reverse"
     aligned = False  # the target has its own length: whole sequences only
+    forcing = 1.0  # teacher-forcing probability of this round's training batches (task.sampling)
     # measured on reverse and cmudict (docs/seq2seq.md): an LSTM encoder-decoder with additive
     # attention and embeddings, Adam at 3e-3, batches of 32
     SUGGESTED: Dict[str, Dict[str, Any]] = {
         "model": {"cell": "lstm", "hidden": 64, "embedding": 32, "attention": "additive"},
         "optim": {"lr": 3e-3, "clip": 1.0}, "train": {"batch_size": 32}}
-
-    def __init__(self, config: Seq2SeqConfig, **kwargs) -> None:
-        self.forcing = 1.0
-        super().__init__(config, **kwargs)
 
     @property
     def target_split(self) -> str:
@@ -182,8 +158,7 @@ class Seq2SeqTask(LabelledTask):
 
     # ------------------------------------------------------------------ training
     def start_round(self, round: int) -> None:
-        c = self.config
-        self.forcing = teacher_forcing(c.sampling, c.sampling_k, c.sampling_min, round)
+        self.forcing = self.config.sampling.forcing(round)
 
     def batches(self, split: str, batch_size: int, *,
                 generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
