@@ -24,6 +24,7 @@ SECTIONS = [
     ("Throughput: rnntrain.Recurrent vs torch.nn", "bench_throughput", "run"),
     ("Seed PyTorch program vs rnntrain", "bench_seed", "run"),
     ("Variable-length batches vs equal-length batches", "bench_ragged", "run"),
+    ("Attention encoder-decoders vs hand-written PyTorch", "bench_seq2seq", "run"),
     ("Online gradients: RTRL, UORO, SnAp, CRBP vs BPTT", "bench_online", "main"),
     ("Population search vs pygad and pyswarms", "bench_population", "main"),
     ("Echo state networks vs reservoirpy", "bench_esn", "main"),

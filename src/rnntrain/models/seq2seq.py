@@ -217,7 +217,10 @@ class EncoderDecoder(nn.Module):
     def _sampled(self, teacher: Tensor, out: Tensor, forcing: float) -> Tensor:
         """Scheduled sampling: per sequence, the teacher's input with probability ``forcing``,
         else the model's own (a symbol sampled from its distribution; its predicted value)."""
-        own = torch.multinomial(out.detach().softmax(-1), 1)[:, 0] if self.tokens else out.detach()
+        if self.tokens:  # a symbol drawn from the model's distribution (never <pad> or <s>)
+            own = torch.multinomial(self._emittable(out.detach().log_softmax(-1)).exp(), 1)[:, 0]
+        else:
+            own = out.detach()
         coin = torch.rand(teacher.shape[0], device=teacher.device) < forcing
         return torch.where(coin.view(-1, *([1] * (teacher.dim() - 1))), teacher, own)
 
@@ -245,7 +248,7 @@ class EncoderDecoder(nn.Module):
             out, feed, w, state = self._step(prev, feed, state, memory, mask, keys)
             weights.append(w)
             if self.tokens:
-                logp = out.log_softmax(-1)
+                logp = self._emittable(out.log_softmax(-1))
                 prev = logp.argmax(-1)
                 score += torch.where(done, 0.0, logp.gather(1, prev[:, None])[:, 0])
                 prev = torch.where(done, 0, prev)  # padding after the stop symbol
@@ -262,6 +265,12 @@ class EncoderDecoder(nn.Module):
             return Decoded(None, values, torch.full((N,), values.shape[1]), attention)
         tokens = torch.stack(outs, 1)
         return Decoded(tokens, None, emitted_lengths(tokens, self.stop), attention, score)
+
+    def _emittable(self, logp: Tensor) -> Tensor:
+        """Log-probabilities with padding (id 0) and the start symbol never chosen."""
+        banned = torch.zeros(logp.shape[-1], dtype=torch.bool, device=logp.device)
+        banned[0] = banned[self.start] = True
+        return logp.masked_fill(banned, float("-inf"))
 
     def _beam(self, inputs, lengths, max_length: int, K: int, alpha: float) -> Decoded:
         memory, mask, keys, state = self._read_source(inputs, lengths)
@@ -281,7 +290,7 @@ class EncoderDecoder(nn.Module):
         base = (torch.arange(N, device=dev) * K)[:, None]
         for _ in range(max_length):
             out, feed, w, state = self._step(prev, feed, state, memory, mask, keys)
-            logp = out.log_softmax(-1).view(N, K, -1)
+            logp = self._emittable(out.log_softmax(-1)).view(N, K, -1)
             V = logp.shape[-1]
             stay = torch.full((V,), float("-inf"), dtype=logp.dtype, device=dev)
             stay[0] = 0.0  # a finished hypothesis only pads on, at no cost

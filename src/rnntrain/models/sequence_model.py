@@ -13,7 +13,7 @@ from ..config.schema import check
 from ..core import Recurrent
 from ..errors import UserError
 from ..tasks.base import TaskSpec
-from .attention import ATTENTION, Attention
+from .attention import ALIASES, ATTENTION, Attention
 from .encoders import make_encoder
 from .seq2seq import BRIDGES, Bridge, EncoderDecoder
 from .readouts import READOUTS, mlp
@@ -79,8 +79,9 @@ class ModelConfig:
               f"readout_hidden sizes must be positive, got {list(self.readout_hidden)}")
         check(self.embedding >= 0, f"embedding must be >= 0 (0 = one-hot), got {self.embedding}")
         check(self.path in ("auto", "fused", "step"), f"path must be auto, fused or step, got '{self.path}'")
+        object.__setattr__(self, "attention", ALIASES.get(self.attention, self.attention))
         check(self.attention in ("none", *ATTENTION), f"unknown attention '{self.attention}': choose "
-              f"none, {', '.join(ATTENTION)} (--attention)")
+              f"none, {', '.join(ATTENTION)} (or bahdanau = additive, luong = general) (--attention)")
         check(self.bridge in BRIDGES, f"unknown bridge '{self.bridge}': choose {', '.join(BRIDGES)}")
 
 

@@ -1,8 +1,10 @@
-"""Run-level plots. Task-specific plots (forecasts) live with their task."""
+"""Run-level plots (losses, metric families) and the plots tasks draw (forecasts, attention)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
 
 import matplotlib
 
@@ -71,6 +73,25 @@ def plot_attention(path: Path, examples: List[Any]) -> None:
         ax.set_xlabel("source")
     axes[0][0].set_ylabel("output")
     fig.suptitle("Attention weights")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
+                  names: Sequence[str], title: str) -> None:
+    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None."""
+    shown = min(len(names), 4)  # more panels than this stop being readable
+    fig, axes = plt.subplots(shown, 1, figsize=(12, 3.5 * shown), squeeze=False)
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(rows, truth[:, c], label="true values", color="black", lw=1)
+        ax.plot(one_step[0], one_step[1][:, c], label="one-step predictions", lw=1)
+        if recursive is not None:
+            ax.plot(recursive[0], recursive[1][:, c], label="recursive forecast", lw=1)
+        ax.set_ylabel(names[c])
+        ax.legend(loc="upper right")
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("time step (row)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -336,11 +336,29 @@ class ForecastTask(Task):
             truth = self.series.values[va:vb][:, self.tgt_idx]
             out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
             recursive = (np.arange(va, vb), rec)
+        from ..reporting.plots import plot_forecast
         plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
                       self.series.values[a:b][:, self.tgt_idx],
                       (a + self.window + np.arange(len(one_step)), one_step),
                       recursive, self.targets, f"{self.series.name}: {split} split")
+        self._report_attention(model, w.x[torch.linspace(0, len(w.x) - 1, min(4, len(w.x))).long()], out_dir)
         return out
+
+    def _report_attention(self, model, x: torch.Tensor, out_dir) -> None:
+        """attention.png for a model with attention: a decoder's weights (horizon step x
+        window step) or a pooling readout's (one row), for a few windows."""
+        with evaluating(model):
+            if self.config.decoder:
+                weights = model.decode(x, max_length=self.horizon, start=self._start(x)).attention
+                rows = [f"t+{h + 1}" for h in range(self.horizon)]
+            else:
+                weights = model.attention_weights(x)
+                weights, rows = (None, []) if weights is None else (weights[:, None], ["weight"])
+        if weights is None:
+            return
+        from ..reporting.plots import plot_attention
+        ticks = [str(t - self.window) if (self.window - t) % 5 == 0 else "" for t in range(self.window)]
+        plot_attention(Path(out_dir) / "attention.png", [(w.cpu().numpy(), ticks, rows) for w in weights])
 
     def state_dict(self) -> Dict[str, Any]:
         return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),
@@ -371,25 +389,3 @@ class ForecastTask(Task):
         task.load_state_dict(state)
         return task
 
-
-def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
-                  names: Sequence[str], title: str) -> None:
-    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    shown = min(len(names), 4)  # more panels than this stop being readable
-    fig, axes = plt.subplots(shown, 1, figsize=(12, 3.5 * shown), squeeze=False)
-    for c, ax in enumerate(axes[:, 0]):
-        ax.plot(rows, truth[:, c], label="true values", color="black", lw=1)
-        ax.plot(one_step[0], one_step[1][:, c], label="one-step predictions", lw=1)
-        if recursive is not None:
-            ax.plot(recursive[0], recursive[1][:, c], label="recursive forecast", lw=1)
-        ax.set_ylabel(names[c])
-        ax.legend(loc="upper right")
-    axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("time step (row)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -124,6 +124,7 @@ class ClassifyTask(ClassTargets, LabelledTask):
         pred = torch.cat([o.argmax(-1) for o in outs]).cpu().numpy()
         m = confusion(truth, pred, len(self.classes))
         write_confusion(out_dir, m, self.classes, split)
+        self.report_attention(model, out_dir, split)
         pc = per_class(m)
         table = [{"class": c, **{k: float(pc[k][i]) for k in ("precision", "recall", "f1")},
                   "support": int(pc["support"][i])} for i, c in enumerate(self.classes)]

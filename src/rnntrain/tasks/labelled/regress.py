@@ -71,6 +71,8 @@ class RegressTask(LabelledTask):
         return out
 
     def report(self, model, out_dir: Path) -> Dict[str, Any]:
+        split = "test" if self.data["test"]["n"] else "val" if self.data["val"]["n"] else "train"
+        self.report_attention(model, out_dir, split)
         return {}
 
     def prediction_rows(self, outputs: Tensor, batch: Batch, names: List[str]) -> List[Dict[str, Any]]:

@@ -20,6 +20,7 @@ target (``mode_*``). Scheduled sampling: ``task.sampling`` (:mod:`..sampling`).
 """
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,17 @@ def cmudict_pairs(n: int, seed: int) -> SequenceSet:
                        source=f"cmudict ({len(entries)} words)")
 
 
+def corpus_bleu(hyps: List[str], refs: List[str]) -> Optional[float]:
+    """sacrebleu's corpus BLEU (0-100) of detokenised strings, one reference each; None (and
+    a warning, once) without sacrebleu, an optional dependency (rnntrain[seq2seq])."""
+    try:
+        import sacrebleu
+    except ImportError:
+        warnings.warn("BLEU needs sacrebleu: pip install 'rnntrain[seq2seq]'", stacklevel=2)
+        return None
+    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+
+
 class Seq2SeqTask(LabelledTask):
     """Sequence-to-sequence transduction; see the module docstring."""
 
@@ -122,7 +134,7 @@ class Seq2SeqTask(LabelledTask):
     def make_spec(self) -> TaskSpec:
         if not self.text:
             raise UserError("the seq2seq task reads token sequences (source<TAB>target lines); "
-                            "for numeric windows use --task forecast with model.decoder")
+                            "for numeric windows use --task forecast --set task.decoder=true")
         return TaskSpec(input_size=len(self.vocab), output_size=len(self.target_vocab), tokens=True,
                         per_step=False, aligned=False, decoder=True, target_tokens=True)
 
@@ -223,9 +235,9 @@ class Seq2SeqTask(LabelledTask):
                "token_error": label_error_rate(refs, hyps)}
         out["sequence_error"] = 1.0 - out["exact_match"]
         if self.target_split == "word":
-            import sacrebleu
-            out["bleu"] = float(sacrebleu.corpus_bleu([self._join(h) for h in hyps],
-                                                      [[self._join(r) for r in refs]]).score)
+            bleu = corpus_bleu([self._join(h) for h in hyps], [self._join(r) for r in refs])
+            if bleu is not None:
+                out["bleu"] = bleu
         out["mode_exact_match"] = float(np.mean([r == mode[0] for r in refs]))
         out["mode_token_error"] = label_error_rate(refs, mode)
         return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -277,6 +278,23 @@ class LabelledTask(Task):
         outs, batches = self.outputs(model, split)
         loss = sum(float(self.loss(o, b)) * len(b) for o, b in zip(outs, batches)) / self.data[split]["n"]
         return {"loss": loss, **self.metrics(outs, batches, split)}
+
+    def report_attention(self, model, out_dir, split: str) -> None:
+        """attention.png: an attention-pooling readout's weights over the steps of a few
+        sequences of ``split`` (nothing for other readouts)."""
+        d = self.data[split]
+        if d["n"] == 0:
+            return
+        order = torch.argsort(d["lengths"], stable=True)
+        b = self._batch(d, order[torch.linspace(d["n"] // 2, d["n"] - 1, min(4, d["n"])).long()])
+        with evaluating(model):
+            weights = model.attention_weights(b.inputs, b.lengths)
+        if weights is None:
+            return
+        from ...reporting.plots import plot_attention
+        plot_attention(Path(out_dir) / "attention.png", [
+            (weights[i:i + 1, :int(n)].cpu().numpy(), [str(t) if t % 5 == 0 else "" for t in range(int(n))], ["weight"])
+            for i, n in enumerate(b.lengths)])
 
     # ------------------------------------------------------------------ inference
     def predict_file(self, model, path, **options) -> List[Dict[str, Any]]:
