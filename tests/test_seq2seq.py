@@ -295,3 +295,17 @@ def test_a_forecasting_run_with_attention_plots_its_weights(tmp_path, setting):
     config = rnntrain.load_config(base={"model.hidden": 6, "train.epochs": 1, **setting})
     rnntrain.train(config, tmp_path / "run")
     assert (tmp_path / "run" / "attention.png").stat().st_size > 1000 and (tmp_path / "run" / "forecast.png").is_file()
+
+
+def test_analyze_measures_the_encoders_gradient_flow_and_each_cores_dynamics(tmp_path, capsys):
+    run = tmp_path / "run"
+    rnntrain.train(seq2seq_config(**{"model.attention": "general"}), run)
+    assert cli(["analyze", "gradients", str(run)]) == 0
+    assert (run / "analysis" / "gradient_curves.png").is_file()
+    assert cli(["analyze", "dynamics", str(run), "--steps", "20", "--lyapunov-steps", "50", "--starts", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder: behaviour" in out and "decoder: behaviour" in out
+    for core in ("encoder", "decoder"):
+        assert (run / "analysis" / f"dynamics_{core}_lyapunov.png").is_file()
+    assert cli(["analyze", "gradients", str(run), "--core", "decoder"]) == 2
+    assert "--core encoder" in capsys.readouterr().err

@@ -64,10 +64,12 @@ def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = 
 
 def plot_attention(path: Path, examples: List[Any]) -> None:
     """Attention heatmaps, one panel per example: ``(weights (T, S), source tokens (S),
-    output tokens (T))``; row t shows where output step t looked in the source."""
+    output tokens (T))``; row t shows where output step t looked in the source (colours
+    scaled to each panel's largest weight, shown on its colour bar)."""
     fig, axes = plt.subplots(1, len(examples), figsize=(3.2 * len(examples), 3.4), squeeze=False)
     for ax, (w, src, out) in zip(axes[0], examples):
-        ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-12), aspect="auto")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         ax.set_xticks(range(len(src)), [str(t) for t in src], fontsize=7, rotation=90)
         ax.set_yticks(range(len(out)), [str(t) for t in out], fontsize=7)
         ax.set_xlabel("source")
