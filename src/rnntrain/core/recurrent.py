@@ -48,7 +48,6 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .cells import Cell, get_cell
@@ -56,17 +55,14 @@ from .lengths import LengthsArg, as_lengths, last_steps, reversal_index, reverse
 from .unroll import _under_transform, unroll_layer  # noqa: F401  (unroll_layer re-exported)
 
 HiddenArg = Union[Tensor, Tuple[Tensor, Tensor], None]
-
 PATHS = ("auto", "fused", "step")
 
 
 def detach_state(state):
     """The state with its history cut: a tensor, a tuple of tensors (LSTM), or None."""
-    if state is None:
-        return None
     if isinstance(state, (tuple, list)):
         return type(state)(s.detach() for s in state)
-    return state.detach()
+    return None if state is None else state.detach()
 
 
 def _as_tuple(hx) -> Tuple[Tensor, ...]:
