@@ -143,15 +143,18 @@ def model_gradient_flow(model, inputs: Tensor, targets, loss_fn: Callable[[Tenso
 
 
 def probe_batch(task, size: int = 8):
-    """A fixed batch for monitoring: the first ``size`` sequences of the val split (the
-    train split, in a seeded order, when val is empty). None when the task has no data."""
+    """A fixed batch for monitoring: ``size`` sequences of the val split (the train split, in a
+    seeded order, when val is empty), the first batch of the longest ones (labelled tasks hand
+    out val in order of length; the shortest say little about gradients over time). None
+    when the task has no data."""
     for split, gen in (("val", None), ("train", torch.Generator().manual_seed(0))):
         try:
-            batch = next(iter(task.batches(split, size, generator=gen)), None)
+            batches = [b for b in task.batches(split, size, generator=gen) if len(b)]
         except (AttributeError, TypeError, KeyError):  # a task rebuilt for inference only
-            batch = None
-        if batch is not None and len(batch):
-            return batch
+            batches = []
+        if batches:
+            longest = max(b.steps for b in batches)
+            return next(b for b in batches if b.steps == longest)
     return None
 
 

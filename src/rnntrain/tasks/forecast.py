@@ -351,8 +351,8 @@ class ForecastTask(Task):
             if self.config.decoder:
                 weights = model.decode(x, max_length=self.horizon, start=self._start(x)).attention
                 rows = [f"t+{h + 1}" for h in range(self.horizon)]
-            else:
-                weights = model.attention_weights(x)
+            else:  # models without the method (duck-typed ones) have no attention
+                weights = getattr(model, "attention_weights", lambda x: None)(x)
                 weights, rows = (None, []) if weights is None else (weights[:, None], ["weight"])
         if weights is None:
             return
