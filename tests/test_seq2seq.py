@@ -81,7 +81,7 @@ def test_teacher_forced_loss_equals_a_hand_written_loop_over_the_decoder_steps(i
     task, net, batch = model_and_batch(cell="lstm", attention="additive", input_feeding=input_feeding)
     assert batch.lengths is not None and len(set(batch.lengths.tolist())) > 1  # ragged sources
     ours = task.loss(net(batch.inputs, lengths=batch.lengths, decoder=batch.decoder)[0], batch)
-    assert float(ours.detach()) == pytest.approx(float(hand_written_loss(net, batch, input_feeding)), rel=1e-12)
+    assert float(ours.detach()) == pytest.approx(float(hand_written_loss(net, batch, input_feeding).detach()), rel=1e-12)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -126,7 +126,7 @@ def test_a_beam_wider_than_every_hypothesis_is_exact_search():
                     continue  # stops at the first </s>; shorter than 3 only when it stopped
                 teacher = torch.tensor([[2, *seq[:-1]]])
                 logp = net(x[i:i + 1], lengths=lengths[i:i + 1], decoder=DecoderInputs(teacher))[0].log_softmax(-1)
-                scores[seq] = float(logp[0, torch.arange(T), torch.tensor(seq)].sum())
+                scores[seq] = float(logp[0, torch.arange(T), torch.tensor(seq)].sum().detach())
         top = max(scores, key=scores.get)
         got = tuple(best.tokens[i, :int(best.lengths[i])].tolist())
         assert got == top and float(best.scores[i]) == pytest.approx(scores[top], abs=1e-10)
@@ -309,3 +309,13 @@ def test_analyze_measures_the_encoders_gradient_flow_and_each_cores_dynamics(tmp
         assert (run / "analysis" / f"dynamics_{core}_lyapunov.png").is_file()
     assert cli(["analyze", "gradients", str(run), "--core", "decoder"]) == 2
     assert "--core encoder" in capsys.readouterr().err
+
+
+def test_the_best_round_is_the_one_that_decodes_best():
+    run = rnntrain.train(seq2seq_config(**{"train.epochs": 4}))
+    assert run.summary["selected_by"] == "val_token_error"
+    errors = [r["val_token_error"] for r in run.history]
+    assert run.summary["best_round"] == 1 + errors.index(min(errors))
+    with pytest.warns(UserWarning, match="not a validation metric"):
+        bogus = rnntrain.train(seq2seq_config(**{"train.select": "bleu"}))  # char targets: no BLEU
+    assert bogus.summary["selected_by"] == "val_loss"

@@ -24,13 +24,13 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     g = p.add_argument_group("data")
     g.add_argument("--task", choices=sorted(TASKS), help="what to learn (default: forecast); "
-                   "classify/regress/tag/transcribe read labelled sequences")
+                   "classify/regress/tag/transcribe read labelled sequences; seq2seq maps sequences to sequences")
     g.add_argument("--data", metavar="FILE", help="forecast: CSV time series; classify/regress/tag/"
-                   "transcribe: .ts, long .csv, .npz or label<TAB>text file")
+                   "transcribe: .ts, long .csv, .npz or label<TAB>text file; seq2seq: source<TAB>target lines")
     g.add_argument("--test-data", dest="test_data", metavar="FILE",
                    help="labelled tasks: a separate test file (else a test fraction of --data)")
     g.add_argument("--dataset", metavar="NAME", help="labelled tasks: a built-in set (waves, segments, "
-                   "spelling) or one the aeon package ships (JapaneseVowels, BasicMotions, ...)")
+                   "spelling; seq2seq: reverse, cmudict) or one the aeon package ships (JapaneseVowels, ...)")
     g.add_argument("--column", action="append", metavar="NAME", help="input column (repeatable)")
     g.add_argument("--target", action="append", metavar="NAME", help="target column (repeatable; default: the inputs)")
     g.add_argument("--series", help=f"built-in series: {', '.join(BUILTIN_SERIES)}")

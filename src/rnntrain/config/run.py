@@ -42,8 +42,11 @@ class TrainConfig:
     epochs: int = 100  # rounds of training, in the algorithm's unit (epochs for BPTT)
     batch_size: int = 32  # sequences per minibatch (the seed example's 32)
     patience: int = 0  # early stopping: rounds without validation improvement (0 = off)
-    min_delta: float = 0.0  # smallest validation-loss decrease that counts as improvement
+    min_delta: float = 0.0  # smallest decrease of the validation score that counts as improvement
     restore_best: bool = True  # end with the weights of the best validation round
+    # what "best" means: a validation metric, lower is better; "auto": the task's (the loss,
+    # or e.g. seq2seq's token_error: its teacher-forced loss keeps rising while decoding improves)
+    select: str = "auto"
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, f"epochs must be positive, got {self.epochs} (--epochs)")

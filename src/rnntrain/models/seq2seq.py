@@ -161,9 +161,14 @@ class EncoderDecoder(nn.Module):
     def _teacher_forced(self, memory, mask, keys, state, decoder):
         forcing = decoder.forcing if self.training else 1.0
         if not self.input_feeding and forcing >= 1.0:  # every step at once
-            states, _ = self.decoder(self.target(decoder.inputs), state, lengths=decoder.lengths,
-                                     final_state=False)
-            return self._emit(states, memory, mask, keys)[0], states
+            # without lengths: the decoder is causal, so the steps after a target's end change
+            # no output before it (their outputs are masked by the loss), and the unmasked
+            # kernel is faster; the states returned are zero there, as padding's are
+            states, _ = self.decoder(self.target(decoder.inputs), state, final_state=False)
+            out = self._emit(states, memory, mask, keys)[0]
+            if decoder.lengths is not None:
+                states = states * valid_mask(decoder.lengths, states.shape[1], states.device)[..., None]
+            return out, states
         teacher = decoder.inputs
         prev, feed = teacher[:, 0], self._no_feed(memory)
         outs, tops = [], []

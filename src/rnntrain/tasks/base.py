@@ -166,6 +166,9 @@ class Task(ABC):
 
     name: str = "task"
     spec: TaskSpec
+    # the validation metric (lower is better) that picks the best round and early-stops,
+    # unless train.select names another
+    selection: str = "loss"
 
     @abstractmethod
     def batches(self, split: str, batch_size: int, *,

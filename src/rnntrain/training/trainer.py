@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
@@ -112,6 +113,7 @@ class Trainer:
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
         self.bad_rounds = 0
+        self._told = False  # warned that train.select names no validation metric
         self.stop_reason: Optional[str] = None
         self.elapsed = 0.0
 
@@ -179,8 +181,20 @@ class Trainer:
             progress.close()
             torch.set_num_threads(threads)
 
+    @property
+    def selection(self) -> str:
+        """The validation metric that decides the best round (lower is better)."""
+        chosen = self.config.train.select
+        return self.task.selection if chosen == "auto" else chosen
+
     def _early_stopping(self, row: Dict[str, Any]) -> None:
-        score = row.get("val_loss", row.get("train_loss"))
+        key = f"val_{self.selection}"
+        if key not in row and "val_loss" in row and not self._told:
+            known = ", ".join(k[4:] for k in row if k.startswith("val_"))
+            warnings.warn(f"train.select = '{self.selection}' is not a validation metric of this task "
+                          f"({known}); the best round is chosen by the loss", stacklevel=2)
+            self._told = True
+        score = row.get(key, row.get("val_loss", row.get("train_loss")))
         if score is None or score != score:  # NaN never counts as an improvement
             self.bad_rounds += 1
         elif score < self.best["score"] - self.config.train.min_delta:
@@ -202,7 +216,10 @@ class Trainer:
             "algorithm": cfg.algorithm_name, "task": cfg.task_kind, "cell": cfg.model.cell,
             "rounds": self.round, "unit": self.algorithm.unit,
             "stop_reason": self.stop_reason or f"completed {cfg.train.epochs} rounds",
-            "best_round": self.best["round"], "restored_best": bool(cfg.train.restore_best and self.best["model"] is not None),
+            "best_round": self.best["round"],
+            "selected_by": next((k for k in (f"val_{self.selection}", "val_loss", "train_loss")
+                                 if any(k in r for r in self.history)), None),
+            "restored_best": bool(cfg.train.restore_best and self.best["model"] is not None),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "seconds": round(self.elapsed, 3),
             "metrics": {k: v for k, v in metrics.items() if v},

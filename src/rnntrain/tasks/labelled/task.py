@@ -126,7 +126,11 @@ class LabelledTask(Task):
             return generate(name, c.size, self.seed), test
         if name in self.datasets():
             return self.datasets()[name](c.size, self.seed), test
-        files = archive_files(name)
+        try:
+            files = archive_files(name)
+        except UserError as e:
+            raise UserError(f"unknown dataset '{name}': built in are {', '.join([*GENERATORS, *self.datasets()])}; "
+                            f"{e}") from None
         return read(files["train"]), (test or read(files["test"]))
 
     def _split(self, data: SequenceSet, test: Optional[SequenceSet]) -> Dict[str, SequenceSet]:
