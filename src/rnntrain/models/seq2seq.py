@@ -37,6 +37,7 @@ from torch.func import functional_call, vmap
 from ..core import Recurrent
 from ..core.lengths import valid_mask
 from ..errors import UserError
+from ..tasks.base import PAD_ID
 from .attention import Attention
 
 BRIDGES = ("linear", "copy", "zero")
@@ -256,7 +257,7 @@ class EncoderDecoder(nn.Module):
                 logp = self._emittable(out.log_softmax(-1))
                 prev = logp.argmax(-1)
                 score += torch.where(done, 0.0, logp.gather(1, prev[:, None])[:, 0])
-                prev = torch.where(done, 0, prev)  # padding after the stop symbol
+                prev = torch.where(done, PAD_ID, prev)  # padding after the stop symbol
                 done = done | (prev == self.stop)
                 outs.append(prev)
                 if bool(done.all()):
@@ -274,7 +275,7 @@ class EncoderDecoder(nn.Module):
     def _emittable(self, logp: Tensor) -> Tensor:
         """Log-probabilities with padding (id 0) and the start symbol never chosen."""
         banned = torch.zeros(logp.shape[-1], dtype=torch.bool, device=logp.device)
-        banned[0] = banned[self.start] = True
+        banned[PAD_ID] = banned[self.start] = True
         return logp.masked_fill(banned, float("-inf"))
 
     def _beam(self, inputs, lengths, max_length: int, K: int, alpha: float) -> Decoded:
@@ -298,7 +299,7 @@ class EncoderDecoder(nn.Module):
             logp = self._emittable(out.log_softmax(-1)).view(N, K, -1)
             V = logp.shape[-1]
             stay = torch.full((V,), float("-inf"), dtype=logp.dtype, device=dev)
-            stay[0] = 0.0  # a finished hypothesis only pads on, at no cost
+            stay[PAD_ID] = 0.0  # a finished hypothesis only pads on, at no cost
             logp = torch.where(finished[..., None], stay, logp)
             top, idx = (scores[..., None] + logp).view(N, K * V).topk(K, dim=1)
             beam, tok = idx // V, idx % V

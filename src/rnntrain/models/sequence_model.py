@@ -12,7 +12,7 @@ from torch.func import functional_call, vmap
 from ..config.schema import check
 from ..core import Recurrent
 from ..errors import UserError
-from ..tasks.base import TaskSpec
+from ..tasks.base import START_ID, STOP_ID, TaskSpec
 from .attention import ALIASES, ATTENTION, Attention
 from .encoders import make_encoder
 from .seq2seq import BRIDGES, Bridge, EncoderDecoder
@@ -24,7 +24,6 @@ CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
               "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh"),
               "esn": ("RESERVOIR", "tanh")}  # esn: fixed reservoir + closed-form readout (models/esn.py)
 CELL_NAMES["local"] = ("LOCAL", "tanh")  # locally recurrent: each unit feeds back to itself only
-START, STOP = 2, 3  # an encoder-decoder's target ids (0 padding, 1 unknown): tasks/seq2seq.py
 
 
 @dataclass(frozen=True)
@@ -279,7 +278,7 @@ def _core(config: ModelConfig, input_size: int, hidden: int, bidirectional: bool
 def _encoder_decoder(config: ModelConfig, spec: TaskSpec,
                      generator: Optional[torch.Generator]) -> EncoderDecoder:
     """Encoder (config's cell, layers, direction) -> bridge -> decoder of D*hidden units
-    (models/seq2seq.py). Target ids 0 and 1 are padding and unknown, 2 and 3 start and stop."""
+    (models/seq2seq.py); target ids as tasks.base: PAD_ID, UNK_ID, START_ID, STOP_ID."""
     check(config.readout in ("auto", "every"), f"an encoder-decoder emits a sequence through its "
           f"decoder; readout '{config.readout}' is for one-core models: use readout = \"auto\"")
     D = 2 if config.bidirectional else 1
@@ -297,4 +296,4 @@ def _encoder_decoder(config: ModelConfig, spec: TaskSpec,
     output = mlp(D * config.hidden, config.readout_hidden, spec.output_size)
     return EncoderDecoder(source, encoder, bridge, target, decoder, output, attention,
                           input_feeding=config.input_feeding, tokens=spec.target_tokens,
-                          start=START, stop=STOP)
+                          start=START_ID, stop=STOP_ID)

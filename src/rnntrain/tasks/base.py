@@ -29,6 +29,9 @@ from torch import Tensor
 from ..core.lengths import valid_mask
 
 SPLITS = ("train", "val", "test")
+# the ids of a token vocabulary's special symbols (labelled tasks' vocabularies; an
+# encoder-decoder's targets start at START_ID and end with STOP_ID)
+PAD_ID, UNK_ID, START_ID, STOP_ID = 0, 1, 2, 3
 
 
 def mse(outputs: Tensor, targets: Tensor) -> Tensor:

@@ -32,13 +32,13 @@ from torch import Tensor
 
 from ...config.schema import check
 from ...errors import UserError
-from ..base import Batch, DecoderInputs, TaskSpec, evaluating
+from ..base import PAD_ID, STOP_ID, START_ID, UNK_ID, Batch, DecoderInputs, TaskSpec, evaluating
 from ..sampling import SamplingConfig
 from .metrics import edit_distance, label_error_rate
 from .sequences import SequenceSet, tokenize
 from .task import EVAL_BATCH, PAD, UNK, LabelledConfig, LabelledTask
 
-START, STOP = "<s>", "</s>"  # target ids 2 and 3 (models/sequence_model.py: START, STOP)
+START, STOP = "<s>", "</s>"  # target ids START_ID and STOP_ID
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Seq2SeqTask(LabelledTask):
         return len(self.target_vocab)
 
     def encode_targets(self, data: SequenceSet) -> Dict[str, Tensor]:
-        ids = [[self._target_id.get(t, 1) for t in q] + [3] for q in self._symbols(data)]
+        ids = [[self._target_id.get(t, UNK_ID) for t in q] + [STOP_ID] for q in self._symbols(data)]
         y = torch.zeros(len(ids), max(len(q) for q in ids), dtype=torch.int64)
         for i, q in enumerate(ids):
             y[i, :len(q)] = torch.tensor(q)
@@ -168,7 +168,7 @@ class Seq2SeqTask(LabelledTask):
         b = super()._batch(d, idx)
         T = int(b.target_lengths.max())
         y = b.targets[:, :T]
-        teacher = torch.cat([torch.full_like(y[:, :1], 2), y[:, :-1]], 1)  # <s>, y_1 .. y_{T-1}
+        teacher = torch.cat([torch.full_like(y[:, :1], START_ID), y[:, :-1]], 1)  # <s>, y_1 .. y_{T-1}
         return Batch(b.inputs, y, False, b.lengths, b.target_lengths, DecoderInputs(teacher, b.target_lengths))
 
     # ------------------------------------------------------------------ training
@@ -185,12 +185,12 @@ class Seq2SeqTask(LabelledTask):
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         """Mean cross-entropy per valid target token: outputs (N, T, V), targets (N, T)."""
         nll = -outputs.log_softmax(-1).gather(-1, batch.targets[..., None])[..., 0]
-        valid = (batch.targets != 0).to(nll.dtype)
+        valid = (batch.targets != PAD_ID).to(nll.dtype)
         return (nll * valid).sum() / valid.sum().clamp(min=1)
 
     def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
         """Every target token right under teacher forcing."""
-        return ((outputs.argmax(-1) == batch.targets) | (batch.targets == 0)).all(1)
+        return ((outputs.argmax(-1) == batch.targets) | (batch.targets == PAD_ID)).all(1)
 
     # ------------------------------------------------------------------ decoding
     def _max_length(self, steps: int) -> int:
@@ -207,7 +207,7 @@ class Seq2SeqTask(LabelledTask):
         hyps = []
         for row, n in zip(out.tokens.tolist(), out.lengths.tolist()):
             row = row[:n]
-            hyps.append(row[:-1] if row and row[-1] == 3 else row)
+            hyps.append(row[:-1] if row and row[-1] == STOP_ID else row)
         return out, hyps
 
     def _words(self, ids: List[int]) -> List[str]:
@@ -217,7 +217,7 @@ class Seq2SeqTask(LabelledTask):
         return ("" if self.target_split == "char" else " ").join(self._words(ids))
 
     def metrics(self, outputs: List[Tensor], batches: List[Batch], split: str) -> Dict[str, float]:
-        right = sum(int(((o.argmax(-1) == b.targets) & (b.targets != 0)).sum()) for o, b in zip(outputs, batches))
+        right = sum(int(((o.argmax(-1) == b.targets) & (b.targets != PAD_ID)).sum()) for o, b in zip(outputs, batches))
         return {"token_accuracy": right / max(sum(int(b.target_lengths.sum()) for b in batches), 1)}
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
@@ -233,7 +233,7 @@ class Seq2SeqTask(LabelledTask):
         return result
 
     def scores(self, refs: List[List[int]], hyps: List[List[int]]) -> Dict[str, float]:
-        mode = [[self._target_id.get(t, 1) for t in self.mode]] * len(refs)
+        mode = [[self._target_id.get(t, UNK_ID) for t in self.mode]] * len(refs)
         out = {"exact_match": float(np.mean([r == h for r, h in zip(refs, hyps)])),
                "token_error": label_error_rate(refs, hyps)}
         out["sequence_error"] = 1.0 - out["exact_match"]
