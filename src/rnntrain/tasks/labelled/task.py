@@ -34,6 +34,7 @@ from ..series import check_split
 from .sequences import FORMATS, SequenceSet, archive_files, read_sequences
 from .synthetic import GENERATORS, generate
 
+GENERATED = 1000  # sequences of a generated data set unless task.size says otherwise
 EVAL_BATCH = 256  # sequences per forward pass in evaluation (memory, not results)
 BUCKET_POOL = 50  # batches per length-sorted pool in training
 PAD, UNK = "<pad>", "<unk>"  # token ids 0 and 1 of a text vocabulary
@@ -58,7 +59,7 @@ class LabelledConfig:
     # protocol), else 0.7/0.15/0.15
     split: tuple[float, ...] = ()
     scale: str = "standard"  # feature scaling fitted on the training split: none | standard | minmax
-    size: int = 1000  # sequences of a built-in data set
+    size: int = 0  # sequences of a built-in data set; 0: its default (1000 generated; cmudict: every word)
     # std of Gaussian noise added to training features (scaled units, valid steps only; drawn
     # from the run's generator): a regulariser for small sets
     input_noise: float = 0.0
@@ -70,7 +71,8 @@ class LabelledConfig:
         if self.split:
             check_split(self.split, "task split")
         check(self.scale in SCALES, f"unknown scale '{self.scale}'; choose one of: {', '.join(SCALES)}")
-        check(self.size >= 10, f"size must be >= 10 sequences, got {self.size}")
+        check(self.size == 0 or self.size >= 10, f"size must be >= 10 sequences (0: the data set's "
+              f"default), got {self.size}")
         check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
         check(not (self.data and self.dataset), "give either --data FILE or --dataset NAME, not both")
 
@@ -123,9 +125,9 @@ class LabelledTask(Task):
             return read(c.data), test
         name = c.dataset or self.default_dataset
         if name in GENERATORS:
-            return generate(name, c.size, self.seed), test
+            return generate(name, c.size or GENERATED, self.seed), test
         if name in self.datasets():
-            return self.datasets()[name](c.size, self.seed), test
+            return self.datasets()[name](c.size or None, self.seed), test
         try:
             files = archive_files(name)
         except UserError as e:
@@ -158,7 +160,8 @@ class LabelledTask(Task):
         return out
 
     def datasets(self) -> Dict[str, Any]:
-        """Data sets of this task kind alone: {name: (size, seed) -> SequenceSet}."""
+        """Data sets of this task kind alone: {name: (size or None for the set's default, seed)
+        -> SequenceSet}."""
         return {}
 
     def strata(self, data: SequenceSet) -> List[np.ndarray]:
