@@ -319,3 +319,11 @@ def test_the_best_round_is_the_one_that_decodes_best():
     with pytest.warns(UserWarning, match="not a validation metric"):
         bogus = rnntrain.train(seq2seq_config(**{"train.select": "bleu"}))  # char targets: no BLEU
     assert bogus.summary["selected_by"] == "val_loss"
+
+
+def test_a_metric_where_higher_is_better_selects_its_highest_round():
+    run = rnntrain.train(seq2seq_config(**{"train.epochs": 8, "train.select": "exact_match", "task.size": 400,
+                                            "model.hidden": 32, "task.max_string": 5}))
+    matches = [r["val_exact_match"] for r in run.history]
+    assert max(matches) > matches[0]  # it learned, so the best round is not the first
+    assert run.summary["best_round"] == 1 + matches.index(max(matches))

@@ -44,8 +44,9 @@ class TrainConfig:
     patience: int = 0  # early stopping: rounds without validation improvement (0 = off)
     min_delta: float = 0.0  # smallest decrease of the validation score that counts as improvement
     restore_best: bool = True  # end with the weights of the best validation round
-    # what "best" means: a validation metric, lower is better; "auto": the task's (the loss,
-    # or e.g. seq2seq's token_error: its teacher-forced loss keeps rising while decoding improves)
+    # the validation metric that decides the best round (exact_match, accuracy, bleu ...: the
+    # highest; losses and errors: the lowest); "auto": the task's (the loss, or seq2seq's
+    # token_error: its teacher-forced loss keeps rising while decoding still improves)
     select: str = "auto"
 
     def __post_init__(self) -> None:

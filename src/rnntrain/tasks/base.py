@@ -32,6 +32,10 @@ SPLITS = ("train", "val", "test")
 # the ids of a token vocabulary's special symbols (labelled tasks' vocabularies; an
 # encoder-decoder's targets start at START_ID and end with STOP_ID)
 PAD_ID, UNK_ID, START_ID, STOP_ID = 0, 1, 2, 3
+# metrics tasks report where larger is better (every other one: smaller is better); the
+# trainer's best round (train.select) reads them the right way round
+HIGHER_IS_BETTER = frozenset({"accuracy", "balanced_accuracy", "macro_f1", "exact_match", "bleu", "r2",
+                              "token_accuracy"})
 
 
 def mse(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -169,8 +173,8 @@ class Task(ABC):
 
     name: str = "task"
     spec: TaskSpec
-    # the validation metric (lower is better) that picks the best round and early-stops,
-    # unless train.select names another
+    # the validation metric that picks the best round and early-stops, unless train.select
+    # names another
     selection: str = "loss"
 
     @abstractmethod

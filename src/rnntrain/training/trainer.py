@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..models import SequenceModel, build_model
 from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
-from ..tasks.base import Task
+from ..tasks.base import HIGHER_IS_BETTER, Task
 from .checkpoint import load_checkpoint, save_checkpoint
 from .monitors import build_monitors
 from .processes import is_main_process, release_process_group
@@ -195,6 +195,8 @@ class Trainer:
                           f"({known}); the best round is chosen by the loss", stacklevel=2)
             self._told = True
         score = row.get(key, row.get("val_loss", row.get("train_loss")))
+        if key in row and self.selection in HIGHER_IS_BETTER and score is not None:
+            score = -score  # the best round has the lowest score
         if score is None or score != score:  # NaN never counts as an improvement
             self.bad_rounds += 1
         elif score < self.best["score"] - self.config.train.min_delta:
