@@ -221,3 +221,19 @@ def test_the_console_script_exits_2_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_run_on_a_relative_data_path_forecasts_and_resumes_from_another_folder(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "work" / "series.csv"
+    data.parent.mkdir()
+    data.write_text("y\n" + "\n".join(str(torch.sin(torch.tensor(t / 5.0)).item()) for t in range(300)))
+    monkeypatch.chdir(data.parent)
+    code, out, err = run_cli(["train", "--data", "series.csv", "--out", tmp_path / "run", "--window", "8", *FAST], capsys)
+    assert code == 0, err
+    assert "test " in out  # a user's file gets a test split, and the console shows it
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    code, out, err = run_cli(["forecast", tmp_path / "run", "--start", "val", "--steps", "5"], capsys)
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 6

@@ -27,9 +27,12 @@ class Affine(nn.Module):
 
 
 def csv_task(tmp_path, columns, rows, **kw):
+    """A task on a CSV made here; unscaled and split 0.8/0.2 unless ``kw`` says otherwise
+    (files get standard scaling and a test split by default, checked below), so that the
+    numbers stay checkable by hand."""
     path = tmp_path / "s.csv"
     path.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows))
-    return ForecastTask(ForecastConfig(data=str(path), **kw))
+    return ForecastTask(ForecastConfig(data=str(path), **{"scale": "none", "split": (0.8, 0.2), **kw}))
 
 
 def ramp_task(tmp_path, n=10, **kw):
@@ -38,6 +41,19 @@ def ramp_task(tmp_path, n=10, **kw):
 
 
 # ---------------------------------------------------------------- config
+
+def test_a_users_file_is_scaled_and_gets_a_test_split_while_built_in_series_keep_the_seeds(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("pressure\n" + "\n".join(str(1000 + (t % 7)) for t in range(200)))
+    mine = ForecastConfig(data=str(path))
+    assert (mine.scale, mine.split) == ("standard", (0.7, 0.15, 0.15))
+    assert (ForecastConfig().scale, ForecastConfig().split) == ("none", (0.8, 0.2, 0.0))
+    assert ForecastConfig(data=str(path), scale="none", split=(0.9, 0.1)).scale == "none"
+    task = ForecastTask(mine)
+    x = torch.cat([b.inputs for b in task.batches("train", 64)])
+    assert abs(float(x.mean())) < 0.2 and 0.5 < float(x.std()) < 1.5  # scaled, not ~1000
+    assert task.split_size("test") > 0
+
 
 @pytest.mark.parametrize("kw, words", [
     (dict(window=0), "window"), (dict(horizon=0), "horizon"),

@@ -39,6 +39,8 @@ def register(sub) -> None:
     g.add_argument("--seq-len", type=int, dest="seq_len", help="text: characters per chunk (same as --window)")
     g.add_argument("--horizon", type=int, help="steps ahead predicted per window")
     g.add_argument("--interpolate", action="store_true", help="fill missing CSV values linearly")
+    g.add_argument("--scale", help="feature scaling fitted on the training split: none, standard or minmax "
+                   "(default: standard for your files, none for built-in series)")
     g = p.add_argument_group("model")
     g.add_argument("--cell", help=", ".join(CELL_NAMES))
     g.add_argument("--hidden", type=int, help="hidden units per layer")
@@ -78,6 +80,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
     """Dotted config keys set by the common-path flags."""
     out: Dict[str, Any] = {}
     if a.text is not None:
+        if a.scale is not None:
+            raise UserError("--scale scales numeric features; a text run reads characters: drop --scale")
         out["task.kind"] = "text"
         out["task.text"] = a.text
         if (a.seq_len or a.window) is not None:
@@ -89,6 +93,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
                 out[f"task.{key}"] = value
         if a.column:
             out["task.columns"] = a.column
+        if a.scale is not None:
+            out["task.scale"] = a.scale
         if a.beam_width is not None:
             out["task.decode"] = "beam" if a.beam_width > 1 else "greedy"
             out["task.beam_width"] = a.beam_width
@@ -101,7 +107,7 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         if a.beam_width is not None:
             raise UserError("--beam-width is for sequence-to-sequence runs: add --task seq2seq")
         for key, value in (("data", a.data), ("series", a.series), ("window", a.window),
-                           ("horizon", a.horizon)):
+                           ("horizon", a.horizon), ("scale", a.scale)):
             if value is not None:
                 out[f"task.{key}"] = value
         if a.column:
@@ -167,6 +173,13 @@ def print_summary(summary: Dict[str, Any], out_dir: Optional[Path]) -> None:
     for key in ("recursive_mse",):
         if key in summary:
             print(f"  recursive forecast MSE over the validation period: {summary[key]:.5g}")
+    judged = summary.get("against_baselines")
+    if judged:
+        names = lambda keys: ", ".join(f"{k.replace('_', ' ')} ({judged['baselines'][k]:.3g})" for k in keys)
+        line = f"  {judged['split']} NRMSE {judged['nrmse']:.3g}"
+        line += f": beats {names(judged['beats'])}" if judged["beats"] else ""
+        line += f"; does not beat {names(judged['loses_to'])}" if judged["loses_to"] else ""
+        print(line)
     if "sample" in summary:
         print("  sample: " + summary["sample"][:200].replace("\n", "\\n"))
     if out_dir is not None:

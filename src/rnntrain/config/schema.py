@@ -23,6 +23,17 @@ def check(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def absolute_paths(config: Any, *fields: str) -> None:
+    """Make the file paths in ``fields`` of a frozen dataclass absolute (empty ones stay
+    empty), in __post_init__: a run's config.toml then names its data wherever ``forecast``
+    or ``--resume`` are later run from."""
+    import os
+    for name in fields:
+        value = getattr(config, name)
+        if value:
+            object.__setattr__(config, name, os.path.abspath(os.path.expanduser(value)))
+
+
 def closest(name: str, options: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest option, or '' when nothing is close."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)

@@ -12,7 +12,6 @@ Rows are split in time order and each split builds windows from its own rows onl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
@@ -22,45 +21,12 @@ import torch
 from ..config.schema import check
 from ..errors import UserError
 from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
-from .sampling import SamplingConfig
-from .scaling import SCALES, Scaler
-from .series import BUILTIN_SERIES, builtin_series, check_split, load_csv, split_bounds
+from .baselines import errors, mase_scale, season_length, seasonal_naive, verdict
+from .forecast_config import ForecastConfig
+from .scaling import Scaler
+from .series import builtin_series, load_csv, split_bounds
 
 EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results)
-
-
-@dataclass(frozen=True)
-class ForecastConfig:
-    """Forecasting task; the defaults are the seed PyTorch example (sine, 20 -> 1, 80/20)."""
-
-    series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator | mackey-glass | mackey-glass-30 | lorenz | narma10
-    data: str = ""  # CSV file; when set it replaces `series`
-    columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
-    targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
-    window: int = 20  # input steps per example (the seed's seq_len)
-    horizon: int = 1  # future steps predicted per example (direct multi-output)
-    # emit the horizon's steps one at a time with an encoder-decoder (models/seq2seq.py),
-    # each prediction fed back to the decoder, instead of all at once from one readout
-    decoder: bool = False
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the decoder's scheduled sampling
-    split: tuple[float, ...] = (0.8, 0.2, 0.0)  # train/val/test fractions, in time order
-    scale: str = "none"  # none | standard | minmax, fitted on the train split only
-    interpolate: bool = False  # fill missing values linearly instead of failing
-    # std of Gaussian noise added to training inputs (scaled units); stabilises recursive forecasts
-    input_noise: float = 0.0
-    length: int = 1000  # length of a built-in series (the seed's 1000 points)
-
-    def __post_init__(self):
-        check(self.window >= 1, f"forecast window must be >= 1, got {self.window}")
-        check(self.horizon >= 1, f"forecast horizon must be >= 1, got {self.horizon}")
-        check_split(self.split, "forecast split")
-        check(self.scale in SCALES,
-              f"unknown scale '{self.scale}'; choose one of: {', '.join(SCALES)}")
-        check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
-        check(self.length > 0, f"series length must be > 0, got {self.length}")
-        check(bool(self.data) or self.series in BUILTIN_SERIES,
-              f"unknown series '{self.series}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
-              f"or give a CSV file with --data")
 
 
 class _Windows(NamedTuple):
@@ -68,16 +34,7 @@ class _Windows(NamedTuple):
     y: torch.Tensor  # (N, H * n_targets) scaled
     raw_y: np.ndarray  # (N, H, n_targets) original units, float64 (metrics)
     raw_last: np.ndarray  # (N, n_targets) last observed target values (persistence)
-
-
-def _errors(pred: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
-    """mse, mae and nrmse of (N, H, C) predictions; nrmse = RMSE_c / std_c averaged over
-    the C target columns (so columns in different units weigh the same)."""
-    err = pred - truth
-    rmse_c = np.sqrt((err ** 2).reshape(-1, err.shape[-1]).mean(0))
-    std_c = truth.reshape(-1, truth.shape[-1]).std(0)
-    nrmse = float(np.mean(rmse_c / std_c)) if np.all(std_c > 0) else float("nan")
-    return {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err))), "nrmse": nrmse}
+    rows: np.ndarray  # (N, H) the series rows each window forecasts
 
 
 class ForecastTask(Task):
@@ -106,6 +63,9 @@ class ForecastTask(Task):
         self.bounds = split_bounds(len(self.series), config.split)
         a, b = self.bounds["train"]
         self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
+        self.season = config.season or season_length(self.series.time)
+        train_targets = self.series.values[a:b][:, self.tgt_idx]
+        self.train_mean, self.mase_scale = train_targets.mean(0), mase_scale(train_targets, self.season)
         self._check_lengths()
         self._build()
 
@@ -160,7 +120,7 @@ class ForecastTask(Task):
         raw = self.series.values
         tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)
         return _Windows(tensor(x), tensor(y), raw[y_rows][:, :, self.tgt_idx].reshape(n, H, nt),
-                        raw[x_rows[:, -1]][:, self.tgt_idx].reshape(n, nt))
+                        raw[x_rows[:, -1]][:, self.tgt_idx].reshape(n, nt), y_rows)
 
     # ------------------------------------------------------------ Task protocol
 
@@ -234,18 +194,28 @@ class ForecastTask(Task):
                               for i in range(0, len(x), EVAL_BATCH)])
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
-        """loss (scaled MSE), and in original units mse, mae, nrmse, plus the persistence
-        baseline's (last observed value repeated; only when targets are inputs)."""
+        """loss (scaled MSE), and in original units mse, mae, nrmse, mase, plus the baselines'
+        (tasks/baselines.py): persistence (only when targets are inputs), seasonal naive
+        (with a season) and the training mean."""
         w = self._windows.get(split)
         if w is None or len(w.x) == 0:
             return {}
         pred = self._predict(model, w.x)  # (N, H * n_targets)
         out = {"loss": float(self.loss(pred, Batch(w.x, w.y)))}
         p = self.target_scaler.inverse(pred.double().cpu().numpy().reshape(w.raw_y.shape))
-        out.update(_errors(p, w.raw_y))
+        out.update(errors(p, w.raw_y, self.mase_scale))
+        for name, base in self.baselines(w).items():
+            out.update({f"{name}_{k}": v for k, v in errors(base, w.raw_y, self.mase_scale).items()})
+        return out
+
+    def baselines(self, w: _Windows) -> Dict[str, np.ndarray]:
+        """The baselines' forecasts (N, H, n_targets) of a split's windows, original units."""
+        out = {}
         if self.tgt_in_pos is not None:
-            base = np.repeat(w.raw_last[:, None, :], self.horizon, axis=1)  # (N, H, n_t)
-            out.update({f"persistence_{k}": v for k, v in _errors(base, w.raw_y).items()})
+            out["persistence"] = np.repeat(w.raw_last[:, None, :], self.horizon, axis=1)
+        if self.season > 1:
+            out["seasonal_naive"] = seasonal_naive(self.series.values[:, self.tgt_idx], w.rows, self.season)
+        out["mean"] = np.broadcast_to(self.train_mean, w.raw_y.shape).copy()
         return out
 
     # ------------------------------------------------------------ recursive forecasts
@@ -329,6 +299,10 @@ class ForecastTask(Task):
         p = self._predict(model, w.x).double().cpu().numpy().reshape(w.raw_y.shape)
         one_step = self.target_scaler.inverse(p)[:, 0]  # (N, n_t), first horizon step
         out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
+        judged = "test" if self.split_size("test") else split
+        judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
+        if judgement:
+            out["against_baselines"] = {"split": judged, "season": self.season, **judgement}
         va, vb = self.bounds["val"]
         recursive = None
         if self.tgt_in_pos is not None and vb > va:

@@ -138,11 +138,13 @@ def split_bounds(n: int, fractions: Sequence[float]) -> Dict[str, Tuple[int, int
 # ---------------------------------------------------------------- CSV
 
 _DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
-                 "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S")
+                 "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S",
+                 "%Y-%m", "%Y/%m", "%d.%m.%Y", "%d.%m.%Y %H:%M")  # monthly; European dots
 
 
 def _is_date(text: str) -> bool:
-    """ISO 8601 date/datetime, or 31/01/2020, 2020/01/31 (optionally with a time)."""
+    """ISO 8601 date/datetime, or 31/01/2020, 2020/01/31, 31.01.2020 (optionally with a
+    time), or a month: 2020-01, 2020/01."""
     try:
         float(text)
         return False  # 20200131 is a number first: never turn a numeric column into dates

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config.schema import check
+from ..config.schema import absolute_paths, check
 from ..core import detach_state
 from ..errors import UserError
 from .base import evaluating, SPLITS, Batch, Task, TaskSpec
@@ -43,6 +43,7 @@ class TextConfig:
     prime: str = ""  # text the sample starts from (empty: a newline, or the first char)
 
     def __post_init__(self):
+        absolute_paths(self, "text")
         check(self.seq_len >= 1, f"seq_len must be >= 1, got {self.seq_len}")
         check_split(self.split, "text split")
         check(self.sample_length >= 0, f"sample_length must be >= 0, got {self.sample_length}")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...config.schema import check
+from ...config.schema import absolute_paths, check
 from ...errors import UserError
 from ..base import SPLITS, Batch, Task, TaskSpec, evaluating
 from ..scaling import SCALES, Scaler
@@ -65,6 +65,7 @@ class LabelledConfig:
     input_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        absolute_paths(self, "data", "test_data")
         check(self.format in FORMATS, f"unknown format '{self.format}': choose one of {', '.join(FORMATS)}")
         check(self.tokens in ("char", "word"), f"tokens must be char or word, got '{self.tokens}'")
         check(self.max_vocab >= 2, f"max_vocab must be >= 2, got {self.max_vocab}")

@@ -1,0 +1,97 @@
+r"""The forecasts a model must beat, and the errors every forecast is scored by.
+
+For a forecast origin o (the last observed row of a window) and horizon step h = 1..H:
+
+    persistence      ŷ_{o+h} = y_o                          (the last observed value)
+    seasonal naive   ŷ_{o+h} = y_{o+h-m·ceil(h/m)}          (the same point one season back)
+    mean             ŷ_{o+h} = mean of y over the training rows
+
+with m the season length in rows (:func:`season_length`: from the spacing of the data's
+dates, or given). These are statsforecast's Naive, SeasonalNaive and HistoricAverage; a few
+lines of NumPy, so no dependency. Errors (:func:`errors`), per target column c and then
+averaged over columns so that columns in different units weigh the same::
+
+    nrmse = RMSE_c / std_c(truth)
+    mase  = MAE_c / mean_t |y_t - y_{t-m}| over the training rows  (Hyndman & Koehler 2006;
+            m = 1 without a season)
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+# median spacing of the dates (days) -> the season in rows: a day of hours, a week of days,
+# a year of weeks, months or quarters; yearly data has no season
+SEASONS = ((1 / 24, 24), (1.0, 7), (7.0, 52), (30.4, 12), (91.3, 4))
+
+
+def _parse(text: str) -> Optional[datetime]:
+    from .series import _DATE_FORMATS  # local: series imports this module's users
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            pass
+    return None
+
+
+def season_length(times: Optional[Sequence[str]]) -> int:
+    """The season in rows implied by the spacing of ``times`` (hourly 24, daily 7, weekly
+    52, monthly 12, quarterly 4); 1 (none) for yearly, irregular or missing dates."""
+    if times is None or len(times) < 3:
+        return 1
+    parsed = [_parse(str(t)) for t in times[:500]]
+    if any(p is None for p in parsed):
+        return 1
+    gaps = np.diff([p.timestamp() for p in parsed]) / 86400.0  # days
+    step = float(np.median(gaps))
+    for days, season in SEASONS:
+        if abs(step - days) <= 0.15 * days:
+            return season
+    return 1
+
+
+def seasonal_naive(values: np.ndarray, target_rows: np.ndarray, season: int) -> np.ndarray:
+    """values (T, C) the whole series, target_rows (N, H) the rows forecast from origins
+    target_rows[:, 0] - 1 -> (N, H, C): each the value one season before, within the past
+    of its origin (rows before the start of the series read row 0)."""
+    h = np.arange(1, target_rows.shape[1] + 1)
+    back = season * np.ceil(h / season).astype(np.int64)  # (H,)
+    return values[np.clip(target_rows - back, 0, None)]
+
+
+def mase_scale(train: np.ndarray, season: int) -> np.ndarray:
+    """(C,) mean |y_t - y_{t-m}| over the training rows (m = season, or 1)."""
+    m = season if len(train) > season else 1
+    scale = np.abs(train[m:] - train[:-m]).mean(0)
+    return np.where(scale > 0, scale, np.nan)
+
+
+def errors(pred: np.ndarray, truth: np.ndarray, scale: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """mse, mae, nrmse (and mase, given :func:`mase_scale`) of (N, H, C) forecasts."""
+    err = pred - truth
+    c = err.shape[-1]
+    rmse_c = np.sqrt((err ** 2).reshape(-1, c).mean(0))
+    std_c = truth.reshape(-1, c).std(0)
+    out = {"mse": float(np.mean(err ** 2)), "mae": float(np.mean(np.abs(err))),
+           "nrmse": float(np.mean(rmse_c / std_c)) if np.all(std_c > 0) else float("nan")}
+    if scale is not None:
+        out["mase"] = float(np.mean(np.abs(err).reshape(-1, c).mean(0) / scale))
+    return out
+
+
+def verdict(metrics: Dict[str, float], baselines: Sequence[str]) -> Dict[str, object]:
+    """Which baselines the model's nrmse beats on one split's metrics."""
+    model = metrics.get("nrmse")
+    scores = {b: metrics[f"{b}_nrmse"] for b in baselines if f"{b}_nrmse" in metrics}
+    if model is None or model != model:
+        return {}
+    return {"nrmse": model, "baselines": scores,
+            "beats": [b for b, v in scores.items() if model < v],
+            "loses_to": [b for b, v in scores.items() if not model < v]}

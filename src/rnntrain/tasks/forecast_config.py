@@ -1,0 +1,57 @@
+"""The forecasting task's config: what a user sets for ``--task forecast`` (validated data)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config.schema import absolute_paths, check
+from .sampling import SamplingConfig
+from .scaling import SCALES
+from .series import BUILTIN_SERIES, check_split
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Forecasting task; the defaults are the seed PyTorch example (sine, 20 -> 1, 80/20)."""
+
+    series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator | mackey-glass | mackey-glass-30 | lorenz | narma10
+    data: str = ""  # CSV file; when set it replaces `series`
+    columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
+    targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
+    window: int = 20  # input steps per example (the seed's seq_len)
+    horizon: int = 1  # future steps predicted per example (direct multi-output)
+    # emit the horizon's steps one at a time with an encoder-decoder (models/seq2seq.py),
+    # each prediction fed back to the decoder, instead of all at once from one readout
+    decoder: bool = False
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # the decoder's scheduled sampling
+    # train/val/test fractions, in time order; empty: the seed's 0.8/0.2 for a built-in
+    # series, 0.7/0.15/0.15 for a file (a user's data gets a test split)
+    split: tuple[float, ...] = ()
+    # none | standard | minmax, fitted on the train split only; auto: none for a built-in
+    # series (the seed's), standard for a file (real columns come in any units: pressure
+    # near 1000 hPa left unscaled saturates a tanh network)
+    scale: str = "auto"
+    interpolate: bool = False  # fill missing values linearly instead of failing
+    # the seasonal-naive baseline's period in rows; 0: from the spacing of the date column
+    # (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4; none without dates)
+    season: int = 0
+    # std of Gaussian noise added to training inputs (scaled units); stabilises recursive forecasts
+    input_noise: float = 0.0
+    length: int = 1000  # length of a built-in series (the seed's 1000 points)
+
+    def __post_init__(self):
+        absolute_paths(self, "data")
+        if not self.split:  # resolved here, so config.toml shows what ran
+            object.__setattr__(self, "split", (0.7, 0.15, 0.15) if self.data else (0.8, 0.2, 0.0))
+        if self.scale == "auto":
+            object.__setattr__(self, "scale", "standard" if self.data else "none")
+        check(self.window >= 1, f"forecast window must be >= 1, got {self.window}")
+        check(self.season >= 0, f"season must be >= 0 rows (0: from the dates), got {self.season}")
+        check(self.horizon >= 1, f"forecast horizon must be >= 1, got {self.horizon}")
+        check_split(self.split, "forecast split")
+        check(self.scale in SCALES,
+              f"unknown scale '{self.scale}'; choose one of: {', '.join(SCALES)}")
+        check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
+        check(self.length > 0, f"series length must be > 0, got {self.length}")
+        check(bool(self.data) or self.series in BUILTIN_SERIES,
+              f"unknown series '{self.series}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
+              f"or give a CSV file with --data")

@@ -1,0 +1,63 @@
+"""The forecasts a model must beat: their arithmetic on series made by hand, and the verdict
+every forecasting run reports."""
+import json
+
+import numpy as np
+import pytest
+
+from rnntrain.cli.main import main as cli
+from rnntrain.tasks.baselines import errors, mase_scale, season_length, seasonal_naive, verdict
+from rnntrain.tasks.forecast import ForecastConfig, ForecastTask
+
+
+def test_seasonal_naive_reads_the_same_point_one_season_back_from_the_origin():
+    values = np.arange(20.0)[:, None]
+    rows = np.array([[10, 11, 12]])  # origin row 9
+    assert seasonal_naive(values, rows, 4)[0, :, 0].tolist() == [6, 7, 8]
+    assert seasonal_naive(values, rows, 2)[0, :, 0].tolist() == [8, 9, 8]  # h = 3 reaches 2 seasons back
+    assert seasonal_naive(values, np.array([[1, 2]]), 4)[0, :, 0].tolist() == [0, 0]  # before the start: row 0
+
+
+@pytest.mark.parametrize("dates, season", [
+    ([f"2020-{m:02d}" for m in range(1, 13)], 12), ([f"2020-01-{d:02d}" for d in range(1, 20)], 7),
+    ([f"2020-01-01 {h:02d}:00" for h in range(20)], 24), ([f"{y}-01-01" for y in range(1990, 2010)], 1),
+    ([f"{y}-{m:02d}-01" for y in range(2000, 2005) for m in (1, 4, 7, 10)], 4),
+    ([f"2020-{(1 + d // 31):02d}-{(1 + d % 31):02d}" for d in range(0, 28 * 7, 7) if d % 31 < 28], 52),
+    (None, 1), (["a", "b", "c"], 1)])
+def test_the_season_comes_from_the_spacing_of_the_dates(dates, season):
+    assert season_length(dates) == season
+
+
+def test_mase_divides_the_mae_by_the_training_seasonal_differences():
+    train = np.array([[1.0], [3.0], [2.0], [5.0]])
+    assert mase_scale(train, 1).tolist() == [2.0]  # |2|, |-1|, |3|
+    assert mase_scale(train, 2).tolist() == [1.5]  # |1|, |2|
+    e = errors(np.full((1, 2, 1), 4.0), np.array([[[3.0], [6.0]]]), mase_scale(train, 1))
+    assert e["mae"] == 1.5 and e["mase"] == 0.75 and e["mse"] == 2.5
+
+
+def test_a_pure_season_is_forecast_exactly_by_seasonal_naive_and_the_run_says_who_beats_whom(tmp_path, capsys):
+    months = [f"{2000 + t // 12}-{1 + t % 12:02d}" for t in range(240)]
+    y = [10 + 5 * np.sin(2 * np.pi * t / 12) for t in range(240)]
+    path = tmp_path / "monthly.csv"
+    path.write_text("month,y\n" + "\n".join(f"{m},{v:.12g}" for m, v in zip(months, y)))
+    task = ForecastTask(ForecastConfig(data=str(path), window=6, horizon=3))
+    assert task.season == 12
+    w = task._windows["test"]
+    base = task.baselines(w)
+    assert np.abs(base["seasonal_naive"] - w.raw_y).max() < 1e-9
+    assert np.allclose(base["mean"], np.mean(y[:int(round(0.7 * 240))]))
+    assert np.allclose(base["persistence"][:, 2], w.raw_last)
+    run_dir = tmp_path / "run"
+    assert cli(["train", "--data", str(path), "--window", "6", "--epochs", "2", "--hidden", "4",
+                "--out", str(run_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "test NRMSE" in ln)
+    assert "does not beat" in line and "seasonal naive (0)" in line.split("does not beat")[1]
+    judged = json.loads((run_dir / "summary.json").read_text())["against_baselines"]
+    assert judged["split"] == "test" and "seasonal_naive" in judged["loses_to"] and judged["baselines"]["seasonal_naive"] < 1e-9
+
+
+def test_the_verdict_lists_the_baselines_beaten_and_not():
+    v = verdict({"nrmse": 0.5, "persistence_nrmse": 0.6, "mean_nrmse": 0.4}, ("persistence", "seasonal_naive", "mean"))
+    assert v["beats"] == ["persistence"] and v["loses_to"] == ["mean"]
