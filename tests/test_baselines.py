@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rnntrain.cli.main import main as cli
+from rnntrain.errors import UserError
 from rnntrain.tasks.baselines import errors, mase_scale, season_length, seasonal_naive, verdict
 from rnntrain.tasks.forecast import ForecastConfig, ForecastTask
 
@@ -20,7 +22,8 @@ def test_seasonal_naive_reads_the_same_point_one_season_back_from_the_origin():
 
 @pytest.mark.parametrize("dates, season", [
     ([f"2020-{m:02d}" for m in range(1, 13)], 12), ([f"2020-01-{d:02d}" for d in range(1, 20)], 7),
-    ([f"2020-01-01 {h:02d}:00" for h in range(20)], 24), ([f"{y}-01-01" for y in range(1990, 2010)], 1),
+    ([f"2020-01-01 {h:02d}:00" for h in range(20)], 24),
+    ([f"2020-01-01 {h // 2:02d}:{30 * (h % 2):02d}" for h in range(40)], 48), ([f"{y}-01-01" for y in range(1990, 2010)], 1),
     ([f"{y}-{m:02d}-01" for y in range(2000, 2005) for m in (1, 4, 7, 10)], 4),
     ([f"2020-{(1 + d // 31):02d}-{(1 + d % 31):02d}" for d in range(0, 28 * 7, 7) if d % 31 < 28], 52),
     (None, 1), (["a", "b", "c"], 1)])
@@ -61,3 +64,56 @@ def test_a_pure_season_is_forecast_exactly_by_seasonal_naive_and_the_run_says_wh
 def test_the_verdict_lists_the_baselines_beaten_and_not():
     v = verdict({"nrmse": 0.5, "persistence_nrmse": 0.6, "mean_nrmse": 0.4}, ("persistence", "seasonal_naive", "mean"))
     assert v["beats"] == ["persistence"] and v["loses_to"] == ["mean"]
+
+
+# ---------------------------------------------------------------- trend and level
+class Zero(torch.nn.Module):
+    """Predicts 0 for every target step (in the units it is shown)."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.outputs, self.p = outputs, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, state=None, **_):
+        return x.new_zeros(len(x), self.outputs) + 0 * self.p, None
+
+
+def trend_file(tmp_path, n=400):
+    t = np.arange(n)
+    path = tmp_path / "trend.csv"
+    path.write_text("y\n" + "\n".join(f"{v:.9g}" for v in 0.5 * t + np.sin(t / 3)))
+    return path
+
+
+def test_level_normalisation_maps_a_zero_forecast_back_to_the_last_value_and_window_to_the_mean(tmp_path):
+    path = trend_file(tmp_path)
+    level = ForecastTask(ForecastConfig(data=str(path), window=8, horizon=2))
+    assert level.normalize == "level"  # a file's default
+    w = level._windows["test"]
+    z = level.predict_windows(Zero(2), w.x)
+    assert torch.allclose(z, w.x[:, -1, :1].repeat(1, 2), atol=1e-6)  # persistence, exactly
+    batch = next(level.batches("train", 16, generator=torch.Generator().manual_seed(0)))
+    assert torch.all(batch.inputs[:, -1] == 0)
+    window = ForecastTask(ForecastConfig(data=str(path), window=8, horizon=2, normalize="window"))
+    assert torch.allclose(window.predict_windows(Zero(2), w.x), w.x.mean(1).repeat(1, 2), atol=1e-6)
+    c, s = window._window_stats(w.x)
+    assert torch.allclose(window._to_window(window._to_window(w.x, c, s), c, s, back=True), w.x, atol=1e-6)
+
+
+def test_a_linear_trend_is_extrapolated_by_the_default_command(tmp_path, capsys):
+    # the test rows (t = 340..399, values 170..200) lie above everything seen in training
+    run = tmp_path / "run"
+    assert cli(["train", "--data", str(trend_file(tmp_path)), "--window", "12", "--epochs", "40", "--hidden", "16",
+                "--out", str(run), "--quiet"]) == 0
+    judged = json.loads((run / "summary.json").read_text())
+    test = judged["metrics"]["test"]
+    assert test["nrmse"] < 0.1 and test["mae"] < 0.5, test  # stated error: within 0.5 (the trend moves 30)
+    assert "persistence" in judged["against_baselines"]["beats"]
+
+
+def test_normalising_needs_every_target_among_the_inputs(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("a,b\n" + "\n".join(f"{t},{2 * t}" for t in range(300)))
+    with pytest.raises(UserError, match="every target must be an input"):
+        ForecastTask(ForecastConfig(data=str(path), columns=("a",), targets=("b",), normalize="level"))
+    assert ForecastTask(ForecastConfig(data=str(path), columns=("a",), targets=("b",))).normalize == "none"

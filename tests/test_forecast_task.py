@@ -27,12 +27,13 @@ class Affine(nn.Module):
 
 
 def csv_task(tmp_path, columns, rows, **kw):
-    """A task on a CSV made here; unscaled and split 0.8/0.2 unless ``kw`` says otherwise
+    """A task on a CSV made here; unscaled, unnormalised and split 0.8/0.2 unless ``kw`` says otherwise
     (files get standard scaling and a test split by default, checked below), so that the
     numbers stay checkable by hand."""
     path = tmp_path / "s.csv"
     path.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows))
-    return ForecastTask(ForecastConfig(data=str(path), **{"scale": "none", "split": (0.8, 0.2), **kw}))
+    return ForecastTask(ForecastConfig(data=str(path), **{"scale": "none", "split": (0.8, 0.2),
+                                                          "normalize": "none", **kw}))
 
 
 def ramp_task(tmp_path, n=10, **kw):

@@ -153,6 +153,10 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     if task.spec.decoder:
         raise UserError("closed-loop generation carries one network's state from step to step; this "
                         "run forecasts with an encoder-decoder: use 'rnntrain forecast'")
+    if task.normalize != "none":
+        raise UserError(f"closed-loop generation runs the network along the series, but this run saw "
+                        f"each window relative to itself (task.normalize = \"{task.normalize}\"): use "
+                        f"'rnntrain forecast', or train with --set task.normalize=none")
     if task.horizon != 1:
         raise UserError(f"closed-loop generation feeds one predicted row back per step; the run "
                         f"predicts {task.horizon} rows (horizon): train with --horizon 1")

@@ -22,9 +22,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-# median spacing of the dates (days) -> the season in rows: a day of hours, a week of days,
-# a year of weeks, months or quarters; yearly data has no season
-SEASONS = ((1 / 24, 24), (1.0, 7), (7.0, 52), (30.4, 12), (91.3, 4))
+# median spacing of the dates (days) -> the season in rows: a week of days, a year of weeks,
+# months or quarters (rows spaced under a day: a day of them); yearly data has no season
+SEASONS = ((1.0, 7), (7.0, 52), (30.4, 12), (91.3, 4))
 
 
 def _parse(text: str) -> Optional[datetime]:
@@ -42,8 +42,9 @@ def _parse(text: str) -> Optional[datetime]:
 
 
 def season_length(times: Optional[Sequence[str]]) -> int:
-    """The season in rows implied by the spacing of ``times`` (hourly 24, daily 7, weekly
-    52, monthly 12, quarterly 4); 1 (none) for yearly, irregular or missing dates."""
+    """The season in rows implied by the spacing of ``times`` (hourly 24, half-hourly 48, ...:
+    a day; daily 7, weekly 52, monthly 12, quarterly 4); 1 (none) for yearly, irregular or
+    missing dates."""
     if times is None or len(times) < 3:
         return 1
     parsed = [_parse(str(t)) for t in times[:500]]
@@ -51,6 +52,8 @@ def season_length(times: Optional[Sequence[str]]) -> int:
         return 1
     gaps = np.diff([p.timestamp() for p in parsed]) / 86400.0  # days
     step = float(np.median(gaps))
+    if 0 < step < 0.9 and abs(1 / step - round(1 / step)) < 0.05 * (1 / step):
+        return int(round(1 / step))  # several rows a day (hourly, half-hourly ...): a day
     for days, season in SEASONS:
         if abs(step - days) <= 0.15 * days:
             return season

@@ -22,7 +22,7 @@ from ..config.schema import check
 from ..errors import UserError
 from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
 from .baselines import errors, mase_scale, season_length, seasonal_naive, verdict
-from .forecast_config import ForecastConfig
+from .forecast_config import WINDOW_STD_FLOOR, ForecastConfig
 from .scaling import Scaler
 from .series import builtin_series, load_csv, split_bounds
 
@@ -60,6 +60,13 @@ class ForecastTask(Task):
         else:
             self.series = builtin_series(config.series, config.length, seed)
         self._set_columns(self.series.columns, config.columns, config.targets)
+        self.normalize = config.normalize
+        if self.normalize == "auto":
+            self.normalize = "level" if config.data and self.tgt_in_pos is not None else "none"
+        check(self.normalize == "none" or self.tgt_in_pos is not None,
+              f"task.normalize = \"{config.normalize}\" maps each forecast back by its window's values, so "
+              f"every target must be an input (targets {self.targets}, inputs {self.inputs}): add the targets "
+              f"to --column or set task.normalize = \"none\"")
         self.bounds = split_bounds(len(self.series), config.split)
         a, b = self.bounds["train"]
         self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
@@ -139,7 +146,30 @@ class ForecastTask(Task):
             if train and self.config.input_noise > 0:
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
                 x = x + self.config.input_noise * noise.to(self.device)
-            yield Batch(x, w.y[idx], continues=False, decoder=self._teacher(w.x[idx], w.y[idx]))
+            center, spread = self._window_stats(w.x[idx])
+            x, y = self._to_window(x, center, spread), self._to_window(w.y[idx], center, spread, targets=True)
+            yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(w.x[idx], center, spread), y))
+
+    def _window_stats(self, x: torch.Tensor):
+        """task.normalize's per-window center and spread (N, 1, n_inputs), from the window
+        x (N, W, n_inputs) itself; None without normalisation."""
+        kind = self.normalize
+        if kind == "none":
+            return None, None
+        if kind == "level":
+            return x[:, -1:], torch.ones_like(x[:, -1:])
+        return x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False).clamp(min=WINDOW_STD_FLOOR)
+
+    def _to_window(self, v: torch.Tensor, center, spread, *, targets: bool = False, back: bool = False):
+        """Scaled units -> the window's own (back: the reverse); v (N, W, n_inputs) inputs or
+        (N, H * n_targets) targets (then read at the targets' input columns)."""
+        if center is None:
+            return v
+        if targets:
+            c, s = center[:, :, self.tgt_in_pos], spread[:, :, self.tgt_in_pos]  # (N, 1, n_t)
+            steps = v.reshape(len(v), -1, len(self.targets))
+            return (steps * s + c if back else (steps - c) / s).reshape(v.shape)
+        return v * spread + center if back else (v - center) / spread
 
     def _start(self, x: torch.Tensor) -> torch.Tensor:
         """A decoder's first input (N, n_targets): the last observed target values of each
@@ -165,8 +195,8 @@ class ForecastTask(Task):
         exactly the targets of the windows ending at each row, without the windows."""
         a, b = self.bounds[split]
         T = b - a - self.horizon
-        if self.series is None or T <= 0:
-            return None
+        if self.series is None or T <= 0 or self.normalize != "none":
+            return None  # per-window normalisation has no one stream: windows it is
         rows = a + np.arange(T)  # (T,) the last row read at each step
         y_rows = rows[:, None] + 1 + np.arange(self.horizon)  # (T, H)
         x = self.scaled[rows][:, self.in_idx]
@@ -184,9 +214,13 @@ class ForecastTask(Task):
     def predict_windows(self, model, x: torch.Tensor) -> torch.Tensor:
         """The model's forecasts (N, H * n_targets) of windows x (N, W, n_inputs), scaled; a
         decoder runs free (its own predictions fed back), as it would on new data."""
+        center, spread = self._window_stats(x)
+        x = self._to_window(x, center, spread)
         if self.config.decoder:
-            return model.decode(x, max_length=self.horizon, start=self._start(x)).values.reshape(len(x), -1)
-        return model(x, None)[0]
+            out = model.decode(x, max_length=self.horizon, start=self._start(x)).values.reshape(len(x), -1)
+        else:
+            out = model(x, None)[0]
+        return self._to_window(out, center, spread, targets=True, back=True)
 
     def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
         with evaluating(model):
@@ -303,6 +337,7 @@ class ForecastTask(Task):
         judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
         if judgement:
             out["against_baselines"] = {"split": judged, "season": self.season, **judgement}
+        out["normalize"] = self.normalize
         va, vb = self.bounds["val"]
         recursive = None
         if self.tgt_in_pos is not None and vb > va:
@@ -337,12 +372,14 @@ class ForecastTask(Task):
     def state_dict(self) -> Dict[str, Any]:
         return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),
                 "inputs": list(self.inputs), "targets": list(self.targets),
-                "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist()}
+                "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist(),
+                "normalize": self.normalize}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.scaler = Scaler(state["scaler"]["kind"])
         self.scaler.load_state_dict(state["scaler"])
         self.window, self.horizon = int(state["window"]), int(state["horizon"])
+        self.normalize = state.get("normalize", "none")  # runs from before task.normalize
         check(self.series is None or list(state["columns"]) == self.series.columns,
               f"saved task columns {state['columns']} differ from the data's "
               f"{self.series and self.series.columns}; use the data the model was trained on")

@@ -8,6 +8,9 @@ from .sampling import SamplingConfig
 from .scaling import SCALES
 from .series import BUILTIN_SERIES, check_split
 
+NORMALIZE = ("auto", "none", "level", "window")
+WINDOW_STD_FLOOR = 0.1  # normalize = window: a flat window's std, in scaled units, is at least this
+
 
 @dataclass(frozen=True)
 class ForecastConfig:
@@ -34,6 +37,11 @@ class ForecastConfig:
     # the seasonal-naive baseline's period in rows; 0: from the spacing of the date column
     # (hourly 24, daily 7, weekly 52, monthly 12, quarterly 4; none without dates)
     season: int = 0
+    # each window relative to itself, the forecast mapped back (trend and level shifts):
+    # none | level (minus the window's last value) | window (minus the window's mean, over its
+    # std; RevIN, NeuralForecast's per-window scalers); auto: level for a file whose targets
+    # are all inputs, else none (built-in series: the seed's). Needs every target an input.
+    normalize: str = "auto"
     # std of Gaussian noise added to training inputs (scaled units); stabilises recursive forecasts
     input_noise: float = 0.0
     length: int = 1000  # length of a built-in series (the seed's 1000 points)
@@ -45,6 +53,7 @@ class ForecastConfig:
         if self.scale == "auto":
             object.__setattr__(self, "scale", "standard" if self.data else "none")
         check(self.window >= 1, f"forecast window must be >= 1, got {self.window}")
+        check(self.normalize in NORMALIZE, f"normalize must be one of {', '.join(NORMALIZE)}, got '{self.normalize}'")
         check(self.season >= 0, f"season must be >= 0 rows (0: from the dates), got {self.season}")
         check(self.horizon >= 1, f"forecast horizon must be >= 1, got {self.horizon}")
         check_split(self.split, "forecast split")
