@@ -55,15 +55,19 @@ def test_a_pure_season_is_forecast_exactly_by_seasonal_naive_and_the_run_says_wh
     assert cli(["train", "--data", str(path), "--window", "6", "--epochs", "2", "--hidden", "4",
                 "--out", str(run_dir), "--quiet"]) == 0
     out = capsys.readouterr().out
+    # a pure season has no seasonal differences to scale MASE by: the verdict falls back to NRMSE
     line = next(ln for ln in out.splitlines() if "test NRMSE" in ln)
     assert "does not beat" in line and "seasonal naive (0)" in line.split("does not beat")[1]
     judged = json.loads((run_dir / "summary.json").read_text())["against_baselines"]
     assert judged["split"] == "test" and "seasonal_naive" in judged["loses_to"] and judged["baselines"]["seasonal_naive"] < 1e-9
+    assert judged["measure"] == "nrmse"
 
 
 def test_the_verdict_lists_the_baselines_beaten_and_not():
     v = verdict({"nrmse": 0.5, "persistence_nrmse": 0.6, "mean_nrmse": 0.4}, ("persistence", "seasonal_naive", "mean"))
-    assert v["beats"] == ["persistence"] and v["loses_to"] == ["mean"]
+    assert v["beats"] == ["persistence"] and v["loses_to"] == ["mean"] and v["measure"] == "nrmse"
+    v = verdict({"nrmse": float("nan"), "mase": 0.9, "persistence_mase": 1.0, "mean_mase": 2.0}, ("persistence", "mean"))
+    assert v["measure"] == "mase" and v["beats"] == ["persistence", "mean"]  # MASE first: defined on flat truth
 
 
 # ---------------------------------------------------------------- trend and level

@@ -163,7 +163,7 @@ def test_unknown_config_key_in_a_file(capsys, tmp_path):
     (["--lr", "-1"], ["learning rate"]),
     (["--set", "model.dropout=1.0"], ["dropout"]),
     (["--set", "model.dropout=-0.1"], ["dropout"]),
-    (["--window", "0"], ["window"]),
+    (["--window", "-1"], ["window"]),
     (["--epochs", "0"], ["epochs"]),
     (["--cell", "transformer"], ["cell", "lstm"]),
     (["--set", "model.hidden='many'"], ["hidden", "integer"]),

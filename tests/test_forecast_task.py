@@ -57,7 +57,7 @@ def test_a_users_file_is_scaled_and_gets_a_test_split_while_built_in_series_keep
 
 
 @pytest.mark.parametrize("kw, words", [
-    (dict(window=0), "window"), (dict(horizon=0), "horizon"),
+    (dict(window=-1), "window"), (dict(horizon=0), "horizon"),
     (dict(split=(0.5, 0.2)), "sum to 1"), (dict(split=(0.0, 1.0)), "train fraction"),
     (dict(split=(1.2, -0.2)), ">= 0"), (dict(scale="log"), "none, standard, minmax"),
     (dict(input_noise=-1.0), "input_noise"), (dict(length=0), "length"),
@@ -133,9 +133,16 @@ def test_scaler_kinds_invert_and_survive_constant_columns():
 
 def test_too_short_series_names_lengths_and_fix(tmp_path):
     with pytest.raises(UserError, match="train split has 8 rows.*20 \\+ 1 = 21.*--window"):
-        ramp_task(tmp_path, n=10)
+        ramp_task(tmp_path, n=10, window=20)
     with pytest.raises(UserError, match="val split has 2 rows.*--horizon"):
         ramp_task(tmp_path, n=10, window=2, split=(0.8, 0.2))
+
+
+def test_a_files_automatic_window_is_12_rows_or_what_its_validation_split_holds(tmp_path):
+    assert ramp_task(tmp_path, n=200).window == 12
+    assert ramp_task(tmp_path, n=40, split=(0.7, 0.15, 0.15)).window == 5  # 6 val and test rows - horizon 1
+    assert ramp_task(tmp_path, n=36, split=(0.7, 0.15, 0.15)).window == 4  # test: 5 rows
+    assert ForecastTask(ForecastConfig(length=200)).window == 20  # a built-in series: the seed's
 
 
 # ---------------------------------------------------------------- batches

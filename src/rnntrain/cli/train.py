@@ -176,7 +176,7 @@ def print_summary(summary: Dict[str, Any], out_dir: Optional[Path]) -> None:
     judged = summary.get("against_baselines")
     if judged:
         names = lambda keys: ", ".join(f"{k.replace('_', ' ')} ({judged['baselines'][k]:.3g})" for k in keys)
-        line = f"  {judged['split']} NRMSE {judged['nrmse']:.3g}"
+        line = f"  {judged['split']} {judged['measure'].upper()} {judged['score']:.3g}"
         line += f": beats {names(judged['beats'])}" if judged["beats"] else ""
         line += f"; does not beat {names(judged['loses_to'])}" if judged["loses_to"] else ""
         print(line)

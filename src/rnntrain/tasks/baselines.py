@@ -17,7 +17,6 @@ averaged over columns so that columns in different units weigh the same::
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -27,29 +26,16 @@ import numpy as np
 SEASONS = ((1.0, 7), (7.0, 52), (30.4, 12), (91.3, 4))
 
 
-def _parse(text: str) -> Optional[datetime]:
-    from .series import _DATE_FORMATS  # local: series imports this module's users
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        pass
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            pass
-    return None
-
-
 def season_length(times: Optional[Sequence[str]]) -> int:
     """The season in rows implied by the spacing of ``times`` (hourly 24, half-hourly 48, ...:
     a day; daily 7, weekly 52, monthly 12, quarterly 4); 1 (none) for yearly, irregular or
     missing dates."""
     if times is None or len(times) < 3:
         return 1
-    parsed = [_parse(str(t)) for t in times[:500]]
+    from .series import parse_date  # local: series is the heavier module
+    parsed = [parse_date(str(t)) for t in times[:500]]
     if any(p is None for p in parsed):
-        return 1
+        return 1  # also plain years (1821, 1822 ...): yearly, no season
     gaps = np.diff([p.timestamp() for p in parsed]) / 86400.0  # days
     step = float(np.median(gaps))
     if 0 < step < 0.9 and abs(1 / step - round(1 / step)) < 0.05 * (1 / step):
@@ -90,11 +76,14 @@ def errors(pred: np.ndarray, truth: np.ndarray, scale: Optional[np.ndarray] = No
 
 
 def verdict(metrics: Dict[str, float], baselines: Sequence[str]) -> Dict[str, object]:
-    """Which baselines the model's nrmse beats on one split's metrics."""
-    model = metrics.get("nrmse")
-    scores = {b: metrics[f"{b}_nrmse"] for b in baselines if f"{b}_nrmse" in metrics}
-    if model is None or model != model:
-        return {}
-    return {"nrmse": model, "baselines": scores,
-            "beats": [b for b, v in scores.items() if model < v],
-            "loses_to": [b for b, v in scores.items() if not model < v]}
+    """Which baselines the model beats on one split's metrics, by MASE (scale-free, defined
+    even where the truth is constant), or NRMSE when there is no MASE; {} when neither is a
+    number."""
+    for measure in ("mase", "nrmse"):
+        model = metrics.get(measure)
+        if model is not None and model == model:
+            scores = {b: metrics[f"{b}_{measure}"] for b in baselines if f"{b}_{measure}" in metrics}
+            return {"measure": measure, "score": model, "baselines": scores,
+                    "beats": [b for b, v in scores.items() if model < v],
+                    "loses_to": [b for b, v in scores.items() if not model < v]}
+    return {}

@@ -20,7 +20,9 @@ class ForecastConfig:
     data: str = ""  # CSV file; when set it replaces `series`
     columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
     targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
-    window: int = 20  # input steps per example (the seed's seq_len)
+    # input steps per example; 0: the seed's 20 for a built-in series, 12 for a file
+    # (shortened so that the validation split holds a window)
+    window: int = 0
     horizon: int = 1  # future steps predicted per example (direct multi-output)
     # emit the horizon's steps one at a time with an encoder-decoder (models/seq2seq.py),
     # each prediction fed back to the decoder, instead of all at once from one readout
@@ -48,11 +50,13 @@ class ForecastConfig:
 
     def __post_init__(self):
         absolute_paths(self, "data")
+        if not self.window and not self.data:
+            object.__setattr__(self, "window", 20)  # the seed's seq_len (a file's: see the task)
         if not self.split:  # resolved here, so config.toml shows what ran
             object.__setattr__(self, "split", (0.7, 0.15, 0.15) if self.data else (0.8, 0.2, 0.0))
         if self.scale == "auto":
             object.__setattr__(self, "scale", "standard" if self.data else "none")
-        check(self.window >= 1, f"forecast window must be >= 1, got {self.window}")
+        check(self.window >= 0, f"forecast window must be >= 1 (0: automatic), got {self.window}")
         check(self.normalize in NORMALIZE, f"normalize must be one of {', '.join(NORMALIZE)}, got '{self.normalize}'")
         check(self.season >= 0, f"season must be >= 0 rows (0: from the dates), got {self.season}")
         check(self.horizon >= 1, f"forecast horizon must be >= 1, got {self.horizon}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -139,29 +140,37 @@ def split_bounds(n: int, fractions: Sequence[float]) -> Dict[str, Tuple[int, int
 
 _DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
                  "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S",
-                 "%Y-%m", "%Y/%m", "%d.%m.%Y", "%d.%m.%Y %H:%M")  # monthly; European dots
+                 "%Y-%m", "%Y/%m", "%Y %b", "%b %Y", "%d.%m.%Y", "%d.%m.%Y %H:%M")  # months; dots
+
+
+_QUARTER = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)  # 1970 Q1, 1970Q1, 1970-Q1
+
+
+def parse_date(text: str) -> Optional[datetime]:
+    """ISO 8601 date/datetime, or 31/01/2020, 2020/01/31, 31.01.2020 (optionally with a
+    time), a month (2020-01, 2020/01, 1991 Jul, Jul 1991) or a quarter (1970 Q1, at its
+    first month); None for anything else."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            pass
+    q = _QUARTER.match(text.strip())
+    return datetime(int(q.group(1)), 3 * int(q.group(2)) - 2, 1) if q else None
 
 
 def _is_date(text: str) -> bool:
-    """ISO 8601 date/datetime, or 31/01/2020, 2020/01/31, 31.01.2020 (optionally with a
-    time), or a month: 2020-01, 2020/01."""
+    """A date by :func:`parse_date`, and not a number (20200131 stays a number)."""
     try:
         float(text)
         return False  # 20200131 is a number first: never turn a numeric column into dates
     except ValueError:
         pass
-    try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return True
-    except ValueError:
-        pass
-    for fmt in _DATE_FORMATS:
-        try:
-            datetime.strptime(text, fmt)
-            return True
-        except ValueError:
-            pass
-    return False
+    return parse_date(text) is not None
 
 
 def _read_rows(path: Path) -> Tuple[List[str], List[List[str]], List[int]]:
@@ -197,6 +206,20 @@ def _read_rows(path: Path) -> Tuple[List[str], List[List[str]], List[int]]:
     return header, data, lines
 
 
+def _index_kind(cells: Sequence[str]) -> Optional[str]:
+    """"counter" for 0, 1, 2 ... or 1, 2, 3 ...; "years" for consecutive four-digit years;
+    None for anything else."""
+    try:
+        v = np.array([int(c) for c in cells])
+    except ValueError:
+        return None
+    if len(v) < 2 or not np.all(np.diff(v) == 1):
+        return None
+    if v[0] in (0, 1):
+        return "counter"
+    return "years" if 1000 <= v[0] and v[-1] <= 2999 else None
+
+
 def _interpolate(col: np.ndarray) -> np.ndarray:
     """Linear interpolation over row index (evenly spaced rows); edges take the nearest value."""
     ok = ~np.isnan(col)
@@ -214,11 +237,22 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
     Every problem raises a one-line :class:`UserError` naming the fix.
     """
     path = Path(path)
+    index_name = None
     header, data, lines = _read_rows(path)
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        first = next(csv.reader([f.readline()]), [""])  # the header as written (names may be empty)
     date_cols = [j for j in range(len(header))
                  if any(r[j] for r in data) and all(_is_date(r[j]) for r in data if r[j])]
+    if first and not first[0].strip() and len(header) > 1:
+        # a first column without a name is a row index (pandas writes one): a counter is
+        # dropped, consecutive years are the time labels (yearly data)
+        kind = _index_kind([r[0] for r in data])
+        if kind is not None:
+            index_name = header[0]
+            if kind == "years" and not date_cols:
+                date_cols = [0]
     if columns is None:
-        chosen = [h for j, h in enumerate(header) if j not in date_cols]
+        chosen = [h for j, h in enumerate(header) if j not in date_cols and h != index_name]
         check(bool(chosen), f"{path} has no numeric columns (only dates: "
                             f"{[header[j] for j in date_cols]}); add a column of values")
     else:
