@@ -9,6 +9,12 @@ forecast over the validation period). Shapes, with W = window, H = horizon::
 where z is the series after the train-fitted :class:`Scaler`. With H = 1 this is
 exactly the seed's ``SineDataset``: ``x = data[idx:idx+seq_len]``, ``y = data[idx+seq_len]``.
 Rows are split in time order and each split builds windows from its own rows only.
+
+``task.normalize`` then reads each window relative to itself: ``level`` x_i - c_i, y_i - c_i
+with c_i = the window's last row (at the targets' columns); ``window`` (x_i - m_i) / s_i with
+the window's mean and std (std >= 0.1 scaled units); every forecast (evaluation, recursive,
+``forecast``) maps the model's output back, ŷ = c_i + output (or m_i + s_i · output).
+Every score comes with the baselines' on the same windows (:mod:`.baselines`).
 """
 from __future__ import annotations
 
