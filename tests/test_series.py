@@ -156,3 +156,23 @@ def test_csv_unknown_column_lists_available_columns(tmp_path):
     path = write(tmp_path, "a,b\n1,2\n")
     with pytest.raises(UserError, match="unknown column.*'c'.*available columns: a, b"):
         load_csv(path, columns=["a", "c"])
+
+
+def test_a_csv_without_a_header_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "noheader.csv"
+    path.write_text("1.5,2.0\n1.7,2.1\n1.9,2.4\n")
+    with pytest.raises(UserError, match="no header row.*x1,x2"):
+        load_csv(path)
+    dated = tmp_path / "dated.csv"
+    dated.write_text("2020-01-01,5\n2020-01-02,6\n")
+    with pytest.raises(UserError, match="no header row"):
+        load_csv(dated)
+
+
+@pytest.mark.parametrize("token", ["NA", "NULL", "nan", "n/a", "-"])
+def test_common_missing_value_markers_are_missing_values(tmp_path, token):
+    path = tmp_path / "gaps.csv"
+    path.write_text(f"x\n1\n{token}\n3\n")
+    with pytest.raises(UserError, match="missing"):
+        load_csv(path)
+    assert load_csv(path, interpolate=True).values[:, 0].tolist() == [1.0, 2.0, 3.0]

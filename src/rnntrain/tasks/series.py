@@ -163,6 +163,17 @@ def parse_date(text: str) -> Optional[datetime]:
     return datetime(int(q.group(1)), 3 * int(q.group(2)) - 2, 1) if q else None
 
 
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?"})  # cells read as missing (any case)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _is_date(text: str) -> bool:
     """A date by :func:`parse_date`, and not a number (20200131 stays a number)."""
     try:
@@ -192,6 +203,10 @@ def _read_rows(path: Path) -> Tuple[List[str], List[List[str]], List[int]]:
         raise UserError(f"{path} is empty; it needs a header row naming the columns, "
                         f"then one row per time step")
     header, data, lines = rows[0], rows[1:], lines[1:]
+    if all(_is_number(h) or _is_date(h) for h in header):
+        raise UserError(f"{path} has no header row: its first line ({','.join(header)[:60]}) holds "
+                        f"values, not column names; add a line naming the columns, e.g. "
+                        f"{','.join(f'x{j + 1}' for j in range(len(header)))}")
     if not data:
         raise UserError(f"{path} has a header but no data rows; add one row per time step")
     header = [h or f"column{j + 1}" for j, h in enumerate(header)]
@@ -232,7 +247,8 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
 
     A column whose every non-empty value is a date/datetime becomes ``Series.time``.
     ``columns`` selects the feature columns (in that order); only those must be numeric.
-    ``None`` selects every non-date column. Empty cells and NaN are missing values: an
+    ``None`` selects every non-date column. Empty cells, NA, NULL, NaN, n/a, - and ? are
+    missing values: an
     error, or with ``interpolate`` filled linearly in row order (edges: nearest value).
     Every problem raises a one-line :class:`UserError` naming the fix.
     """
@@ -266,7 +282,7 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
         for i, (row, line) in enumerate(zip(data, lines)):
             cell = row[j]
             try:
-                x = float(cell) if cell else math.nan
+                x = math.nan if cell.lower() in MISSING else float(cell)
             except ValueError:
                 raise UserError(f"column '{name}' of {path} has a non-numeric value {cell!r} "
                                 f"in data row {i + 1} (line {line}); drop the column or choose "
