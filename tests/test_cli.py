@@ -237,3 +237,18 @@ def test_a_run_on_a_relative_data_path_forecasts_and_resumes_from_another_folder
     code, out, err = run_cli(["forecast", tmp_path / "run", "--start", "val", "--steps", "5"], capsys)
     assert code == 0, err
     assert len(out.strip().splitlines()) == 6
+
+
+def test_forecast_continues_a_new_file_with_the_runs_scaling(tmp_path, capsys):
+    (tmp_path / "a.csv").write_text("y\n" + "\n".join(str(t) for t in range(300)))
+    (tmp_path / "b.csv").write_text("y\n" + "\n".join(str(1000 + t) for t in range(40)))
+    code, out, err = run_cli(["train", "--data", tmp_path / "a.csv", "--out", tmp_path / "run",
+                              "--epochs", "30", "--hidden", "8", "--quiet"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["forecast", tmp_path / "run", "--data", tmp_path / "b.csv", "--steps", "3"], capsys)
+    assert code == 0, err
+    values = [float(line.split(",")[1]) for line in out.strip().splitlines()[1:]]
+    assert values == pytest.approx([1040, 1041, 1042], abs=2.0)  # the ramp goes on from the new level
+    (tmp_path / "c.csv").write_text("z\n1\n2\n")
+    fails_with(capsys, ["forecast", tmp_path / "run", "--data", tmp_path / "c.csv"], "unknown column", "y")
+    fails_with(capsys, ["forecast", tmp_path / "run", "--data", tmp_path / "b.csv", "--start", "val"], "--data")

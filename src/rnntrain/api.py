@@ -101,15 +101,24 @@ def _need(run, what: str, kind: str) -> None:
         raise UserError(f"{run.path} is a {run.config.task_kind} run; '{what}' needs a {kind} run")
 
 
-def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end") -> Forecast:
+def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
+             data: Optional[PathLike] = None) -> Forecast:
     """Recursive forecast (predictions fed back as inputs) from a forecasting run.
 
-    start="end": the ``steps`` after the end of the series (needs only the run dir);
-    "val"/"test": from the first row of that split, compared with the truth there
+    start="end": the ``steps`` after the end of the series (needs only the run dir), or
+    after the end of ``data``, a new CSV with the run's columns (scaled with the run's
+    scaler); "val"/"test": from the first row of that split, compared with the truth there
     (reloads the data the run was trained on).
     """
     run = load_run(run_dir)
     _need(run, "forecast", "forecast")
+    if data is not None:
+        if start != "end":
+            raise UserError("--data forecasts after the end of a new file; --start val/test read the "
+                            "run's own data: give one of them")
+        tail = run.task.new_data_tail(data)
+        values = run.task.forecast_future(run.model, steps or 100, tail)
+        return Forecast(list(run.task.targets), values, "data")
     if start == "end":
         values = run.task.forecast_future(run.model, steps or 100)
         return Forecast(list(run.task.targets), values, start)

@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, help="steps to forecast (default: the split's length with --start val/test, else 100)")
     p.add_argument("--start", choices=("end", "val", "test"), default="end",
                    help="forecast after the end of the series (default) or from the start of the val/test split")
+    p.add_argument("--data", metavar="FILE.csv", help="forecast after the end of this new file (the run's "
+                   "columns; scaled as in training)")
     p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
     p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/"
                        "transcribe run, or decode each line with a seq2seq run")
@@ -44,7 +46,7 @@ def cmd_forecast(a: argparse.Namespace) -> int:
 
     if a.steps is not None and a.steps <= 0:
         raise UserError(f"--steps must be positive, got {a.steps}")
-    write_table(forecast(a.run_dir, steps=a.steps, start=a.start), a.output, "forecast")
+    write_table(forecast(a.run_dir, steps=a.steps, start=a.start, data=a.data), a.output, "forecast")
     return 0
 
 

@@ -302,15 +302,25 @@ class ForecastTask(Task):
               f"an input column; targets {self.targets} vs inputs {self.inputs}: add the "
               f"targets to --column")
 
-    def future_context(self) -> np.ndarray:
-        """(window, n_inputs) scaled: the last saved rows, the start of any prediction past
-        the end of the series; UserError unless every input is a predicted target."""
+    def future_context(self, tail: Optional[np.ndarray] = None) -> np.ndarray:
+        """(window, n_inputs) scaled: the last rows (the run's saved ones, or ``tail`` (≥ W,
+        C) of new data in original units, scaled with the run's scaler), the start of any
+        prediction past their end; UserError unless every input is a predicted target."""
         self.require_feedback()
         extra = [c for c in self.inputs if c not in self.targets]
         check(not extra, f"cannot predict past the end of the data: inputs {extra} are not "
                          f"targets, so their future is unknown; start from the validation "
                          f"split instead (--start val), or make them targets")
-        return self.scaler.transform(self.tail)[:, self.in_idx]
+        rows = self.tail if tail is None else tail[-self.window:]
+        return self.scaler.transform(rows)[:, self.in_idx]
+
+    def new_data_tail(self, path) -> np.ndarray:
+        """The rows (T, C) of a new CSV with the run's columns, original units; UserError
+        unless it has the columns and at least one window of rows."""
+        series = load_csv(path, list(self.columns), self.config.interpolate)
+        check(len(series) >= self.window, f"{path} has {len(series)} rows; a forecast starts from "
+                                          f"the last {self.window} (the run's window)")
+        return series.values
 
     def recursive_forecast(self, model, start_row: int, steps: int) -> np.ndarray:
         """Forecast ``steps`` rows from the ``window`` rows before ``start_row`` (a row of
@@ -334,9 +344,10 @@ class ForecastTask(Task):
         context = self.scaled[start_row - self.window:start_row][:, self.in_idx]
         return self._roll(model, context, steps, known)
 
-    def forecast_future(self, model, steps: int) -> np.ndarray:
-        """``steps`` rows past the end of the series: (steps, n_targets), original units."""
-        context = self.future_context()
+    def forecast_future(self, model, steps: int, tail: Optional[np.ndarray] = None) -> np.ndarray:
+        """``steps`` rows past the end of the series (or of ``tail``, new rows (T, C) in
+        original units): (steps, n_targets), original units."""
+        context = self.future_context(tail)
         zeros = lambda k, count: np.zeros((count, len(self.inputs)))  # all overwritten
         return self._roll(model, context, steps, zeros)
 
