@@ -176,3 +176,38 @@ def test_common_missing_value_markers_are_missing_values(tmp_path, token):
     with pytest.raises(UserError, match="missing"):
         load_csv(path)
     assert load_csv(path, interpolate=True).values[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+# ---------------------------------------------------------------- files as users have them
+@pytest.mark.parametrize("text, expected", [
+    ("day;temp\n01.01.2020;3,5\n02.01.2020;4,25\n03.01.2020;-1,0\n", [3.5, 4.25, -1.0]),  # ; and decimal commas
+    ("day\ttemp\n2020-01-01\t3.5\n2020-01-02\t4.25\n2020-01-03\t-1\n", [3.5, 4.25, -1.0]),  # tabs
+    ('day,sales\n2020-01,"1,234.5"\n2020-02,"2,000"\n2020-03,17\n', [1234.5, 2000.0, 17.0]),  # thousands
+    ("day;sales\n2020-01;1.234,5\n2020-02;2.000,0\n2020-03;17,25\n", [1234.5, 2000.0, 17.25]),  # both, European
+    ("month|y\n1991 Jul|1\n1991 Aug|NULL\n1991 Sep|3\n", [1.0, 2.0, 3.0]),  # pipes, month names, NULL
+])
+def test_csv_dialects_are_read_as_users_write_them(tmp_path, text, expected):
+    path = tmp_path / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    series = load_csv(path, interpolate=True)
+    assert series.values[:, 0].tolist() == expected and series.time is not None and len(series.columns) == 1
+
+
+def test_excel_and_parquet_files_are_read_like_csv(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"date": ["2020-01-01", "2020-01-02", "2020-01-03"], "y": [1.5, 2.5, 3.5]})
+    frame.to_excel(tmp_path / "f.xlsx", index=False)
+    frame.to_parquet(tmp_path / "f.parquet", index=False)
+    for name in ("f.xlsx", "f.parquet"):
+        series = load_csv(tmp_path / name)
+        assert series.columns == ["y"] and series.values[:, 0].tolist() == [1.5, 2.5, 3.5]
+        assert list(series.time) == ["2020-01-01", "2020-01-02", "2020-01-03"]
+
+
+def test_a_row_with_more_fields_than_the_header_is_one_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(UserError, match="line 3.*fix the row"):
+        load_csv(path)

@@ -9,8 +9,6 @@ are cut into train/val/test in time order.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import numpy as np
 
 from ..config.schema import check
 from ..errors import UserError
+from .table import MISSING, numbers, read_table
 
 BUILTIN_SERIES = ("sine", "noisy-sine", "oscillator",
                   "mackey-glass", "mackey-glass-30", "lorenz", "narma10")  # the last four: tasks/chaotic.py
@@ -163,9 +162,6 @@ def parse_date(text: str) -> Optional[datetime]:
     return datetime(int(q.group(1)), 3 * int(q.group(2)) - 2, 1) if q else None
 
 
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "?"})  # cells read as missing (any case)
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -184,41 +180,11 @@ def _is_date(text: str) -> bool:
     return parse_date(text) is not None
 
 
-def _read_rows(path: Path) -> Tuple[List[str], List[List[str]], List[int]]:
-    """Header, data rows (padded to the header's width) and their line numbers."""
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}; check the path given to --data")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # -sig: tolerate Excel's BOM
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-                        f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv")
-    reader = csv.reader(io.StringIO(text))
-    rows, lines = [], []
-    for row in reader:
-        if any(cell.strip() for cell in row):  # blank lines carry nothing
-            rows.append([cell.strip() for cell in row])
-            lines.append(reader.line_num)
-    if not rows:
-        raise UserError(f"{path} is empty; it needs a header row naming the columns, "
-                        f"then one row per time step")
-    header, data, lines = rows[0], rows[1:], lines[1:]
-    if all(_is_number(h) or _is_date(h) for h in header):
-        raise UserError(f"{path} has no header row: its first line ({','.join(header)[:60]}) holds "
-                        f"values, not column names; add a line naming the columns, e.g. "
-                        f"{','.join(f'x{j + 1}' for j in range(len(header)))}")
-    if not data:
-        raise UserError(f"{path} has a header but no data rows; add one row per time step")
-    header = [h or f"column{j + 1}" for j, h in enumerate(header)]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    check(not dupes, f"{path} has duplicate column names {dupes}; rename them in the header")
-    width = len(header)
-    for row, line in zip(data, lines):
-        if len(row) > width:
-            raise UserError(f"{path} line {line} has {len(row)} fields but the header names "
-                            f"{width} columns; fix the row or add the missing column names")
-        row.extend([""] * (width - len(row)))
-    return header, data, lines
+def _labels(cells: np.ndarray) -> np.ndarray:
+    """Time labels as text (years read as numbers print without a decimal point)."""
+    if cells.dtype != object:
+        return np.array([f"{v:.0f}" if float(v).is_integer() else f"{v}" for v in cells])
+    return cells.astype(str)
 
 
 def _index_kind(cells: Sequence[str]) -> Optional[str]:
@@ -243,64 +209,71 @@ def _interpolate(col: np.ndarray) -> np.ndarray:
 
 
 def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False) -> Series:
-    """Read a CSV time series (stdlib csv, one header row, one row per time step).
+    """Read a time series from a table (:mod:`.table`: CSV in any common dialect, Excel,
+    Parquet; one header row, one row per time step).
 
-    A column whose every non-empty value is a date/datetime becomes ``Series.time``.
+    A column whose every non-empty value is a date/datetime becomes ``Series.time``; a first
+    column without a name is a row index (a counter: dropped; consecutive years: the time).
     ``columns`` selects the feature columns (in that order); only those must be numeric.
-    ``None`` selects every non-date column. Empty cells, NA, NULL, NaN, n/a, - and ? are
-    missing values: an
-    error, or with ``interpolate`` filled linearly in row order (edges: nearest value).
-    Every problem raises a one-line :class:`UserError` naming the fix.
+    ``None`` selects every other column. Empty cells, NA, NULL, NaN, n/a, - and ? are
+    missing values: an error, or with ``interpolate`` filled linearly in row order (edges:
+    nearest value). Every problem raises a one-line :class:`UserError` naming the fix.
     """
     path = Path(path)
+    table = read_table(path)
+    header, names = table.header, table.names
+    if all(_is_number(h) or _is_date(h) for h in header):
+        raise UserError(f"{path} has no header row: its first line ({','.join(header)[:60]}) holds "
+                        f"values, not column names; add a line naming the columns, e.g. "
+                        f"{','.join(f'x{j + 1}' for j in range(len(header)))}")
+    date_cols = [n for n in names if _dates(table.columns[n])]
     index_name = None
-    header, data, lines = _read_rows(path)
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        first = next(csv.reader([f.readline()]), [""])  # the header as written (names may be empty)
-    date_cols = [j for j in range(len(header))
-                 if any(r[j] for r in data) and all(_is_date(r[j]) for r in data if r[j])]
-    if first and not first[0].strip() and len(header) > 1:
-        # a first column without a name is a row index (pandas writes one): a counter is
-        # dropped, consecutive years are the time labels (yearly data)
-        kind = _index_kind([r[0] for r in data])
+    if not header[0] and len(header) > 1:
+        kind = _index_kind(table.columns[names[0]])
         if kind is not None:
-            index_name = header[0]
+            index_name = names[0]
             if kind == "years" and not date_cols:
-                date_cols = [0]
+                date_cols = [names[0]]
     if columns is None:
-        chosen = [h for j, h in enumerate(header) if j not in date_cols and h != index_name]
-        check(bool(chosen), f"{path} has no numeric columns (only dates: "
-                            f"{[header[j] for j in date_cols]}); add a column of values")
+        chosen = [n for n in names if n not in date_cols and n != index_name]
+        check(bool(chosen), f"{path} has no numeric columns (only dates: {date_cols}); "
+                            f"add a column of values")
     else:
         chosen = list(columns)
-        unknown = [c for c in chosen if c not in header]
+        unknown = [c for c in chosen if c not in names]
         check(not unknown, f"unknown column(s) {unknown} in {path}; available columns: "
-                           f"{', '.join(header)}")
-    values = np.empty((len(data), len(chosen)))
+                           f"{', '.join(names)}")
+    values = np.empty((len(table), len(chosen)))
     for k, name in enumerate(chosen):
-        j = header.index(name)
-        for i, (row, line) in enumerate(zip(data, lines)):
-            cell = row[j]
-            try:
-                x = math.nan if cell.lower() in MISSING else float(cell)
-            except ValueError:
-                raise UserError(f"column '{name}' of {path} has a non-numeric value {cell!r} "
-                                f"in data row {i + 1} (line {line}); drop the column or choose "
-                                f"numeric columns with --column") from None
-            if math.isinf(x):
-                raise UserError(f"column '{name}' of {path} has an infinite value {cell!r} in "
-                                f"data row {i + 1} (line {line}); replace it with a finite number")
-            values[i, k] = x
-        missing = np.isnan(values[:, k])
+        col, bad = numbers(table, name)
+        if bad is not None:
+            raise UserError(f"column '{name}' of {path} has a non-numeric value {bad[1]!r} "
+                            f"in data row {bad[0] + 1}; drop the column or choose "
+                            f"numeric columns with --column")
+        if np.isinf(col).any():
+            i = int(np.argmax(np.isinf(col)))
+            raise UserError(f"column '{name}' of {path} has an infinite value "
+                            f"{str(table.columns[name][i])!r} in data row {i + 1}; replace it with a finite number")
+        missing = np.isnan(col)
         if missing.any():
             first = int(np.argmax(missing))
             check(not missing.all(), f"column '{name}' of {path} has no values; "
                                      f"drop it or choose other columns with --column")
             if not interpolate:
                 raise UserError(f"column '{name}' of {path} has {int(missing.sum())} missing "
-                                f"value(s) (first in data row {first + 1}, line {lines[first]}); "
+                                f"value(s) (first in data row {first + 1}); "
                                 f"fill them in the file, or pass --interpolate to fill them "
                                 f"linearly")
-            values[:, k] = _interpolate(values[:, k])
-    time = np.array([r[date_cols[0]] for r in data]) if date_cols else None
+            col = _interpolate(col)
+        values[:, k] = col
+    time = _labels(table.columns[date_cols[0]]) if date_cols else None
     return Series(values, chosen, time, path.name)
+
+
+def _dates(cells: np.ndarray, sample: int = 200) -> bool:
+    """Whether a text column holds dates: every non-missing cell of a sample spread over it."""
+    if cells.dtype != object:
+        return False  # numbers (20200131 stays a number)
+    filled = [c for c in cells[np.linspace(0, len(cells) - 1, min(sample, len(cells))).astype(int)]
+              if c.lower() not in MISSING]
+    return bool(filled) and all(_is_date(c) for c in filled)
