@@ -58,7 +58,7 @@ def test_train_predict_and_forecast_from_a_csv(tmp_path, csv_file, capsys):
     code, stdout, err = run_cli(["forecast", out, "--start", "val", "--steps", "5"], capsys)
     assert code == 0, err
     lines = stdout.strip().splitlines()
-    assert lines[0] == "step,temp,temp_true" and len(lines) == 6
+    assert lines[0] == "step,date,temp,temp_true" and len(lines) == 6  # the data has dates
 
 
 def test_forecast_after_the_end_of_the_series_needs_only_the_run_dir(tmp_path, capsys):
@@ -252,3 +252,17 @@ def test_forecast_continues_a_new_file_with_the_runs_scaling(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("z\n1\n2\n")
     fails_with(capsys, ["forecast", tmp_path / "run", "--data", tmp_path / "c.csv"], "unknown column", "y")
     fails_with(capsys, ["forecast", tmp_path / "run", "--data", tmp_path / "b.csv", "--start", "val"], "--data")
+
+
+def test_forecasts_of_dated_data_carry_their_dates(tmp_path, capsys):
+    months = [f"{2000 + t // 12}-{1 + t % 12:02d}" for t in range(120)]
+    (tmp_path / "m.csv").write_text("month,y\n" + "\n".join(f"{m},{t % 12}" for t, m in enumerate(months)))
+    code, out, err = run_cli(["train", "--data", tmp_path / "m.csv", "--out", tmp_path / "run", *FAST], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["forecast", tmp_path / "run", "--steps", "3"], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "step,date,y" and [l.split(",")[1] for l in lines[1:]] == ["2010-01-01", "2010-02-01", "2010-03-01"]
+    code, out, err = run_cli(["forecast", tmp_path / "run", "--start", "test", "--steps", "2"], capsys)
+    first_test = months[int(round(0.7 * 120)) + int(round(0.15 * 120))]
+    assert code == 0 and out.strip().splitlines()[1].split(",")[1] == first_test

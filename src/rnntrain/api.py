@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .tasks.series import future_dates
 from .training.trainer import load_run, make_task
 
 PathLike = Union[str, Path]
@@ -24,13 +25,16 @@ class Forecast:
     values: np.ndarray
     start: str
     truth: Optional[np.ndarray] = None  # the series' values over the same rows, when known
+    dates: Optional[List[str]] = None  # the date of each step, when the data has dates
 
     def to_csv(self, sep: str = ",") -> str:
         buf = io.StringIO()
-        header = ["step", *self.columns] + ([f"{c}_true" for c in self.columns] if self.truth is not None else [])
+        dated = self.dates is not None
+        header = ["step", *(["date"] if dated else []), *self.columns] + \
+            ([f"{c}_true" for c in self.columns] if self.truth is not None else [])
         buf.write(sep.join(header) + "\n")
         for i, row in enumerate(self.values):
-            cells = [str(i + 1), *(f"{v:.8g}" for v in row)]
+            cells = [str(i + 1), *([self.dates[i]] if dated else []), *(f"{v:.8g}" for v in row)]
             if self.truth is not None:
                 cells += [f"{v:.8g}" for v in self.truth[i]] if i < len(self.truth) else [""] * len(self.columns)
             buf.write(sep.join(cells) + "\n")
@@ -116,12 +120,13 @@ def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
         if start != "end":
             raise UserError("--data forecasts after the end of a new file; --start val/test read the "
                             "run's own data: give one of them")
-        tail = run.task.new_data_tail(data)
+        tail, time = run.task.new_data_tail(data)
         values = run.task.forecast_future(run.model, steps or 100, tail)
-        return Forecast(list(run.task.targets), values, "data")
+        return Forecast(list(run.task.targets), values, "data", dates=future_dates(time, len(values)))
     if start == "end":
         values = run.task.forecast_future(run.model, steps or 100)
-        return Forecast(list(run.task.targets), values, start)
+        return Forecast(list(run.task.targets), values, start,
+                        dates=future_dates(run.task.time_tail, len(values)))
     if start not in ("val", "test"):
         raise UserError(f"--start must be end, val or test, got '{start}'")
     task = make_task(run.config)
@@ -131,7 +136,17 @@ def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
     steps = steps or (b - a)
     values = task.recursive_forecast(run.model, a, steps)
     truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
-    return Forecast(list(task.targets), values, start, truth)
+    return Forecast(list(task.targets), values, start, truth, _dates(task, a, steps))
+
+
+def _dates(task, first: int, steps: int) -> Optional[List[str]]:
+    """The dates of ``steps`` rows from row ``first`` of the task's series: its own, then
+    dates past its end; None without a date column."""
+    if task.series.time is None:
+        return None
+    known = [str(t) for t in task.series.time[first:first + steps]]
+    rest = steps - len(known)
+    return known + ((future_dates(list(task.series.time), rest) or [""] * rest) if rest > 0 else [])
 
 
 def sample(run_dir: PathLike, length: int = 500, temperature: float = 0.8, prime: str = "",
@@ -187,7 +202,8 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     out = closed_loop(run.model, t(context)[None], steps, feedback=task.tgt_in_pos,
                       exogenous=exogenous)  # (1, steps, n_targets)
     values = task.target_scaler.inverse(out[0].double().cpu().numpy())
-    return Forecast(list(task.targets), values, start, truth)
+    dates = future_dates(task.time_tail, steps) if start == "end" else _dates(task, a, steps)
+    return Forecast(list(task.targets), values, start, truth, dates)
 
 
 def _dtype_of(model) -> torch.dtype:

@@ -81,8 +81,9 @@ def plot_attention(path: Path, examples: List[Any]) -> None:
 
 
 def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
-                  names: Sequence[str], title: str) -> None:
-    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None."""
+                  names: Sequence[str], title: str, time=None) -> None:
+    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None;
+    ``time``: the whole series' date labels, shown on the x axis instead of row numbers."""
     shown = min(len(names), 4)  # more panels than this stop being readable
     fig, axes = plt.subplots(shown, 1, figsize=(12, 3.5 * shown), squeeze=False)
     for c, ax in enumerate(axes[:, 0]):
@@ -93,7 +94,13 @@ def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, rec
         ax.set_ylabel(names[c])
         ax.legend(loc="upper right")
     axes[0, 0].set_title(title)
-    axes[-1, 0].set_xlabel("time step (row)")
+    if time is not None and len(rows):
+        ticks = np.linspace(rows[0], rows[-1], min(6, len(rows))).astype(int)
+        for ax in axes[:, 0]:
+            ax.set_xticks(ticks, [str(time[t]) for t in ticks], fontsize=8)
+        axes[-1, 0].set_xlabel("date")
+    else:
+        axes[-1, 0].set_xlabel("time step (row)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

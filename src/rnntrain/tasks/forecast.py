@@ -132,6 +132,8 @@ class ForecastTask(Task):
         """Scaled series and every split's windows, computed once."""
         self.target_scaler = self.scaler.select(self.tgt_idx)
         self.tail = self.series.values[-self.window:].copy()  # (W, C) for forecast_future
+        # the last dates, to date a forecast past the end (None without a date column)
+        self.time_tail = None if self.series.time is None else [str(t) for t in self.series.time[-10:]]
         self.scaled = self.scaler.transform(self.series.values)  # (T, C)
         self._windows = {s: self._make_windows(*self.bounds[s]) for s in SPLITS}
 
@@ -314,13 +316,13 @@ class ForecastTask(Task):
         rows = self.tail if tail is None else tail[-self.window:]
         return self.scaler.transform(rows)[:, self.in_idx]
 
-    def new_data_tail(self, path) -> np.ndarray:
-        """The rows (T, C) of a new CSV with the run's columns, original units; UserError
-        unless it has the columns and at least one window of rows."""
+    def new_data_tail(self, path):
+        """(rows (T, C) of a new CSV with the run's columns, original units; its dates or
+        None); UserError unless it has the columns and at least one window of rows."""
         series = load_csv(path, list(self.columns), self.config.interpolate)
         check(len(series) >= self.window, f"{path} has {len(series)} rows; a forecast starts from "
                                           f"the last {self.window} (the run's window)")
-        return series.values
+        return series.values, series.time
 
     def recursive_forecast(self, model, start_row: int, steps: int) -> np.ndarray:
         """Forecast ``steps`` rows from the ``window`` rows before ``start_row`` (a row of
@@ -378,7 +380,7 @@ class ForecastTask(Task):
         plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
                       self.series.values[a:b][:, self.tgt_idx],
                       (a + self.window + np.arange(len(one_step)), one_step),
-                      recursive, self.targets, f"{self.series.name}: {split} split")
+                      recursive, self.targets, f"{self.series.name}: {split} split", self.series.time)
         self._report_attention(model, w.x[torch.linspace(0, len(w.x) - 1, min(4, len(w.x))).long()], out_dir)
         return out
 
@@ -402,13 +404,15 @@ class ForecastTask(Task):
         return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),
                 "inputs": list(self.inputs), "targets": list(self.targets),
                 "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist(),
-                "normalize": self.normalize}
+                "normalize": self.normalize, "time_tail": self.time_tail}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.scaler = Scaler(state["scaler"]["kind"])
         self.scaler.load_state_dict(state["scaler"])
         self.window, self.horizon = int(state["window"]), int(state["horizon"])
         self.normalize = state.get("normalize", "none")  # runs from before task.normalize
+        if self.series is None:
+            self.time_tail = state.get("time_tail")
         check(self.series is None or list(state["columns"]) == self.series.columns,
               f"saved task columns {state['columns']} differ from the data's "
               f"{self.series and self.series.columns}; use the data the model was trained on")

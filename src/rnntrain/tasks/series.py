@@ -162,6 +162,28 @@ def parse_date(text: str) -> Optional[datetime]:
     return datetime(int(q.group(1)), 3 * int(q.group(2)) - 2, 1) if q else None
 
 
+def future_dates(labels: Optional[Sequence[str]], steps: int) -> Optional[List[str]]:
+    """The ``steps`` dates after the last of ``labels`` (dates as the data writes them), at
+    the data's frequency (pandas' inferred calendar frequency, e.g. month starts; else the
+    median spacing); None when the labels are not dates."""
+    import pandas as pd
+
+    if labels is None or len(labels) < 2:
+        return None
+    parsed = [parse_date(str(t)) for t in list(labels)[-10:]]
+    if any(p is None for p in parsed):
+        return None
+    index = pd.DatetimeIndex(parsed)
+    freq = pd.infer_freq(index) if len(index) >= 3 else None
+    if freq is not None:
+        future = pd.date_range(index[-1], periods=steps + 1, freq=freq)[1:]
+    else:
+        step = pd.Series(index).diff().median()
+        future = pd.DatetimeIndex([index[-1] + step * (k + 1) for k in range(steps)])
+    timed = any(t.hour or t.minute or t.second for t in future) or any(p.hour or p.minute for p in parsed)
+    return [t.strftime("%Y-%m-%d %H:%M" if timed else "%Y-%m-%d") for t in future]
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
