@@ -18,7 +18,6 @@ Every score comes with the baselines' on the same windows (:mod:`.baselines`).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -27,8 +26,10 @@ import torch
 from ..config.schema import check
 from ..errors import UserError
 from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
-from .baselines import errors, mase_scale, season_length, seasonal_naive, verdict
-from .forecast_config import WINDOW_STD_FLOOR, ForecastConfig
+from .baselines import errors, mase_scale, season_length, seasonal_naive
+from .forecast_config import ForecastConfig
+from .forecast_report import ForecastReport
+from .windows import to_window, window_stats
 from .scaling import Scaler
 from .series import builtin_series, load_csv, split_bounds
 
@@ -44,7 +45,7 @@ class _Windows(NamedTuple):
     rows: np.ndarray  # (N, H) the series rows each window forecasts
 
 
-class ForecastTask(Task):
+class ForecastTask(ForecastReport, Task):
     """Many-to-one regression of the next ``horizon`` rows from ``window`` past rows.
 
     spec: input_size = n_inputs, output_size = horizon * n_targets, tokens=False,
@@ -171,25 +172,10 @@ class ForecastTask(Task):
             yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(w.x[idx], center, spread), y))
 
     def _window_stats(self, x: torch.Tensor):
-        """task.normalize's per-window center and spread (N, 1, n_inputs), from the window
-        x (N, W, n_inputs) itself; None without normalisation."""
-        kind = self.normalize
-        if kind == "none":
-            return None, None
-        if kind == "level":
-            return x[:, -1:], torch.ones_like(x[:, -1:])
-        return x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False).clamp(min=WINDOW_STD_FLOOR)
+        return window_stats(x, self.normalize)
 
     def _to_window(self, v: torch.Tensor, center, spread, *, targets: bool = False, back: bool = False):
-        """Scaled units -> the window's own (back: the reverse); v (N, W, n_inputs) inputs or
-        (N, H * n_targets) targets (then read at the targets' input columns)."""
-        if center is None:
-            return v
-        if targets:
-            c, s = center[:, :, self.tgt_in_pos], spread[:, :, self.tgt_in_pos]  # (N, 1, n_t)
-            steps = v.reshape(len(v), -1, len(self.targets))
-            return (steps * s + c if back else (steps - c) / s).reshape(v.shape)
-        return v * spread + center if back else (v - center) / spread
+        return to_window(v, center, spread, self.tgt_in_pos if targets else None, back=back)
 
     def _start(self, x: torch.Tensor) -> torch.Tensor:
         """A decoder's first input (N, n_targets): the last observed target values of each
@@ -354,51 +340,6 @@ class ForecastTask(Task):
         return self._roll(model, context, steps, zeros)
 
     # ------------------------------------------------------------ report and state
-
-    def report(self, model, out_dir: Path) -> Dict[str, Any]:
-        """forecast.png (one-step predictions and the recursive forecast from the
-        train/val boundary) and the recursive forecast's MSE over the validation rows."""
-        check(self.series is not None, "report needs the task's data; build it from the data")
-        split = "val" if self.split_size("val") else "train"
-        w, (a, b) = self._windows[split], self.bounds[split]
-        p = self._predict(model, w.x).double().cpu().numpy().reshape(w.raw_y.shape)
-        one_step = self.target_scaler.inverse(p)[:, 0]  # (N, n_t), first horizon step
-        out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
-        judged = "test" if self.split_size("test") else split
-        judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
-        if judgement:
-            out["against_baselines"] = {"split": judged, "season": self.season, **judgement}
-        out["normalize"] = self.normalize
-        va, vb = self.bounds["val"]
-        recursive = None
-        if self.tgt_in_pos is not None and vb > va:
-            rec = self.recursive_forecast(model, va, vb - va)
-            truth = self.series.values[va:vb][:, self.tgt_idx]
-            out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
-            recursive = (np.arange(va, vb), rec)
-        from ..reporting.plots import plot_forecast
-        plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
-                      self.series.values[a:b][:, self.tgt_idx],
-                      (a + self.window + np.arange(len(one_step)), one_step),
-                      recursive, self.targets, f"{self.series.name}: {split} split", self.series.time)
-        self._report_attention(model, w.x[torch.linspace(0, len(w.x) - 1, min(4, len(w.x))).long()], out_dir)
-        return out
-
-    def _report_attention(self, model, x: torch.Tensor, out_dir) -> None:
-        """attention.png for a model with attention: a decoder's weights (horizon step x
-        window step) or a pooling readout's (one row), for a few windows."""
-        with evaluating(model):
-            if self.config.decoder:
-                weights = model.decode(x, max_length=self.horizon, start=self._start(x)).attention
-                rows = [f"t+{h + 1}" for h in range(self.horizon)]
-            else:  # models without the method (duck-typed ones) have no attention
-                weights = getattr(model, "attention_weights", lambda x: None)(x)
-                weights, rows = (None, []) if weights is None else (weights[:, None], ["weight"])
-        if weights is None:
-            return
-        from ..reporting.plots import plot_attention
-        ticks = [str(t - self.window) if (self.window - t) % 5 == 0 else "" for t in range(self.window)]
-        plot_attention(Path(out_dir) / "attention.png", [(w.cpu().numpy(), ticks, rows) for w in weights])
 
     def state_dict(self) -> Dict[str, Any]:
         return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),

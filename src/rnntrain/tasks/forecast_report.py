@@ -1,0 +1,64 @@
+"""What a forecasting run leaves besides its metrics: forecast.png with the recursive
+forecast, the verdict against the baselines, attention.png (a mixin of :class:`ForecastTask`,
+kept apart from the task protocol)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from ..config.schema import check
+from .base import evaluating
+from .baselines import verdict
+
+
+class ForecastReport:
+    """``report`` of :class:`~rnntrain.tasks.forecast.ForecastTask` (uses its windows,
+    splits, scaler and recursive forecast)."""
+
+    def report(self, model, out_dir: Path) -> Dict[str, Any]:
+        """forecast.png (one-step predictions and the recursive forecast from the
+        train/val boundary) and the recursive forecast's MSE over the validation rows."""
+        check(self.series is not None, "report needs the task's data; build it from the data")
+        split = "val" if self.split_size("val") else "train"
+        w, (a, b) = self._windows[split], self.bounds[split]
+        p = self._predict(model, w.x).double().cpu().numpy().reshape(w.raw_y.shape)
+        one_step = self.target_scaler.inverse(p)[:, 0]  # (N, n_t), first horizon step
+        out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
+        judged = "test" if self.split_size("test") else split
+        judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
+        if judgement:
+            out["against_baselines"] = {"split": judged, "season": self.season, **judgement}
+        out["normalize"] = self.normalize
+        va, vb = self.bounds["val"]
+        recursive = None
+        if self.tgt_in_pos is not None and vb > va:
+            rec = self.recursive_forecast(model, va, vb - va)
+            truth = self.series.values[va:vb][:, self.tgt_idx]
+            out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
+            recursive = (np.arange(va, vb), rec)
+        from ..reporting.plots import plot_forecast
+        plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
+                      self.series.values[a:b][:, self.tgt_idx],
+                      (a + self.window + np.arange(len(one_step)), one_step),
+                      recursive, self.targets, f"{self.series.name}: {split} split", self.series.time)
+        self._report_attention(model, w.x[torch.linspace(0, len(w.x) - 1, min(4, len(w.x))).long()], out_dir)
+        return out
+
+    def _report_attention(self, model, x: torch.Tensor, out_dir) -> None:
+        """attention.png for a model with attention: a decoder's weights (horizon step x
+        window step) or a pooling readout's (one row), for a few windows."""
+        with evaluating(model):
+            if self.config.decoder:
+                weights = model.decode(x, max_length=self.horizon, start=self._start(x)).attention
+                rows = [f"t+{h + 1}" for h in range(self.horizon)]
+            else:  # models without the method (duck-typed ones) have no attention
+                weights = getattr(model, "attention_weights", lambda x: None)(x)
+                weights, rows = (None, []) if weights is None else (weights[:, None], ["weight"])
+        if weights is None:
+            return
+        from ..reporting.plots import plot_attention
+        ticks = [str(t - self.window) if (self.window - t) % 5 == 0 else "" for t in range(self.window)]
+        plot_attention(Path(out_dir) / "attention.png", [(w.cpu().numpy(), ticks, rows) for w in weights])
