@@ -327,3 +327,12 @@ def test_a_metric_where_higher_is_better_selects_its_highest_round():
     matches = [r["val_exact_match"] for r in run.history]
     assert max(matches) > matches[0]  # it learned, so the best round is not the first
     assert run.summary["best_round"] == 1 + matches.index(max(matches))
+
+
+def test_a_beam_width_for_a_run_that_decodes_no_symbols_is_one_line(tmp_path, capsys):
+    rnntrain.train(rnntrain.load_config(base={"task.kind": "classify", "task.size": 40, "train.epochs": 1,
+                                              "model.hidden": 4}), tmp_path / "run")
+    (tmp_path / "x.csv").write_text("id,x\na,1\na,2\n")
+    assert cli(["predict", str(tmp_path / "run"), "--data", str(tmp_path / "x.csv"), "--beam-width", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "decode symbol sequences" in err

@@ -93,8 +93,9 @@ def translate(run_dir: PathLike, text: Union[str, List[str]], *, beam_width: Opt
 
 
 def _beam(run, width: int) -> int:
-    if run.config.task_kind != "seq2seq":
-        raise UserError(f"--beam-width is for seq2seq runs; {run.path} is a {run.config.task_kind} run")
+    if not run.task.spec.target_tokens:  # beam search chooses among symbol sequences a decoder emits
+        raise UserError(f"--beam-width is for runs that decode symbol sequences (seq2seq); {run.path} "
+                        f"is a {run.config.task_kind} run")
     if width < 1:
         raise UserError(f"--beam-width must be >= 1 (1 = greedy), got {width}")
     return width

@@ -90,7 +90,6 @@ class RunConfig:
         check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
 
-
 _TAGS = ("task_kind", "algorithm_name")  # set from the tables' kind/name, never top-level keys
 _TOP = {f.name for f in dataclasses.fields(RunConfig)} - set(_TAGS)
 

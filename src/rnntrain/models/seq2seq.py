@@ -149,11 +149,8 @@ class EncoderDecoder(nn.Module):
             raise UserError("gradient flow is measured through the encoder of an encoder-decoder "
                             "(the decoder's steps read its own outputs): use --core encoder")
         from .sequence_model import top_layer  # local: sequence_model imports this module
-        memory = top_layer(self.encoder, states)
-        mask = None if lengths is None else valid_mask(lengths, memory.shape[1], memory.device)
-        keys = self.attention.keys(memory) if self.attention is not None else None
-        final = self.encoder.unflat_state(states[:, -1])
-        return self._teacher_forced(memory, mask, keys, self.bridge(final), decoder)[0]
+        source = self._source(top_layer(self.encoder, states), self.encoder.unflat_state(states[:, -1]), lengths)
+        return self._teacher_forced(*source, decoder)[0]
 
     def encode(self, inputs: Tensor) -> Tensor:
         """The encoder core's inputs (N, S, I) (the source embedded)."""
@@ -192,6 +189,10 @@ class EncoderDecoder(nn.Module):
     def _read_source(self, inputs: Tensor, lengths: Optional[Tensor]):
         """memory (N, S, D*H), mask (N, S) or None, precomputed attention keys, s_0."""
         memory, final = self.encoder(self.source(inputs), None, lengths=lengths)
+        return self._source(memory, final, lengths)
+
+    def _source(self, memory: Tensor, final, lengths: Optional[Tensor]):
+        """What the decoder reads of an encoded source: (memory, mask, keys, s_0)."""
         mask = None if lengths is None else valid_mask(lengths, memory.shape[1], memory.device)
         keys = self.attention.keys(memory) if self.attention is not None else None
         return memory, mask, keys, self.bridge(final)

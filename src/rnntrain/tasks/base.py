@@ -239,7 +239,7 @@ class Task(ABC):
         """
         return None
 
-    def predict_file(self, model, path) -> List[Dict[str, Any]]:
+    def predict_file(self, model, path, **options) -> List[Dict[str, Any]]:
         """Prediction rows (one dict per row of the predictions CSV) for the sequences in a
         file read like the training data. Tasks of labelled sequences answer; others refuse."""
         from ..errors import UserError

@@ -183,7 +183,8 @@ class Trainer:
 
     @property
     def selection(self) -> str:
-        """The validation metric that decides the best round (lower is better)."""
+        """The validation metric that decides the best round (the highest for the metrics in
+        ``HIGHER_IS_BETTER``, else the lowest)."""
         chosen = self.config.train.select
         return self.task.selection if chosen == "auto" else chosen
 

@@ -36,7 +36,7 @@ from ..base import PAD_ID, STOP_ID, START_ID, UNK_ID, Batch, DecoderInputs, Task
 from ..sampling import SamplingConfig
 from .metrics import edit_distance, label_error_rate
 from .sequences import SequenceSet, tokenize
-from .task import EVAL_BATCH, GENERATED, PAD, UNK, LabelledConfig, LabelledTask
+from .task import EVAL_BATCH, GENERATED, PAD, UNK, LabelledConfig, LabelledTask, padded, vocabulary
 
 START, STOP = "<s>", "</s>"  # target ids START_ID and STOP_ID
 
@@ -147,9 +147,7 @@ class Seq2SeqTask(LabelledTask):
 
     def fit_labels(self, train: SequenceSet) -> None:
         seqs = self._symbols(train)
-        counts = Counter(t for q in seqs for t in q)
-        kept = sorted(counts, key=lambda t: (-counts[t], t))[:self.config.max_vocab - 4]
-        self.target_vocab = [PAD, UNK, START, STOP] + sorted(kept)
+        self.target_vocab = vocabulary(seqs, self.config.max_vocab, (PAD, UNK, START, STOP))
         self._target_id = {t: i for i, t in enumerate(self.target_vocab)}
         self.mode = Counter(tuple(q) for q in seqs).most_common(1)[0][0]
         self.longest = max(len(q) for q in seqs) + 1
@@ -159,10 +157,7 @@ class Seq2SeqTask(LabelledTask):
 
     def encode_targets(self, data: SequenceSet) -> Dict[str, Tensor]:
         ids = [[self._target_id.get(t, UNK_ID) for t in q] + [STOP_ID] for q in self._symbols(data)]
-        y = torch.zeros(len(ids), max(len(q) for q in ids), dtype=torch.int64)
-        for i, q in enumerate(ids):
-            y[i, :len(q)] = torch.tensor(q)
-        return {"y": y.to(self.device), "y_lengths": torch.tensor([len(q) for q in ids])}
+        return {"y": padded(ids).to(self.device), "y_lengths": torch.tensor([len(q) for q in ids])}
 
     def _batch(self, d, idx) -> Batch:
         b = super()._batch(d, idx)

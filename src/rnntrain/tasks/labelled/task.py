@@ -18,9 +18,10 @@ they override :meth:`LabelledTask.predict_set`.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from ...config.schema import absolute_paths, check
 from ...errors import UserError
-from ..base import SPLITS, Batch, Task, TaskSpec, evaluating
+from ..base import PAD_ID, SPLITS, UNK_ID, Batch, Task, TaskSpec, evaluating
 from ..scaling import SCALES, Scaler
 from ..series import check_split
 from .sequences import FORMATS, SequenceSet, archive_files, read_sequences
@@ -38,6 +39,22 @@ GENERATED = 1000  # sequences of a generated data set unless task.size says othe
 EVAL_BATCH = 256  # sequences per forward pass in evaluation (memory, not results)
 BUCKET_POOL = 50  # batches per length-sorted pool in training
 PAD, UNK = "<pad>", "<unk>"  # token ids 0 and 1 of a text vocabulary
+
+
+def vocabulary(sequences: Sequence[Sequence[str]], limit: int, specials: Sequence[str]) -> List[str]:
+    """``specials`` (ids 0, 1, ...), then the ``limit - len(specials)`` most frequent tokens
+    of ``sequences`` (ties broken alphabetically), sorted."""
+    counts = Counter(t for q in sequences for t in q)
+    kept = sorted(counts, key=lambda t: (-counts[t], t))[:limit - len(specials)]
+    return list(specials) + sorted(kept)
+
+
+def padded(ids: Sequence[Sequence[int]]) -> Tensor:
+    """Id sequences as one (N, L_max) int64 tensor, padded with PAD_ID (0) after each."""
+    out = torch.full((len(ids), max((len(q) for q in ids), default=0)), PAD_ID, dtype=torch.int64)
+    for i, q in enumerate(ids):
+        out[i, :len(q)] = torch.as_tensor(q, dtype=torch.int64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,12 +188,7 @@ class LabelledTask(Task):
 
     def _fit_inputs(self, train: SequenceSet) -> None:
         if self.text:
-            counts: Dict[str, int] = {}
-            for toks in train.xs:
-                for t in toks:
-                    counts[t] = counts.get(t, 0) + 1
-            kept = sorted(counts, key=lambda t: (-counts[t], t))[:self.config.max_vocab - 2]
-            self.vocab = [PAD, UNK] + sorted(kept)
+            self.vocab = vocabulary(train.xs, self.config.max_vocab, (PAD, UNK))
             self.scaler = Scaler("none").fit(np.zeros((1, 0)))  # tokens are not scaled
         else:
             self.vocab = []
@@ -188,9 +200,7 @@ class LabelledTask(Task):
         lengths = torch.tensor([len(x) for x in data.xs], dtype=torch.int64)
         L = int(lengths.max()) if len(lengths) else 0
         if self.text:
-            ids = torch.zeros(len(data), L, dtype=torch.int64)
-            for i, toks in enumerate(data.xs):
-                ids[i, :len(toks)] = torch.tensor([self._token_id.get(t, 1) for t in toks], dtype=torch.int64)
+            ids = padded([[self._token_id.get(t, UNK_ID) for t in toks] for toks in data.xs])
             return ids.to(self.device), lengths
         F = len(self.features)
         for x in data.xs:

@@ -33,7 +33,7 @@ from ..base import Batch
 from .ctc import beam_decode, greedy_decode
 from .metrics import edit_distance, label_error_rate
 from .sequences import SequenceSet, tokenize
-from .task import LabelledConfig, LabelledTask
+from .task import LabelledConfig, LabelledTask, padded
 
 DECODERS = ("greedy", "beam")
 
@@ -93,10 +93,7 @@ class TranscribeTask(LabelledTask):
 
     def encode_targets(self, data: SequenceSet) -> Dict[str, Tensor]:
         ids = self._ids(self._symbols(data), data.source)
-        y = torch.zeros(len(ids), max(len(q) for q in ids), dtype=torch.int64)
-        for i, q in enumerate(ids):
-            y[i, :len(q)] = torch.tensor(q)
-        return {"y": y.to(self.device), "y_lengths": torch.tensor([len(q) for q in ids], dtype=torch.int64)}
+        return {"y": padded(ids).to(self.device), "y_lengths": torch.tensor([len(q) for q in ids], dtype=torch.int64)}
 
     def _batch(self, d, idx):
         b = super()._batch(d, idx)
