@@ -92,6 +92,9 @@ VARIANTS = {
     "seed settings": [],
     "cosine LR": ["optim.schedule='cosine'"],
     "cosine LR + input noise 0.01": ["optim.schedule='cosine'", "task.input_noise=0.01"],
+    # closed-loop training (tasks/closed_loop.py): also train on the windows the model makes
+    # by feeding its own predictions back twice
+    "closed loop (rollout 2)": ["task.rollout=2"],
 }
 
 

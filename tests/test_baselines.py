@@ -100,8 +100,28 @@ def test_level_normalisation_maps_a_zero_forecast_back_to_the_last_value_and_win
     assert torch.all(batch.inputs[:, -1] == 0)
     window = ForecastTask(ForecastConfig(data=str(path), window=8, horizon=2, normalize="window"))
     assert torch.allclose(window.predict_windows(Zero(2), w.x), w.x.mean(1).repeat(1, 2), atol=1e-6)
-    c, s = window._window_stats(w.x)
-    assert torch.allclose(window._to_window(window._to_window(w.x, c, s), c, s, back=True), w.x, atol=1e-6)
+    norm = window._window_stats(w.x)
+    assert torch.allclose(window._to_window(window._to_window(w.x, norm), norm, back=True), w.x, atol=1e-6)
+
+
+def test_seasonal_normalisation_maps_a_zero_forecast_back_to_the_seasonal_naive(tmp_path):
+    t = np.arange(240)
+    y = 0.5 * t + 10 * np.sin(2 * np.pi * t / 12)  # monthly: trend and a season of 12 rows
+    dates = [f"{2000 + k // 12}-{k % 12 + 1:02d}" for k in t]
+    path = tmp_path / "monthly.csv"
+    path.write_text("month,y\n" + "\n".join(f"{d},{v:.6f}" for d, v in zip(dates, y)))
+    task = ForecastTask(ForecastConfig(data=str(path), horizon=3))
+    assert task.season == 12 and task.seasonal and task.normalize == "season" and task.window == 24
+    w = task._windows["test"]
+    z = task.predict_windows(Zero(3), w.x)  # (N, 3) scaled
+    expected = task._windows["test"].x[:, 24 - 12:24 - 12 + 3, 0]  # each step's value a season back
+    assert torch.allclose(z, expected, atol=1e-5)
+    evaluated = task.evaluate(Zero(3), "test")
+    assert evaluated["mase"] == pytest.approx(evaluated["seasonal_naive_mase"], rel=1e-4)
+    level = ForecastTask(ForecastConfig(data=str(path), horizon=3, normalize="level"))
+    assert level.window == 24  # the window follows the season; the normalisation is the user's
+    with pytest.raises(UserError, match="window >= season"):
+        ForecastTask(ForecastConfig(data=str(path), window=6, normalize="season"))
 
 
 def test_a_linear_trend_is_extrapolated_by_the_default_command(tmp_path, capsys):

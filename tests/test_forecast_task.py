@@ -107,14 +107,24 @@ def test_scaler_is_fitted_on_train_rows_only(tmp_path):
     np.testing.assert_allclose(a.scaler.scale, [np.std(np.arange(10))])
 
 
-def test_val_windows_use_val_rows_only(tmp_path):
+def test_a_files_val_windows_forecast_every_val_row_reading_inputs_from_before(tmp_path):
     task = ramp_task(tmp_path, n=100, window=5, horizon=3, split=(0.5, 0.3, 0.2))
     val = torch.cat([b.inputs for b in task.batches("val", 7)])
     val_y = torch.cat([b.targets for b in task.batches("val", 7)])
     train_y = torch.cat([b.targets for b in task.batches("train", 7)])
-    assert val.min() == 50 and val_y.max() == 79 and train_y.max() == 49
-    assert len(val) == 30 - 5 - 3 + 1
-    assert val_y[0].tolist() == [55, 56, 57]  # the next `horizon` values after the window
+    assert val.min() == 45 and val_y.min() == 50 and val_y.max() == 79 and train_y.max() == 49
+    assert len(val) == 30 - 3 + 1  # every val row is forecast (at each horizon step it can be)
+    assert val_y[0].tolist() == [50, 51, 52]  # the next `horizon` values after the window
+    test_x = torch.cat([b.inputs for b in task.batches("test", 7)])
+    assert test_x.min() == 75 and test_x.max() == 96  # up to the last row with 3 after it
+
+
+def test_a_builtin_series_keeps_the_seeds_windows_within_each_split():
+    from rnntrain.tasks.forecast import ForecastConfig, ForecastTask
+    task = ForecastTask(ForecastConfig(series="sine"))  # 1000 rows, 800/200, window 20
+    assert task.split_size("val") == 200 - 20 - 1 + 1
+    first = next(task.batches("val", 1)).inputs[0, :, 0]
+    np.testing.assert_allclose(first.numpy(), task.scaled[800:820, 0], rtol=1e-6)
 
 
 def test_scaler_kinds_invert_and_survive_constant_columns():
@@ -134,14 +144,14 @@ def test_scaler_kinds_invert_and_survive_constant_columns():
 def test_too_short_series_names_lengths_and_fix(tmp_path):
     with pytest.raises(UserError, match="train split has 8 rows.*20 \\+ 1 = 21.*--window"):
         ramp_task(tmp_path, n=10, window=20)
-    with pytest.raises(UserError, match="val split has 2 rows.*--horizon"):
-        ramp_task(tmp_path, n=10, window=2, split=(0.8, 0.2))
+    with pytest.raises(UserError, match="val split has 2 rows.*horizon 3.*--horizon"):
+        ramp_task(tmp_path, n=12, window=2, horizon=3, split=(0.84, 0.16))
 
 
-def test_a_files_automatic_window_is_12_rows_or_what_its_validation_split_holds(tmp_path):
+def test_a_files_automatic_window_is_12_rows_or_what_its_training_split_holds_twice(tmp_path):
     assert ramp_task(tmp_path, n=200).window == 12
-    assert ramp_task(tmp_path, n=40, split=(0.7, 0.15, 0.15)).window == 5  # 6 val and test rows - horizon 1
-    assert ramp_task(tmp_path, n=36, split=(0.7, 0.15, 0.15)).window == 4  # test: 5 rows
+    assert ramp_task(tmp_path, n=20, split=(0.7, 0.15, 0.15)).window == 6  # 14 train rows / 2 - horizon 1
+    assert ramp_task(tmp_path, n=36, split=(0.7, 0.15, 0.15)).window == 11  # 25 train rows
     assert ForecastTask(ForecastConfig(length=200)).window == 20  # a built-in series: the seed's
 
 
@@ -175,12 +185,13 @@ def test_input_noise_is_added_to_train_inputs_only():
 
 def test_persistence_baseline_on_a_ramp(tmp_path):
     task = ramp_task(tmp_path, window=2, horizon=2, split=(0.5, 0.5))
-    # val rows 5..9: windows [5,6]->[7,8], [6,7]->[8,9]; persistence says 6,6 and 7,7
+    # val rows 5..9, windows reaching back: [3,4]->[5,6], [4,5]->[6,7], ..., [6,7]->[8,9];
+    # persistence says 4,4 / 5,5 / 6,6 / 7,7: off by 1 and 2
     m = task.evaluate(Affine(a=(1.0, 1.0), b=(1.0, 2.0)), "val")  # the exact ramp
     assert m["mse"] == 0 and m["mae"] == 0 and m["loss"] == 0
     assert m["persistence_mse"] == pytest.approx(2.5)
     assert m["persistence_mae"] == pytest.approx(1.5)
-    assert m["persistence_nrmse"] == pytest.approx(np.sqrt(2.5) / np.std([7, 8, 8, 9]))
+    assert m["persistence_nrmse"] == pytest.approx(np.sqrt(2.5) / np.std([5, 6, 6, 7, 7, 8, 8, 9]))
 
 
 def test_loss_is_scaled_mse_and_metrics_are_in_original_units(tmp_path):
@@ -236,17 +247,31 @@ def test_recursive_forecast_equals_the_seed_loop_for_a_real_rnn():
     np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
-def test_known_inputs_come_from_the_series_and_must_exist(tmp_path):
-    task = ForecastTask(ForecastConfig(series="oscillator", columns=("x", "v", "F"),
+def test_known_future_inputs_come_from_the_series_and_must_exist_past_its_end(tmp_path):
+    task = ForecastTask(ForecastConfig(series="oscillator", columns=("x", "v"), future=("F",),
                                        targets=("x", "v"), length=300, window=4))
+    assert task.inputs == ["x", "v", "F"] and task.outputs == ["x", "v"]
     echo_force = Affine(cols=(2, 2))  # predicts x = v = the last row's force
     out = task.recursive_forecast(echo_force, start_row=240, steps=6)
     F = task.series.values[:, 2]
     np.testing.assert_allclose(out[:, 0], F[239:245], rtol=1e-6)  # fed-back F is the true one
-    with pytest.raises(UserError, match="end of the series.*'F'"):
+    with pytest.raises(UserError, match="known-future column.*F there"):
         task.recursive_forecast(echo_force, start_row=295, steps=10)
-    with pytest.raises(UserError, match="validation split"):
+    with pytest.raises(UserError, match="known-future column.*F there"):
         task.forecast_future(echo_force, 3)
+
+
+def test_an_input_that_is_neither_target_nor_known_is_forecast_too():
+    task = ForecastTask(ForecastConfig(series="oscillator", columns=("x", "F"), targets=("x",),
+                                       length=300, window=4))
+    assert task.outputs == ["x", "F"] and task.spec.output_size == 2
+    y = next(task.batches("val", 1)).targets[0]  # both columns of the next row
+    np.testing.assert_allclose(y.numpy(), task.scaled[244, [0, 2]], rtol=1e-6)
+    swap = Affine(cols=(1, 0))  # "x" <- last F, "F" <- last x: both fed back
+    out = task.forecast_future(swap, 4)  # past the end: F is predicted, so this works
+    last_x, last_f = task.series.values[-1, 0], task.series.values[-1, 2]
+    np.testing.assert_allclose(out[:, 0], [last_f, last_x, last_f, last_x], rtol=1e-6)
+    assert out.shape == (4, 1)  # the targets only
 
 
 def test_recursive_forecast_needs_targets_among_inputs():

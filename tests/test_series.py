@@ -98,8 +98,12 @@ def test_csv_date_column_is_time_not_a_feature(tmp_path, date):
     assert list(s.time) == [date, date]
 
 
-def test_csv_integer_column_is_not_mistaken_for_dates(tmp_path):
-    s = load_csv(write(tmp_path, "day,x\n20200131,1\n20200201,2\n"))
+def test_csv_integer_column_is_dates_only_when_named_as_dates(tmp_path):
+    s = load_csv(write(tmp_path, "id,x\n20200131,1\n20200201,2\n"))
+    assert s.columns == ["id", "x"] and s.time is None  # a number, whatever it looks like
+    s = load_csv(write(tmp_path, "date,co2\n19580329,316.1\n19580405,317.3\n"))  # statsmodels' co2
+    assert s.columns == ["co2"] and list(s.time) == ["1958-03-29", "1958-04-05"]
+    s = load_csv(write(tmp_path, "day,x\n12345678,1\n20200201,2\n"))  # not all valid dates
     assert s.columns == ["day", "x"] and s.time is None
 
 

@@ -26,15 +26,24 @@ class Forecast:
     start: str
     truth: Optional[np.ndarray] = None  # the series' values over the same rows, when known
     dates: Optional[List[str]] = None  # the date of each step, when the data has dates
+    # a probabilistic head's prediction interval (steps, n_targets) each, and its coverage
+    lower: Optional[np.ndarray] = None
+    upper: Optional[np.ndarray] = None
+    interval: float = 0.0
 
     def to_csv(self, sep: str = ",") -> str:
         buf = io.StringIO()
         dated = self.dates is not None
+        bounded = self.lower is not None
+        pct = f"{100 * self.interval:g}"
         header = ["step", *(["date"] if dated else []), *self.columns] + \
+            ([f"{c}_lo{pct}" for c in self.columns] + [f"{c}_hi{pct}" for c in self.columns] if bounded else []) + \
             ([f"{c}_true" for c in self.columns] if self.truth is not None else [])
         buf.write(sep.join(header) + "\n")
         for i, row in enumerate(self.values):
             cells = [str(i + 1), *([self.dates[i]] if dated else []), *(f"{v:.8g}" for v in row)]
+            if bounded:
+                cells += [f"{v:.8g}" for v in self.lower[i]] + [f"{v:.8g}" for v in self.upper[i]]
             if self.truth is not None:
                 cells += [f"{v:.8g}" for v in self.truth[i]] if i < len(self.truth) else [""] * len(self.columns)
             buf.write(sep.join(cells) + "\n")
@@ -121,13 +130,13 @@ def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
         if start != "end":
             raise UserError("--data forecasts after the end of a new file; --start val/test read the "
                             "run's own data: give one of them")
-        tail, time = run.task.new_data_tail(data)
-        values = run.task.forecast_future(run.model, steps or 100, tail)
-        return Forecast(list(run.task.targets), values, "data", dates=future_dates(time, len(values)))
+        tail, time, future_rows = run.task.new_data_tail(data)
+        levels = run.task.forecast_future(run.model, steps or 100, tail, time=time,
+                                          future_rows=future_rows, levels=True)
+        return _forecast(run.task, levels, "data", dates=future_dates(time, len(levels[0.5])))
     if start == "end":
-        values = run.task.forecast_future(run.model, steps or 100)
-        return Forecast(list(run.task.targets), values, start,
-                        dates=future_dates(run.task.time_tail, len(values)))
+        levels = run.task.forecast_future(run.model, steps or 100, levels=True)
+        return _forecast(run.task, levels, start, dates=future_dates(run.task.time_tail, len(levels[0.5])))
     if start not in ("val", "test"):
         raise UserError(f"--start must be end, val or test, got '{start}'")
     task = make_task(run.config)
@@ -135,9 +144,17 @@ def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
     if b <= a:
         raise UserError(f"the run has no {start} split (task.split); use --start end")
     steps = steps or (b - a)
-    values = task.recursive_forecast(run.model, a, steps)
+    levels = task.recursive_forecast(run.model, a, steps, levels=True)
     truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
-    return Forecast(list(task.targets), values, start, truth, _dates(task, a, steps))
+    return _forecast(task, levels, start, truth, _dates(task, a, steps))
+
+
+def _forecast(task, levels, start: str, truth=None, dates=None) -> Forecast:
+    """A Forecast of a recursive forecast's quantiles {q: (steps, n_targets)}."""
+    bounds = task.interval_of(levels)
+    lower, upper = bounds if bounds else (None, None)
+    return Forecast(list(task.targets), levels[0.5], start, truth, dates, lower, upper,
+                    task.head.interval if bounds else 0.0)
 
 
 def _dates(task, first: int, steps: int) -> Optional[List[str]]:
@@ -182,6 +199,9 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
         raise UserError(f"closed-loop generation runs the network along the series, but this run saw "
                         f"each window relative to itself (task.normalize = \"{task.normalize}\"): use "
                         f"'rnntrain forecast', or train with --set task.normalize=none")
+    if task.spec.distribution:
+        raise UserError("closed-loop generation feeds each output back as the next input; this run "
+                        "predicts a distribution (task.head): use 'rnntrain forecast'")
     if task.horizon != 1:
         raise UserError(f"closed-loop generation feeds one predicted row back per step; the run "
                         f"predicts {task.horizon} rows (horizon): train with --horizon 1")
@@ -200,9 +220,9 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
         truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
     else:
         raise UserError(f"--start must be end, val or test, got '{start}'")
-    out = closed_loop(run.model, t(context)[None], steps, feedback=task.tgt_in_pos,
-                      exogenous=exogenous)  # (1, steps, n_targets)
-    values = task.target_scaler.inverse(out[0].double().cpu().numpy())
+    out = closed_loop(run.model, t(context)[None], steps, feedback=task.out_in_pos,
+                      exogenous=exogenous)  # (1, steps, n_outputs)
+    values = task.to_data_units(out[0])
     dates = future_dates(task.time_tail, steps) if start == "end" else _dates(task, a, steps)
     return Forecast(list(task.targets), values, start, truth, dates)
 

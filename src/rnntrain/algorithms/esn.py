@@ -95,6 +95,9 @@ class ESN(Algorithm):
         if not ctx.task.spec.aligned:
             raise UserError("the esn algorithm fits a linear readout to targets at given steps; "
                             "this task's labels are not aligned with the steps (CTC, seq2seq): use --algorithm bptt")
+        if ctx.task.spec.distribution:
+            raise UserError("the esn algorithm fits its readout by least squares; a probabilistic head's "
+                            "loss is a likelihood: use --set task.head=point, or --algorithm bptt")
         D = model.feature_size + 1  # features and the bias column
         O = model.output_size
         self.rounds = 0

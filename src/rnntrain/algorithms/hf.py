@@ -180,6 +180,9 @@ class HessianFree(Algorithm):
         if not ctx.task.spec.aligned and not ctx.task.spec.decoder:
             raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs, which CTC's "
                             "is not: use --algorithm bptt for a transcription task")
+        if ctx.task.spec.distribution:
+            raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs; a probabilistic "
+                            "head's likelihood is not: use --set task.head=point, or --algorithm bptt")
         self.params: List[nn.Parameter] = [p for p in ctx.model.parameters() if p.requires_grad]
         self.damping = options.damping
         self.previous = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,

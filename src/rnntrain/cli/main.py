@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["train", "infer", "generate", "analyze", "gradcheck"]
+COMMAND_MODULES = ["train", "infer", "generate", "analyze", "gradcheck", "backtest"]
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,6 +9,19 @@ from ..errors import UserError
 
 
 def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
+    p.set_defaults(func=cmd_train)
+    p.add_argument("config", nargs="?", help="TOML config file (everything has a default)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<task>-<cell>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    add_config_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags a run's config is made of (data, model, training, --set): ``train`` and
+    ``backtest`` share them, read by :func:`config_from_args`."""
     # The choices shown in --help come from the registries, so they never go stale.
     from ..algorithms import ALGORITHMS
     from ..models.init import INIT_SCHEMES
@@ -16,12 +29,6 @@ def register(sub) -> None:
     from ..tasks import TASKS
     from ..tasks.series import BUILTIN_SERIES
 
-    p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
-    p.set_defaults(func=cmd_train)
-    p.add_argument("config", nargs="?", help="TOML config file (everything has a default)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
-    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<task>-<cell>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     g = p.add_argument_group("data")
     g.add_argument("--task", choices=sorted(TASKS), help="what to learn (default: forecast); "
                    "classify/regress/tag/transcribe read labelled sequences; seq2seq maps sequences to sequences")
@@ -33,6 +40,14 @@ def register(sub) -> None:
                    "spelling; seq2seq: reverse, cmudict) or one the aeon package ships (JapaneseVowels, ...)")
     g.add_argument("--column", action="append", metavar="NAME", help="input column (repeatable)")
     g.add_argument("--target", action="append", metavar="NAME", help="target column (repeatable; default: the inputs)")
+    g.add_argument("--future-column", dest="future_column", action="append", metavar="NAME",
+                   help="forecast: a known-future input, read not predicted (repeatable); past the end its "
+                   "values come from the file's last rows, those with the targets empty")
+    g.add_argument("--calendar", action=argparse.BooleanOptionalAction, default=None,
+                   help="forecast: calendar features of the date column (hour, weekday, day of year, "
+                   "month, as the spacing suits) as known-future inputs")
+    g.add_argument("--head", choices=("point", "gaussian", "quantile"),
+                   help="forecast: a point forecast, or a distribution with prediction intervals")
     g.add_argument("--series", help=f"built-in series: {', '.join(BUILTIN_SERIES)}")
     g.add_argument("--text", metavar="FILE", help="UTF-8 text file for character-level language modelling")
     g.add_argument("--window", type=int, help="input window (forecast) or chunk length (text)")
@@ -73,7 +88,6 @@ def register(sub) -> None:
     g.add_argument("--dtype", help="float32 or float64")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.dropout=0.1 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
@@ -87,6 +101,9 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         if (a.seq_len or a.window) is not None:
             out["task.seq_len"] = a.seq_len or a.window
     elif a.task not in (None, "forecast"):
+        for flag, given in (("--future-column", a.future_column), ("--calendar", a.calendar), ("--head", a.head)):
+            if given:
+                raise UserError(f"{flag} is for forecasting; a {a.task} run has no future to forecast: drop it")
         out["task.kind"] = a.task
         for key, value in (("data", a.data), ("test_data", a.test_data), ("dataset", a.dataset)):
             if value is not None:
@@ -99,7 +116,7 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
             out["task.decode"] = "beam" if a.beam_width > 1 else "greedy"
             out["task.beam_width"] = a.beam_width
     else:
-        if a.data is not None or a.series is not None or a.column or a.target or a.task:
+        if a.data is not None or a.series is not None or a.column or a.target or a.task or a.future_column:
             out["task.kind"] = "forecast"
         if a.test_data is not None or a.dataset is not None:
             raise UserError("--test-data and --dataset are for labelled sequences: add --task "
@@ -114,6 +131,12 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
             out["task.columns"] = a.column
         if a.target:
             out["task.targets"] = a.target
+        if a.future_column:
+            out["task.future"] = a.future_column
+        if a.calendar is not None:
+            out["task.calendar"] = "auto" if a.calendar else "none"
+        if a.head is not None:
+            out["task.head"] = a.head
         if a.interpolate:
             out["task.interpolate"] = True
     if a.generations is not None:

@@ -40,16 +40,16 @@ def nrmse(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def recursive_windows(task, model, x: torch.Tensor, steps: int) -> torch.Tensor:
     """A horizon-1 forecasting model rolled ``steps`` times over every window of x
-    (N, W, n_inputs) at once: (N, steps, n_targets), scaled units."""
+    (N, W, n_inputs) at once: (N, steps, n_outputs), scaled units."""
     task.require_feedback()
     preds = []
     cur = x
     with evaluating(model):
         for _ in range(steps):
-            p = task.predict_windows(model, cur)  # (N, n_targets)
+            p = task.predict_windows(model, cur)  # (N, n_outputs)
             preds.append(p)
             row = cur[:, -1].clone()
-            row[:, task.tgt_in_pos] = p
+            row[:, task.out_in_pos] = p
             cur = torch.cat([cur[:, 1:], row[:, None]], 1)
     return torch.stack(preds, 1)
 
@@ -67,8 +67,8 @@ def run(series: str, horizon: int, seed: int, settings: Dict[str, Any]) -> List[
         if name == "recursive":
             z = recursive_windows(task, result.model, w.x, horizon)
         else:
-            z = task._predict(result.model, w.x).reshape(len(w.x), horizon, -1)
-        pred = reference.target_scaler.inverse(z.double().cpu().numpy())
+            z = task._predict(result.model, w.x)[0.5].reshape(len(w.x), horizon, -1)
+        pred = reference.to_data_units(z)
         truth = w.raw_y  # (N, H, C)
         rows.append({"strategy": name, "seed": seed, "nrmse": nrmse(pred, truth),
                      "nrmse_first": nrmse(pred[:, 0], truth[:, 0]), "nrmse_last": nrmse(pred[:, -1], truth[:, -1]),

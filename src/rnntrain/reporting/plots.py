@@ -82,15 +82,20 @@ def plot_attention(path: Path, examples: List[Any]) -> None:
 
 def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
                   names: Sequence[str], title: str, time=None) -> None:
-    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values) or None;
-    ``time``: the whole series' date labels, shown on the x axis instead of row numbers."""
+    """Truth (R, C) vs one-step (rows, values) and recursive (rows, values, interval) or
+    None, the interval (lower, upper) or None; ``time``: the whole series' date labels,
+    shown on the x axis instead of row numbers."""
     shown = min(len(names), 4)  # more panels than this stop being readable
     fig, axes = plt.subplots(shown, 1, figsize=(12, 3.5 * shown), squeeze=False)
     for c, ax in enumerate(axes[:, 0]):
         ax.plot(rows, truth[:, c], label="true values", color="black", lw=1)
         ax.plot(one_step[0], one_step[1][:, c], label="one-step predictions", lw=1)
         if recursive is not None:
-            ax.plot(recursive[0], recursive[1][:, c], label="recursive forecast", lw=1)
+            line, = ax.plot(recursive[0], recursive[1][:, c], label="recursive forecast", lw=1)
+            if len(recursive) > 2 and recursive[2] is not None:
+                lo, hi = recursive[2]
+                ax.fill_between(recursive[0], lo[:, c], hi[:, c], color=line.get_color(), alpha=0.2,
+                                label="prediction interval")
         ax.set_ylabel(names[c])
         ax.legend(loc="upper right")
     axes[0, 0].set_title(title)

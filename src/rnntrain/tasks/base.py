@@ -74,6 +74,10 @@ class TaskSpec:
     # ``target_tokens``, else the values per step
     decoder: bool = False
     target_tokens: bool = False
+    # the outputs parametrise a predictive distribution (a probabilistic forecast head):
+    # the loss is a likelihood or pinball loss, so closed-form least-squares readouts and
+    # Gauss-Newton curvature do not apply
+    distribution: bool = False
 
 
 @dataclass
@@ -221,9 +225,10 @@ class Task(ABC):
             err = err * batch.mask.reshape(*batch.mask.shape, *([1] * (err.dim() - 2)))
         return err.reshape(outputs.shape[0], -1).amax(1) <= tolerance
 
-    def start_round(self, round: int) -> None:
+    def start_round(self, round: int, model=None) -> None:
         """Called by the trainer before training round ``round`` (0-based; also after a
-        resume), for schedules over training such as scheduled sampling's."""
+        resume) with the model as it starts the round, for schedules over training such as
+        scheduled sampling's and for data the model itself makes (closed-loop windows)."""
 
     def split_size(self, split: str) -> int:
         """Number of examples (windows, or characters for text) in a split."""

@@ -4,52 +4,63 @@ Generalises the seed PyTorch example (a sine, 20-step windows, next value, recur
 forecast over the validation period). Shapes, with W = window, H = horizon::
 
     inputs   (N, W, n_inputs)        x_i = z[i : i+W, inputs]           (scaled units)
-    targets  (N, H * n_targets)      y_i = z[i+W : i+W+H, targets], step-major
+    targets  (N, H * n_outputs)      y_i = z[i+W : i+W+H, outputs], step-major
+    outputs  (N, H * n_outputs * k)  k numbers per predicted value (task.head, .heads)
 
 where z is the series after the train-fitted :class:`Scaler`. With H = 1 this is
 exactly the seed's ``SineDataset``: ``x = data[idx:idx+seq_len]``, ``y = data[idx+seq_len]``.
-Rows are split in time order and each split builds windows from its own rows only.
+Rows are split in time order. A built-in series builds each split's windows from its own
+rows only (the seed's); a file's validation and test windows read their inputs from the
+rows before (only the forecast rows lie in the split), so every split row is forecast.
+
+The predicted columns ("outputs") are the targets, then, when every target is an input,
+the inputs that are neither targets nor known-future columns (``task.future``, calendar
+features): those are forecast too, so that a recursive forecast can run past the end of
+the data. Metrics are over the targets only. Known-future inputs are read, never predicted.
 
 ``task.normalize`` then reads each window relative to itself: ``level`` x_i - c_i, y_i - c_i
-with c_i = the window's last row (at the targets' columns); ``window`` (x_i - m_i) / s_i with
-the window's mean and std (std >= 0.1 scaled units); every forecast (evaluation, recursive,
+with c_i = the window's last row (at the predicted columns; known-future inputs keep their
+scaled values); ``window`` (x_i - m_i) / s_i with the window's mean and std (std >= 0.1
+scaled units); every forecast (evaluation, recursive,
 ``forecast``) maps the model's output back, ŷ = c_i + output (or m_i + s_i · output).
 Every score comes with the baselines' on the same windows (:mod:`.baselines`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..config.schema import check
-from ..errors import UserError
 from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
+from .closed_loop import rolled_windows
 from .baselines import errors, mase_scale, season_length, seasonal_naive
 from .forecast_config import ForecastConfig
+from .forecast_data import ForecastData
 from .forecast_report import ForecastReport
-from .windows import to_window, window_stats
+from .forecast_roll import RecursiveForecasts
+from .heads import interval_scores, make_head
+from .windows import Norm, to_window, window_stats
 from .scaling import Scaler
-from .series import builtin_series, load_csv, split_bounds
+from .series import builtin_series
 
-FILE_WINDOW = 12  # task.window = 0 on a file
 EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results)
 
 
 class _Windows(NamedTuple):
     x: torch.Tensor  # (N, W, n_inputs) scaled
-    y: torch.Tensor  # (N, H * n_targets) scaled
+    y: torch.Tensor  # (N, H * n_outputs) scaled
     raw_y: np.ndarray  # (N, H, n_targets) original units, float64 (metrics)
     raw_last: np.ndarray  # (N, n_targets) last observed target values (persistence)
     rows: np.ndarray  # (N, H) the series rows each window forecasts
 
 
-class ForecastTask(ForecastReport, Task):
+class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     """Many-to-one regression of the next ``horizon`` rows from ``window`` past rows.
 
-    spec: input_size = n_inputs, output_size = horizon * n_targets, tokens=False,
-    per_step=False. The loss is the MSE in scaled units.
+    spec: input_size = n_inputs, output_size = horizon * n_outputs * k, tokens=False,
+    per_step=False. The loss is the head's (MSE for a point forecast) in scaled units.
     """
 
     name = "forecast"
@@ -60,26 +71,27 @@ class ForecastTask(ForecastReport, Task):
         self.config, self.seed = config, seed
         self.device, self.dtype = torch.device(device), dtype
         self.window, self.horizon = config.window, config.horizon
+        self.head = make_head(config.head, config.interval, config.quantiles)
         if config.data:
-            # only the chosen columns must be numeric; no columns: every numeric column
-            wanted = (list(dict.fromkeys(config.columns + config.targets))
-                      if config.columns else None)
-            self.series = load_csv(config.data, wanted, config.interpolate)
+            self.series = self._with_calendar(self._read(config.data))
         else:
             self.series = builtin_series(config.series, config.length, seed)
-        self._set_columns(self.series.columns, config.columns, config.targets)
-        self.normalize = config.normalize
-        if self.normalize == "auto":
-            self.normalize = "level" if config.data and self.tgt_in_pos is not None else "none"
-        check(self.normalize == "none" or self.tgt_in_pos is not None,
-              f"task.normalize = \"{config.normalize}\" maps each forecast back by its window's values, so "
-              f"every target must be an input (targets {self.targets}, inputs {self.inputs}): add the targets "
-              f"to --column or set task.normalize = \"none\"")
-        self.bounds = split_bounds(len(self.series), config.split)
+            self.calendar = []
+        future = list(config.future) + [c for c in self.series.columns if c in self.calendar_names]
+        self._set_columns(self.series.columns, config.columns, config.targets, future)
+        self._rolled = None  # this round's closed-loop windows (task.rollout)
+        check(not config.rollout or self.out_in_pos is not None,
+              f"task.rollout feeds predictions back into the windows, so every target must be an input "
+              f"(targets {self.targets}, inputs {self.inputs}): add the targets to --column")
+        if config.end:
+            self.series = self._first_rows(self.series, config.end)
+        self.bounds = self._bounds(len(self.series))
         a, b = self.bounds["train"]
         self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
         self.season = config.season or season_length(self.series.time)
+        self.seasonal = bool(config.data) and self._strong_season(self.series.values[a:b][:, self.tgt_idx])
         self.window = config.window or self._auto_window()
+        self.normalize = self._resolve_normalize()
         train_targets = self.series.values[a:b][:, self.tgt_idx]
         self.train_mean, self.mase_scale = train_targets.mean(0), mase_scale(train_targets, self.season)
         self._check_lengths()
@@ -87,64 +99,71 @@ class ForecastTask(ForecastReport, Task):
 
     # ------------------------------------------------------------ construction
 
-    def _set_columns(self, columns: Sequence[str], inputs: Sequence[str],
-                     targets: Sequence[str]) -> None:
-        self.columns = list(columns)
-        self.inputs = list(inputs) or list(columns)
-        self.targets = list(targets) or list(self.inputs)
-        for kind, names in (("input", self.inputs), ("target", self.targets)):
+    def _set_columns(self, columns: Sequence[str], inputs: Sequence[str], targets: Sequence[str],
+                     future: Sequence[str], outputs: Optional[Sequence[str]] = None) -> None:
+        """Inputs (default: every column; known-future ones always), targets (default: the
+        inputs that are not known-future), and the predicted columns (module docstring;
+        ``outputs``: a saved run's)."""
+        self.columns, self.future = list(columns), list(future)
+        self.inputs = list(dict.fromkeys(list(inputs) + self.future)) if inputs else list(columns)
+        self.targets = list(targets) or [c for c in self.inputs if c not in self.future]
+        for kind, names in (("input", self.inputs), ("target", self.targets), ("known-future", self.future)):
             unknown = [c for c in names if c not in self.columns]
             check(not unknown, f"unknown {kind} column(s) {unknown}; available columns: "
                                f"{', '.join(self.columns)}")
+        both = [c for c in self.targets if c in self.future]
+        check(not both, f"column(s) {both} are both targets and known-future inputs; a known-future "
+                        f"column is read, not predicted: drop it from --target or --future-column")
+        feedback = set(self.targets) <= set(self.inputs)
+        if outputs is None:
+            extra = [c for c in self.inputs if c not in self.targets and c not in self.future]
+            outputs = self.targets + (extra if feedback else [])
+        self.outputs = list(outputs)
         self.in_idx = [self.columns.index(c) for c in self.inputs]
         self.tgt_idx = [self.columns.index(c) for c in self.targets]
-        # where each target sits among the inputs (None: some target is not an input)
-        self.tgt_in_pos = ([self.inputs.index(c) for c in self.targets]
-                           if set(self.targets) <= set(self.inputs) else None)
-        if self.config.decoder:  # H decoder steps of n_targets values each
-            self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.targets),
+        self.out_idx = [self.columns.index(c) for c in self.outputs]
+        # where each predicted column / target sits among the inputs (None: some target is
+        # not an input, so nothing can be fed back)
+        self.out_in_pos = [self.inputs.index(c) for c in self.outputs] if feedback else None
+        self.tgt_in_pos = self.out_in_pos[:len(self.targets)] if feedback else None
+        # the inputs task.normalize reads relative to the window: all but the known-future ones
+        self.norm_pos = [j for j, c in enumerate(self.inputs) if c not in self.future]
+        if self.config.decoder:  # H decoder steps of n_outputs values each
+            self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.outputs),
                                  aligned=False, decoder=True, target_tokens=False)
         else:
             self.spec = TaskSpec(input_size=len(self.inputs),
-                                 output_size=self.horizon * len(self.targets),
-                                 tokens=False, per_step=False)
+                                 output_size=self.horizon * len(self.outputs) * self.head.size,
+                                 tokens=False, per_step=False, distribution=self.head.size > 1 or
+                                 self.head.interval > 0)
 
-    def _auto_window(self) -> int:
-        """task.window = 0: the seed's 20 for a built-in series; 12 rows for a file (measured
-        on the aeon series of docs/forecasting.md: 12 beat 6 and two seasons), no longer than
-        the validation and test splits can hold with the horizon (and at least 2)."""
-        if not self.config.data:
-            return 20
-        sizes = [b - a for a, b in (self.bounds["val"], self.bounds["test"]) if b > a]
-        room = min(sizes) - self.horizon if sizes else FILE_WINDOW
-        return max(2, min(FILE_WINDOW, room))
-
-    def _check_lengths(self) -> None:
-        need = self.window + self.horizon
-        for split in ("train", "val"):
-            a, b = self.bounds[split]
-            if (split == "train" or b > a) and b - a < need:
-                raise UserError(
-                    f"the {split} split has {b - a} rows of {len(self.series)} but one example "
-                    f"needs window + horizon = {self.window} + {self.horizon} = {need}; use a "
-                    f"shorter --window/--horizon or a longer series")
+    @property
+    def reads_past(self) -> bool:
+        """Whether validation and test windows read their inputs from earlier rows (a file;
+        a built-in series keeps the seed's windows within each split)."""
+        return bool(self.config.data)
 
     def _build(self) -> None:
         """Scaled series and every split's windows, computed once."""
-        self.target_scaler = self.scaler.select(self.tgt_idx)
+        self.output_scaler = self.scaler.select(self.out_idx)
         self.tail = self.series.values[-self.window:].copy()  # (W, C) for forecast_future
+        self.future_rows = self.series.future  # (F, C) known-future rows past the end, or None
         # the last dates, to date a forecast past the end (None without a date column)
         self.time_tail = None if self.series.time is None else [str(t) for t in self.series.time[-10:]]
         self.scaled = self.scaler.transform(self.series.values)  # (T, C)
-        self._windows = {s: self._make_windows(*self.bounds[s]) for s in SPLITS}
+        self._windows = {s: self._make_windows(*self.bounds[s], past=s != "train" and self.reads_past)
+                         for s in SPLITS}
 
-    def _make_windows(self, a: int, b: int) -> _Windows:
+    def _make_windows(self, a: int, b: int, past: bool = False) -> _Windows:
+        """The windows whose inputs and forecast rows lie in rows [a, b) (``past``: whose
+        forecast rows do; the inputs may come from before a)."""
         W, H, nt = self.window, self.horizon, len(self.targets)
-        n = max(0, b - a - W - H + 1)
-        first = a + np.arange(n)[:, None]  # (N, 1) first row of each window
+        lo = max(0, a - W) if past and b > a else a
+        n = max(0, b - lo - W - H + 1)
+        first = lo + np.arange(n)[:, None]  # (N, 1) first row of each window
         x_rows, y_rows = first + np.arange(W), first + W + np.arange(H)  # (N, W), (N, H)
         x = self.scaled[x_rows][:, :, self.in_idx].reshape(n, W, len(self.inputs))
-        y = self.scaled[y_rows][:, :, self.tgt_idx].reshape(n, H * nt)
+        y = self.scaled[y_rows][:, :, self.out_idx].reshape(n, H * len(self.outputs))
         raw = self.series.values
         tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)
         return _Windows(tensor(x), tensor(y), raw[y_rows][:, :, self.tgt_idx].reshape(n, H, nt),
@@ -159,91 +178,143 @@ class ForecastTask(ForecastReport, Task):
     def batches(self, split: str, batch_size: int, *,
                 generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
         w = self._windows[split]
-        n, train = len(w.x), split == "train"
+        train = split == "train"
+        xs, ys = w.x, w.y
+        if train and self._rolled is not None:  # closed-loop windows too
+            xs, ys = torch.cat([xs, self._rolled[0]]), torch.cat([ys, self._rolled[1]])
+        n = len(xs)
         order = torch.randperm(n, generator=generator) if train else torch.arange(n)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size].to(self.device)
-            x = w.x[idx]  # (B, W, n_inputs)
+            x = xs[idx]  # (B, W, n_inputs)
             if train and self.config.input_noise > 0:
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
                 x = x + self.config.input_noise * noise.to(self.device)
-            center, spread = self._window_stats(w.x[idx])
-            x, y = self._to_window(x, center, spread), self._to_window(w.y[idx], center, spread, targets=True)
-            yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(w.x[idx], center, spread), y))
+            norm = self._window_stats(xs[idx])
+            x, y = self._to_window(x, norm), self._to_window(ys[idx], norm, targets=True)
+            yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(xs[idx], norm), y))
 
-    def _window_stats(self, x: torch.Tensor):
-        return window_stats(x, self.normalize)
+    def _window_stats(self, x: torch.Tensor) -> Optional[Norm]:
+        return window_stats(x, self.normalize, self.norm_pos, self.out_in_pos, self.horizon, self.season)
 
-    def _to_window(self, v: torch.Tensor, center, spread, *, targets: bool = False, back: bool = False):
-        return to_window(v, center, spread, self.tgt_in_pos if targets else None, back=back)
+    def _to_window(self, v: torch.Tensor, norm: Optional[Norm], *, targets: bool = False, back: bool = False):
+        return to_window(v, norm, targets, back=back)
 
     def _start(self, x: torch.Tensor) -> torch.Tensor:
-        """A decoder's first input (N, n_targets): the last observed target values of each
-        window (zeros when some target is not an input)."""
-        if self.tgt_in_pos is None:
-            return x.new_zeros(x.shape[0], len(self.targets))
-        return x[:, -1, self.tgt_in_pos]
+        """A decoder's first input (N, n_outputs): the last observed values of the predicted
+        columns in each window (zeros when some target is not an input)."""
+        if self.out_in_pos is None:
+            return x.new_zeros(x.shape[0], len(self.outputs))
+        return x[:, -1, self.out_in_pos]
 
     def _teacher(self, x: torch.Tensor, y: torch.Tensor) -> Optional[DecoderInputs]:
-        """The decoder's teacher-forced inputs (N, H, n_targets): y_0 = the last observed
+        """The decoder's teacher-forced inputs (N, H, n_outputs): y_0 = the last observed
         values, then the true y_1 .. y_{H-1}; None without a decoder."""
         if not self.config.decoder:
             return None
-        steps = y.reshape(len(y), self.horizon, len(self.targets))
+        steps = y.reshape(len(y), self.horizon, len(self.outputs))
         return DecoderInputs(torch.cat([self._start(x)[:, None], steps[:, :-1]], 1), forcing=self.forcing)
 
-    def start_round(self, round: int) -> None:
+    def start_round(self, round: int, model=None) -> None:
+        """The decoder's teacher forcing this round; with ``task.rollout``, the closed-loop
+        windows of the model as it starts the round (:mod:`.closed_loop`; from round 1: a
+        freshly initialised model's predictions say nothing)."""
         self.forcing = self.config.sampling.forcing(round)
+        self._rolled = None
+        if self.config.rollout and model is not None and round > 0:
+            w = self._windows["train"]
+            self._rolled = rolled_windows(self, model, w.x, w.y, self.config.rollout)
 
     def stream(self, split: str) -> Optional[Batch]:
         """The split's rows as one stream: inputs z[a : b-H] (1, T, n_inputs), targets at
-        step t the H rows after it, z[t+1 : t+1+H] (1, T, H * n_targets) (scaled units):
+        step t the H rows after it, z[t+1 : t+1+H] (1, T, H * n_outputs) (scaled units):
         exactly the targets of the windows ending at each row, without the windows."""
         a, b = self.bounds[split]
         T = b - a - self.horizon
-        if self.series is None or T <= 0 or self.normalize != "none":
-            return None  # per-window normalisation has no one stream: windows it is
+        if self.series is None or T <= 0 or self.normalize != "none" or self.config.rollout:
+            return None  # per-window normalisation and rolled windows have no one stream: windows it is
         rows = a + np.arange(T)  # (T,) the last row read at each step
         y_rows = rows[:, None] + 1 + np.arange(self.horizon)  # (T, H)
         x = self.scaled[rows][:, self.in_idx]
-        y = self.scaled[y_rows][:, :, self.tgt_idx].reshape(T, -1)
+        y = self.scaled[y_rows][:, :, self.out_idx].reshape(T, -1)
         tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)[None]
         return Batch(tensor(x), tensor(y), continues=False)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """MSE in scaled units; a decoder's (N, H, n_targets) outputs read step-major."""
-        return mse(outputs.reshape(outputs.shape[0], -1), batch.targets)
+        """The head's loss in scaled units (MSE for a point forecast); a decoder's (N, H,
+        n_outputs) outputs and a stream's (1, T, ·) read step-major."""
+        n = outputs.shape[0]
+        return self.head.loss(outputs.reshape(n, -1), batch.targets.reshape(n, -1))
 
     def within_tolerance(self, outputs: torch.Tensor, batch: Batch, tolerance: float) -> torch.Tensor:
-        return super().within_tolerance(outputs.reshape(outputs.shape[0], -1), batch, tolerance)
+        point = self.head.levels(outputs.reshape(outputs.shape[0], -1))[0.5]
+        return super().within_tolerance(point, batch, tolerance)
 
-    def predict_windows(self, model, x: torch.Tensor) -> torch.Tensor:
-        """The model's forecasts (N, H * n_targets) of windows x (N, W, n_inputs), scaled; a
+    def predict_levels(self, model, x: torch.Tensor) -> Dict[float, torch.Tensor]:
+        """The model's forecast quantiles {q: (N, H * n_outputs)} of windows x (N, W,
+        n_inputs), scaled units; 0.5 is the point forecast (a point head has only it). A
         decoder runs free (its own predictions fed back), as it would on new data."""
-        center, spread = self._window_stats(x)
-        x = self._to_window(x, center, spread)
+        norm = self._window_stats(x)
+        x = self._to_window(x, norm)
         if self.config.decoder:
             out = model.decode(x, max_length=self.horizon, start=self._start(x)).values.reshape(len(x), -1)
         else:
             out = model(x, None)[0]
-        return self._to_window(out, center, spread, targets=True, back=True)
+        return {q: self._to_window(v, norm, targets=True, back=True)
+                for q, v in self.head.levels(out).items()}
 
-    def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
+    def predict_windows(self, model, x: torch.Tensor) -> torch.Tensor:
+        """The point forecasts (N, H * n_outputs) of windows x (N, W, n_inputs), scaled."""
+        return self.predict_levels(model, x)[0.5]
+
+    def _predict(self, model, x: torch.Tensor) -> Dict[float, torch.Tensor]:
+        """:meth:`predict_levels` of many windows, in evaluation mode and memory-sized chunks."""
         with evaluating(model):
-            return torch.cat([self.predict_windows(model, x[i:i + EVAL_BATCH])
-                              for i in range(0, len(x), EVAL_BATCH)])
+            parts = [self.predict_levels(model, x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
+        return {q: torch.cat([p[q] for p in parts]) for q in parts[0]} if parts else {}
+
+    def _head_loss(self, model, w: _Windows) -> float:
+        """A probabilistic head's loss over a split's windows (window units, as in training)."""
+        total = 0.0
+        with evaluating(model):
+            for i in range(0, len(w.x), EVAL_BATCH):
+                x, y = w.x[i:i + EVAL_BATCH], w.y[i:i + EVAL_BATCH]
+                norm = self._window_stats(x)
+                xw = self._to_window(x, norm)
+                yw = self._to_window(y, norm, targets=True)
+                total += float(self.loss(model(xw, None)[0], Batch(xw, yw))) * len(x)
+        return total / len(w.x)
+
+    def to_data_units(self, z: torch.Tensor) -> np.ndarray:
+        """Scaled predictions (..., n_outputs) -> the targets' values (..., n_targets), float64."""
+        return self.output_scaler.inverse(z.double().cpu().numpy())[..., :len(self.targets)]
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
-        """loss (scaled MSE), and in original units mse, mae, nrmse, mase, plus the baselines'
-        (tasks/baselines.py): persistence (only when targets are inputs), seasonal naive
-        (with a season) and the training mean."""
-        w = self._windows.get(split)
+        """loss, and in original units mse, mae, nrmse, mase (of the
+        point forecast, over the targets), the baselines' (tasks/baselines.py): persistence
+        (only when targets are inputs), seasonal naive (with a season) and the training mean;
+        with a probabilistic head also coverage, width, pinball and crps (tasks/heads.py)."""
+        return self._score(model, self._windows.get(split))
+
+    def evaluate_rows(self, model, a: int, b: int) -> Dict[str, float]:
+        """:meth:`evaluate` of the windows that forecast rows [a, b) of the series, their
+        inputs read from the rows before (a backtest's fold)."""
+        return self._score(model, self._make_windows(a, b, past=True))
+
+    def windows_forecasting(self, a: int, b: int) -> int:
+        """How many windows forecast rows [a, b) (:meth:`evaluate_rows` scores them)."""
+        return len(self._make_windows(a, b, past=True).rows)
+
+    def _score(self, model, w: Optional[_Windows]) -> Dict[str, float]:
         if w is None or len(w.x) == 0:
             return {}
-        pred = self._predict(model, w.x)  # (N, H * n_targets)
-        out = {"loss": float(self.loss(pred, Batch(w.x, w.y)))}
-        p = self.target_scaler.inverse(pred.double().cpu().numpy().reshape(w.raw_y.shape))
-        out.update(errors(p, w.raw_y, self.mase_scale))
+        N, H = len(w.x), self.horizon
+        scaled = self._predict(model, w.x)  # {q: (N, H * n_outputs)}
+        levels = {q: self.to_data_units(v.reshape(N, H, -1)) for q, v in scaled.items()}
+        # the loss: a point forecast's MSE in scaled units; a distribution's loss as trained
+        out = {"loss": self._head_loss(model, w) if self.head.size > 1 else float(mse(scaled[0.5], w.y))}
+        out.update(errors(levels[0.5], w.raw_y, self.mase_scale))
+        out.update(interval_scores(levels, w.raw_y, self.head))
         for name, base in self.baselines(w).items():
             out.update({f"{name}_{k}": v for k, v in errors(base, w.raw_y, self.mase_scale).items()})
         return out
@@ -258,108 +329,35 @@ class ForecastTask(ForecastReport, Task):
         out["mean"] = np.broadcast_to(self.train_mean, w.raw_y.shape).copy()
         return out
 
-    # ------------------------------------------------------------ recursive forecasts
-
-    def _roll(self, model, context: np.ndarray, steps: int,
-              known: Callable[[int, int], np.ndarray]) -> np.ndarray:
-        """Feed predictions back as inputs, as the seed does with
-        ``current = cat(current[:, 1:], pred)``; each call advances ``horizon`` rows.
-
-        context (W, n_inputs) scaled; known(k, H) -> (H, n_inputs) scaled inputs of the
-        k-th..(k+H-1)-th predicted rows (true values for non-target inputs).
-        Returns (steps, n_targets) in original units.
-        """
-        H, nt = self.horizon, len(self.targets)
-        cur = torch.as_tensor(context, dtype=self.dtype, device=self.device)[None]  # (1, W, n_in)
-        preds = []
-        with evaluating(model):
-            for k in range(0, steps, H):
-                step = self.predict_windows(model, cur).reshape(H, nt)  # (H, n_targets)
-                preds.append(step)
-                if k + H < steps:
-                    rows = torch.as_tensor(known(k, H), dtype=self.dtype, device=self.device)
-                    rows[:, self.tgt_in_pos] = step
-                    cur = torch.cat([cur, rows[None]], dim=1)[:, -self.window:]
-        z = torch.cat(preds)[:steps].double().cpu().numpy()
-        return self.target_scaler.inverse(z)
-
-    def require_feedback(self) -> None:
-        """UserError unless every target is an input (predictions can be fed back)."""
-        check(self.tgt_in_pos is not None,
-              f"a recursive forecast feeds predictions back as inputs, so every target must be "
-              f"an input column; targets {self.targets} vs inputs {self.inputs}: add the "
-              f"targets to --column")
-
-    def future_context(self, tail: Optional[np.ndarray] = None) -> np.ndarray:
-        """(window, n_inputs) scaled: the last rows (the run's saved ones, or ``tail`` (≥ W,
-        C) of new data in original units, scaled with the run's scaler), the start of any
-        prediction past their end; UserError unless every input is a predicted target."""
-        self.require_feedback()
-        extra = [c for c in self.inputs if c not in self.targets]
-        check(not extra, f"cannot predict past the end of the data: inputs {extra} are not "
-                         f"targets, so their future is unknown; start from the validation "
-                         f"split instead (--start val), or make them targets")
-        rows = self.tail if tail is None else tail[-self.window:]
-        return self.scaler.transform(rows)[:, self.in_idx]
-
-    def new_data_tail(self, path):
-        """(rows (T, C) of a new CSV with the run's columns, original units; its dates or
-        None); UserError unless it has the columns and at least one window of rows."""
-        series = load_csv(path, list(self.columns), self.config.interpolate)
-        check(len(series) >= self.window, f"{path} has {len(series)} rows; a forecast starts from "
-                                          f"the last {self.window} (the run's window)")
-        return series.values, series.time
-
-    def recursive_forecast(self, model, start_row: int, steps: int) -> np.ndarray:
-        """Forecast ``steps`` rows from the ``window`` rows before ``start_row`` (a row of
-        the full series). Returns (steps, n_targets) in original units."""
-        self.require_feedback()
-        check(self.series is not None, "this task was built for inference without its data; "
-                                       "use forecast_future, or build it from the data")
-        T = len(self.series)
-        check(self.window <= start_row <= T,
-              f"start_row must be in [{self.window}, {T}] (a full window before it), "
-              f"got {start_row}")
-        unknown_inputs = [c for c in self.inputs if c not in self.targets]
-
-        def known(k: int, count: int) -> np.ndarray:
-            rows = np.arange(start_row + k, start_row + k + count)
-            if rows[-1] >= T and unknown_inputs:
-                raise UserError(f"the forecast runs past the end of the series ({T} rows) but "
-                                f"inputs {unknown_inputs} are not predicted; forecast fewer steps")
-            return self.scaled[np.minimum(rows, T - 1)][:, self.in_idx]
-
-        context = self.scaled[start_row - self.window:start_row][:, self.in_idx]
-        return self._roll(model, context, steps, known)
-
-    def forecast_future(self, model, steps: int, tail: Optional[np.ndarray] = None) -> np.ndarray:
-        """``steps`` rows past the end of the series (or of ``tail``, new rows (T, C) in
-        original units): (steps, n_targets), original units."""
-        context = self.future_context(tail)
-        zeros = lambda k, count: np.zeros((count, len(self.inputs)))  # all overwritten
-        return self._roll(model, context, steps, zeros)
-
     # ------------------------------------------------------------ report and state
 
     def state_dict(self) -> Dict[str, Any]:
+        future = None if self.future_rows is None else self.future_rows.tolist()
         return {"scaler": self.scaler.state_dict(), "columns": list(self.columns),
                 "inputs": list(self.inputs), "targets": list(self.targets),
+                "future": list(self.future), "outputs": list(self.outputs), "calendar": list(self.calendar),
                 "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist(),
-                "normalize": self.normalize, "time_tail": self.time_tail}
+                "normalize": self.normalize, "season": self.season, "time_tail": self.time_tail,
+                "future_rows": future}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.scaler = Scaler(state["scaler"]["kind"])
         self.scaler.load_state_dict(state["scaler"])
         self.window, self.horizon = int(state["window"]), int(state["horizon"])
         self.normalize = state.get("normalize", "none")  # runs from before task.normalize
+        self.season = int(state.get("season", 1))
+        self.calendar = list(state.get("calendar", []))  # (runs from before known-future inputs)
         if self.series is None:
             self.time_tail = state.get("time_tail")
+            rows = state.get("future_rows")
+            self.future_rows = None if rows is None else np.asarray(rows, dtype=np.float64)
         check(self.series is None or list(state["columns"]) == self.series.columns,
               f"saved task columns {state['columns']} differ from the data's "
               f"{self.series and self.series.columns}; use the data the model was trained on")
-        self._set_columns(state["columns"], state["inputs"], state["targets"])
+        self._set_columns(state["columns"], state["inputs"], state["targets"], state.get("future", []),
+                          state.get("outputs", state["targets"]))
         if self.series is None:
-            self.target_scaler = self.scaler.select(self.tgt_idx)
+            self.output_scaler = self.scaler.select(self.out_idx)
             self.tail = np.asarray(state["tail"], dtype=np.float64)  # (W, C)
         else:
             self._build()
@@ -371,6 +369,7 @@ class ForecastTask(ForecastReport, Task):
         task = cls.__new__(cls)
         task.config, task.seed, task.device, task.dtype = config, 0, torch.device(device), dtype
         task.series, task._windows = None, {}
+        task.head = make_head(config.head, config.interval, config.quantiles)
         task.load_state_dict(state)
         return task
 

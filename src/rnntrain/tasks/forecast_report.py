@@ -24,8 +24,8 @@ class ForecastReport:
         check(self.series is not None, "report needs the task's data; build it from the data")
         split = "val" if self.split_size("val") else "train"
         w, (a, b) = self._windows[split], self.bounds[split]
-        p = self._predict(model, w.x).double().cpu().numpy().reshape(w.raw_y.shape)
-        one_step = self.target_scaler.inverse(p)[:, 0]  # (N, n_t), first horizon step
+        p = self._predict(model, w.x)[0.5].reshape(len(w.x), self.horizon, -1)
+        one_step = self.to_data_units(p)[:, 0]  # (N, n_t), first horizon step
         out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
         judged = "test" if self.split_size("test") else split
         judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
@@ -35,10 +35,10 @@ class ForecastReport:
         va, vb = self.bounds["val"]
         recursive = None
         if self.tgt_in_pos is not None and vb > va:
-            rec = self.recursive_forecast(model, va, vb - va)
-            truth = self.series.values[va:vb][:, self.tgt_idx]
+            levels = self.recursive_forecast(model, va, vb - va, levels=True)
+            rec, truth = levels[0.5], self.series.values[va:vb][:, self.tgt_idx]
             out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
-            recursive = (np.arange(va, vb), rec)
+            recursive = (np.arange(va, vb), rec, self.interval_of(levels))
         from ..reporting.plots import plot_forecast
         plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
                       self.series.values[a:b][:, self.tgt_idx],

@@ -34,12 +34,17 @@ class Series:
     columns: C column names.
     time:    (T,) strings of the CSV's date column, or None; never a feature.
     name:    where it came from (built-in name or file name), for labels.
+    future:  (F, C) known-future rows after the last observation (NaN: unknown), or None.
     """
 
     values: np.ndarray
     columns: List[str]
     time: Optional[np.ndarray] = None
     name: str = ""
+    # rows after the last observation that hold known-future values only (F, C), NaN
+    # where unknown, and their date labels (a file's trailing rows with empty targets)
+    future: Optional[np.ndarray] = None
+    future_time: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -139,7 +144,11 @@ def split_bounds(n: int, fractions: Sequence[float]) -> Dict[str, Tuple[int, int
 
 _DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
                  "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S",
-                 "%Y-%m", "%Y/%m", "%Y %b", "%b %Y", "%d.%m.%Y", "%d.%m.%Y %H:%M")  # months; dots
+                 "%Y-%m", "%Y/%m", "%Y %b", "%b %Y", "%B %Y", "%d.%m.%Y", "%d.%m.%Y %H:%M",  # months; dots
+                 "%b-%d-%Y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y")  # Jan-1-1995, 01-Jan-1995, 1 Jan 1995
+# a column of 8-digit numbers is dates (YYYYMMDD) only under one of these names; anywhere
+# else 20200131 stays a number
+_DATE_NAMES = frozenset({"date", "day", "time", "timestamp", "datetime", "ds", "period"})
 
 
 _QUARTER = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)  # 1970 Q1, 1970Q1, 1970-Q1
@@ -230,7 +239,17 @@ def _interpolate(col: np.ndarray) -> np.ndarray:
     return np.interp(rows, rows[ok], col[ok])  # np.interp holds the end values constant
 
 
-def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False) -> Series:
+def _observed_rows(raw: np.ndarray, predicted: Sequence[int]) -> int:
+    """The rows before the trailing run in which every ``predicted`` column is empty (rows
+    that give known-future values only, or blank rows)."""
+    if not predicted:
+        return len(raw)
+    filled = ~np.isnan(raw[:, list(predicted)]).all(1)
+    return int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else len(raw)
+
+
+def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False,
+             known_future: Sequence[str] = ()) -> Series:
     """Read a time series from a table (:mod:`.table`: CSV in any common dialect, Excel,
     Parquet; one header row, one row per time step).
 
@@ -239,7 +258,9 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
     ``columns`` selects the feature columns (in that order); only those must be numeric.
     ``None`` selects every other column. Empty cells, NA, NULL, NaN, n/a, - and ? are
     missing values: an error, or with ``interpolate`` filled linearly in row order (edges:
-    nearest value). Every problem raises a one-line :class:`UserError` naming the fix.
+    nearest value). Trailing rows in which every column but the ``known_future`` ones is empty
+    are not part of the series: they are its known future (``Series.future``: the
+    known-future columns' values there; a blank last line is simply dropped). Every problem raises a one-line :class:`UserError` naming the fix.
     """
     path = Path(path)
     table = read_table(path)
@@ -248,7 +269,7 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
         raise UserError(f"{path} has no header row: its first line ({','.join(header)[:60]}) holds "
                         f"values, not column names; add a line naming the columns, e.g. "
                         f"{','.join(f'x{j + 1}' for j in range(len(header)))}")
-    date_cols = [n for n in names if _dates(table.columns[n])]
+    date_cols = [n for n in names if _dates(table.columns[n]) or _compact_dates(n, table.columns[n])]
     index_name = None
     if not header[0] and len(header) > 1:
         kind = _index_kind(table.columns[names[0]])
@@ -265,18 +286,24 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
         unknown = [c for c in chosen if c not in names]
         check(not unknown, f"unknown column(s) {unknown} in {path}; available columns: "
                            f"{', '.join(names)}")
-    values = np.empty((len(table), len(chosen)))
+    raw = np.empty((len(table), len(chosen)))
     for k, name in enumerate(chosen):
-        col, bad = numbers(table, name)
+        raw[:, k], bad = numbers(table, name)
         if bad is not None:
             raise UserError(f"column '{name}' of {path} has a non-numeric value {bad[1]!r} "
                             f"in data row {bad[0] + 1}; drop the column or choose "
                             f"numeric columns with --column")
-        if np.isinf(col).any():
-            i = int(np.argmax(np.isinf(col)))
+        if np.isinf(raw[:, k]).any():
+            i = int(np.argmax(np.isinf(raw[:, k])))
             raise UserError(f"column '{name}' of {path} has an infinite value "
                             f"{str(table.columns[name][i])!r} in data row {i + 1}; replace it with a finite number")
-        missing = np.isnan(col)
+    time = _labels(table.columns[date_cols[0]]) if date_cols else None
+    if time is not None and _compact_dates(date_cols[0], table.columns[date_cols[0]]):
+        time = np.array([f"{t[:4]}-{t[4:6]}-{t[6:8]}" for t in time])  # 19580329 -> 1958-03-29
+    T = _observed_rows(raw, [k for k, c in enumerate(chosen) if c not in known_future])
+    values = raw[:T].copy()
+    for k, name in enumerate(chosen):
+        missing = np.isnan(values[:, k])
         if missing.any():
             first = int(np.argmax(missing))
             check(not missing.all(), f"column '{name}' of {path} has no values; "
@@ -286,10 +313,21 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
                                 f"value(s) (first in data row {first + 1}); "
                                 f"fill them in the file, or pass --interpolate to fill them "
                                 f"linearly")
-            col = _interpolate(col)
-        values[:, k] = col
-    time = _labels(table.columns[date_cols[0]]) if date_cols else None
+            values[:, k] = _interpolate(values[:, k])
+    if T < len(raw):  # the rows past the last observation: known-future values only
+        return Series(values, chosen, None if time is None else time[:T], path.name,
+                      future=raw[T:], future_time=None if time is None else time[T:])
     return Series(values, chosen, time, path.name)
+
+
+def _compact_dates(name: str, cells: np.ndarray) -> bool:
+    """Whether a column named like a date (:data:`_DATE_NAMES`) holds YYYYMMDD numbers."""
+    if name.strip().lower() not in _DATE_NAMES:
+        return False
+    try:
+        return all(datetime.strptime(f"{float(c):.0f}", "%Y%m%d") for c in cells[:200]) and len(cells) > 0
+    except (ValueError, TypeError):
+        return False
 
 
 def _dates(cells: np.ndarray, sample: int = 200) -> bool:

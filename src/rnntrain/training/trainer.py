@@ -156,7 +156,8 @@ class Trainer:
         try:
             while self.round < total and self.stop_reason is None:
                 t0 = time.perf_counter()
-                self.task.start_round(self.round)  # schedules over training (scheduled sampling)
+                # schedules over training (scheduled sampling), data the model makes (rollouts)
+                self.task.start_round(self.round, self.model)
                 train = self.algorithm.run_round(progress.step)
                 val = self.task.evaluate(self.model, "val")
                 self.round += 1

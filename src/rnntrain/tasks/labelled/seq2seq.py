@@ -167,7 +167,7 @@ class Seq2SeqTask(LabelledTask):
         return Batch(b.inputs, y, False, b.lengths, b.target_lengths, DecoderInputs(teacher, b.target_lengths))
 
     # ------------------------------------------------------------------ training
-    def start_round(self, round: int) -> None:
+    def start_round(self, round: int, model=None) -> None:
         self.forcing = self.config.sampling.forcing(round)
 
     def batches(self, split: str, batch_size: int, *,

@@ -1,0 +1,130 @@
+"""Where a forecasting task's rows come from and the defaults they imply (a mixin of
+:class:`~.forecast.ForecastTask`): the file's columns, calendar features appended, the
+first ``task.end`` rows, the train/val/test bounds (``task.split``, ``task.test_rows``),
+and the automatic window and normalisation."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from ..config.schema import check
+from ..errors import UserError
+from .calendar import calendar_features
+from .series import Series, load_csv, split_bounds
+
+
+FILE_WINDOW = 12  # task.window = 0 on a file
+STRONG_SEASON = 0.8  # autocorrelation of differences at the season lag that makes normalize=auto seasonal
+
+
+class ForecastData:
+    """Reading and cutting the series; uses the task's ``config`` and ``future``."""
+
+    def _read(self, path) -> Series:
+        """The file's chosen columns (only those must be numeric; no --column: every numeric
+        column), the known-future columns among them, trailing target-less rows apart."""
+        c = self.config
+        wanted = list(dict.fromkeys(c.columns + c.targets + c.future)) if c.columns else None
+        return load_csv(path, wanted, c.interpolate, known_future=c.future)
+
+    @property
+    def calendar_names(self) -> List[str]:
+        return [f"{cycle}_{f}" for cycle in self.calendar for f in ("sin", "cos")]
+
+    def _with_calendar(self, series: Series, cycles: Optional[List[str]] = None) -> Series:
+        """The series with calendar columns appended (task.calendar = auto: cycles from the
+        dates' spacing; ``cycles``: a trained run's), over its future rows too."""
+        if cycles is None:
+            auto = self.config.calendar == "auto" and series.time is not None
+            _, names = calendar_features(series.time) if auto else (None, [])
+            cycles = list(dict.fromkeys(n.rsplit("_", 1)[0] for n in names))
+        self.calendar = cycles
+        if not cycles:
+            return series
+        check(series.time is not None, f"the run reads calendar features ({', '.join(cycles)}) of a "
+                                       f"date column; {series.name} has none")
+        times = list(series.time) + list(series.future_time if series.future is not None else [])
+        feats, names = calendar_features(times, cycles)
+        T = len(series)
+        values = np.concatenate([series.values, feats[:T]], 1)
+        future = None if series.future is None else np.concatenate([series.future, feats[T:]], 1)
+        return Series(values, series.columns + names, series.time, series.name, future, series.future_time)
+
+    def _first_rows(self, series: Series, end: int) -> Series:
+        check(end <= len(series), f"task.end = {end} but the series has {len(series)} rows")
+        time = None if series.time is None else series.time[:end]
+        rest = series.values[end:]  # later rows: the known future of the rows kept (known columns only)
+        future = None
+        if self.future:
+            future = rest.copy()
+            future[:, [series.columns.index(c) for c in series.columns if c not in self.future]] = np.nan
+        return Series(series.values[:end], series.columns, time, series.name, future,
+                      None if series.time is None else series.time[end:])
+
+    def _bounds(self, n: int):
+        """Train/val/test rows: ``task.split`` of all n, or with ``task.test_rows`` the last
+        rows as the test split and the rest in ``split``'s train:val ratio."""
+        c = self.config
+        if not c.test_rows:
+            return split_bounds(n, c.split)
+        check(c.test_rows < n, f"task.test_rows = {c.test_rows} leaves no rows to train on ({n} rows)")
+        f = list(c.split) + [0.0] * (3 - len(c.split))
+        head = split_bounds(n - c.test_rows, (f[0] / (f[0] + f[1]), f[1] / (f[0] + f[1])))
+        return {"train": head["train"], "val": head["val"], "test": (n - c.test_rows, n)}
+
+    def _check_lengths(self) -> None:
+        for split in ("train", "val"):
+            a, b = self.bounds[split]
+            past = split != "train" and self.reads_past
+            need = self.horizon if past else self.window + self.horizon
+            what = f"horizon {self.horizon}" if past else \
+                f"window + horizon = {self.window} + {self.horizon} = {need}"
+            if (split == "train" or b > a) and b - a < need:
+                raise UserError(
+                    f"the {split} split has {b - a} rows of {len(self.series)} but one example "
+                    f"needs {what}; use a shorter --window/--horizon or a longer series")
+
+    def _resolve_normalize(self) -> str:
+        """task.normalize, auto resolved: level for a file whose targets are all inputs,
+        else none (a built-in series: the seed's); UserError where the choice cannot apply."""
+        c = self.config
+        kind = c.normalize
+        if kind == "auto":
+            kind = "level" if c.data and self.tgt_in_pos is not None else "none"
+            if kind == "level" and self.seasonal and self.season <= self.window:
+                kind = "season"
+        check(kind == "none" or self.tgt_in_pos is not None,
+              f"task.normalize = \"{kind}\" maps each forecast back by its window's values, so "
+              f"every target must be an input (targets {self.targets}, inputs {self.inputs}): add the targets "
+              f"to --column or set task.normalize = \"none\"")
+        check(kind != "season" or 1 < self.season and self.horizon <= self.season <= self.window,
+              f"task.normalize = \"season\" centres each forecast step on the value one season ({self.season} "
+              f"rows) before it, inside the window: it needs a season > 1 (task.season), window >= season "
+              f"(window {self.window}) and horizon <= season (horizon {self.horizon})")
+        return kind
+
+    def _strong_season(self, train: np.ndarray) -> bool:
+        """Whether the training rows repeat their season closely: the autocorrelation of the
+        first differences at the season lag is at least STRONG_SEASON (mean over targets).
+        Measured on the series of docs/forecasting.md: 0.92 and 0.96 for the monthly
+        airline and electrical-equipment series, where seasonal differencing halves the
+        error; 0.61 and 0.30 for half-hourly solar and weekly CO2, where it doubles it."""
+        m = self.season
+        if m < 2 or self.horizon > m or len(train) < 3 * m + 2 or self.tgt_in_pos is None:
+            return False
+        d = np.diff(train, axis=0)
+        acf = [np.corrcoef(d[m:, j], d[:-m, j])[0, 1] for j in range(d.shape[1])]
+        return bool(np.nanmean(acf) >= STRONG_SEASON) if np.isfinite(acf).any() else False
+
+    def _auto_window(self) -> int:
+        """task.window = 0: the seed's 20 for a built-in series; for a file 12 rows (measured
+        on the series of docs/forecasting.md: 12 beat 6 and 24 under level normalisation),
+        or two seasons for a strongly seasonal one (where 24 months beat 12 under seasonal
+        differencing); shorter when the training split could not hold two windows with the
+        horizon (at least 2)."""
+        if not self.config.data:
+            return 20
+        a, b = self.bounds["train"]
+        want = max(FILE_WINDOW, 2 * self.season) if self.seasonal else FILE_WINDOW
+        return max(2, min(want, (b - a) // 2 - self.horizon))
