@@ -138,8 +138,11 @@ def test_csv_non_numeric_value_names_column_row_value_and_fix(tmp_path):
 
 
 def test_csv_missing_values_fail_with_interpolate_hint(tmp_path):
-    path = write(tmp_path, "a,b\n1,2\n,3\nnan,4\n")
+    path = write(tmp_path, "a,b\n1,2\n,3\nnan,4\n5,5\n")
     with pytest.raises(UserError, match="'a'.*2 missing.*--interpolate"):
+        load_csv(path)
+    path = write(tmp_path, "a,b\n1,2\n,3\nnan,4\n")  # a trailing gap: the future of b?
+    with pytest.raises(UserError, match="'a'.*empty in its last 2 rows.*--future-column"):
         load_csv(path)
 
 

@@ -308,6 +308,11 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
             first = int(np.argmax(missing))
             check(not missing.all(), f"column '{name}' of {path} has no values; "
                                      f"drop it or choose other columns with --column")
+            trailing = bool(missing[first:].all()) and first > 0
+            if trailing and not interpolate:  # the future of the other columns, not gaps
+                raise UserError(f"column '{name}' of {path} is empty in its last {T - first} rows, where other "
+                                f"columns have values; if those are known-future inputs, name them with "
+                                f"--future-column, else drop the rows")
             if not interpolate:
                 raise UserError(f"column '{name}' of {path} has {int(missing.sum())} missing "
                                 f"value(s) (first in data row {first + 1}); "
