@@ -141,3 +141,10 @@ def test_normalising_needs_every_target_among_the_inputs(tmp_path):
     with pytest.raises(UserError, match="every target must be an input"):
         ForecastTask(ForecastConfig(data=str(path), columns=("a",), targets=("b",), normalize="level"))
     assert ForecastTask(ForecastConfig(data=str(path), columns=("a",), targets=("b",))).normalize == "none"
+
+
+def test_smape_is_m4s_symmetric_percentage_error():
+    truth = np.array([100.0, 0.0, 50.0]).reshape(3, 1, 1)
+    pred = np.array([110.0, 0.0, 25.0]).reshape(3, 1, 1)
+    # 2*10/210, 0 (both zero counts as 0), 2*25/75
+    assert errors(pred, truth)["smape"] == pytest.approx(100 * (20 / 210 + 0 + 50 / 75) / 3)

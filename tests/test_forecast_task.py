@@ -142,9 +142,9 @@ def test_scaler_kinds_invert_and_survive_constant_columns():
 
 
 def test_too_short_series_names_lengths_and_fix(tmp_path):
-    with pytest.raises(UserError, match="train split has 8 rows.*20 \\+ 1 = 21.*--window"):
+    with pytest.raises(UserError, match="train split of s.csv has 8 rows.*20 \\+ 1 = 21.*--window"):
         ramp_task(tmp_path, n=10, window=20)
-    with pytest.raises(UserError, match="val split has 2 rows.*horizon 3.*--horizon"):
+    with pytest.raises(UserError, match="val split of s.csv has 2 rows.*horizon 3.*--horizon"):
         ramp_task(tmp_path, n=12, window=2, horizon=3, split=(0.84, 0.16))
 
 

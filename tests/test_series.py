@@ -105,6 +105,8 @@ def test_csv_integer_column_is_dates_only_when_named_as_dates(tmp_path):
     assert s.columns == ["co2"] and list(s.time) == ["1958-03-29", "1958-04-05"]
     s = load_csv(write(tmp_path, "day,x\n12345678,1\n20200201,2\n"))  # not all valid dates
     assert s.columns == ["day", "x"] and s.time is None
+    s = load_csv(write(tmp_path, "year,volume\n1871,1120\n1872,1160\n"))  # statsmodels' nile
+    assert s.columns == ["volume"] and list(s.time) == ["1871", "1872"]
 
 
 def test_csv_column_selection_ignores_unselected_text_columns(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -116,37 +116,65 @@ def _need(run, what: str, kind: str) -> None:
 
 
 def forecast(run_dir: PathLike, steps: Optional[int] = None, start: str = "end",
-             data: Optional[PathLike] = None) -> Forecast:
+             data: Optional[PathLike] = None) -> Union[Forecast, "PanelForecast"]:
     """Recursive forecast (predictions fed back as inputs) from a forecasting run.
 
     start="end": the ``steps`` after the end of the series (needs only the run dir), or
-    after the end of ``data``, a new CSV with the run's columns (scaled with the run's
+    after the end of ``data``, a new file with the run's columns (scaled with the run's
     scaler); "val"/"test": from the first row of that split, compared with the truth there
-    (reloads the data the run was trained on).
+    (reloads the data the run was trained on). A run over many series (task.series_id)
+    forecasts each: a :class:`PanelForecast`.
     """
     run = load_run(run_dir)
     _need(run, "forecast", "forecast")
-    if data is not None:
-        if start != "end":
-            raise UserError("--data forecasts after the end of a new file; --start val/test read the "
-                            "run's own data: give one of them")
-        tail, time, future_rows = run.task.new_data_tail(data)
-        levels = run.task.forecast_future(run.model, steps or 100, tail, time=time,
-                                          future_rows=future_rows, levels=True)
-        return _forecast(run.task, levels, "data", dates=future_dates(time, len(levels[0.5])))
-    if start == "end":
-        levels = run.task.forecast_future(run.model, steps or 100, levels=True)
-        return _forecast(run.task, levels, start, dates=future_dates(run.task.time_tail, len(levels[0.5])))
-    if start not in ("val", "test"):
+    if start not in ("end", "val", "test"):
         raise UserError(f"--start must be end, val or test, got '{start}'")
-    task = make_task(run.config)
-    a, b = task.bounds[start]
-    if b <= a:
-        raise UserError(f"the run has no {start} split (task.split); use --start end")
-    steps = steps or (b - a)
-    levels = task.recursive_forecast(run.model, a, steps, levels=True)
-    truth = task.series.values[a:min(a + steps, len(task.series))][:, task.tgt_idx]
-    return _forecast(task, levels, start, truth, _dates(task, a, steps))
+    if data is not None and start != "end":
+        raise UserError("--data forecasts after the end of a new file; --start val/test read the "
+                        "run's own data: give one of them")
+    task = run.task if start == "end" else make_task(run.config)
+    new = task.new_data(data) if data is not None else {}
+    parts = {}
+    for key, member in task.members.items():
+        if data is not None:
+            tail, time, future_rows = new[key]
+            levels = member.forecast_future(run.model, steps or 100, tail, time=time,
+                                            future_rows=future_rows, levels=True)
+            parts[key] = _forecast(member, levels, "data", dates=future_dates(time, len(levels[0.5])))
+        elif start == "end":
+            levels = member.forecast_future(run.model, steps or 100, levels=True)
+            parts[key] = _forecast(member, levels, start,
+                                   dates=future_dates(member.time_tail, len(levels[0.5])))
+        else:
+            a, b = member.bounds[start]
+            if b <= a:
+                raise UserError(f"the run has no {start} split (task.split); use --start end")
+            n = steps or (b - a)
+            levels = member.recursive_forecast(run.model, a, n, levels=True)
+            truth = member.series.values[a:min(a + n, len(member.series))][:, member.tgt_idx]
+            parts[key] = _forecast(member, levels, start, truth, _dates(member, a, n))
+    return parts[None] if list(parts) == [None] else PanelForecast(parts)
+
+
+@dataclass
+class PanelForecast:
+    """Forecasts of many series (a run over a long file): ``parts`` {series id: Forecast}."""
+
+    parts: Dict[str, Forecast]
+
+    def to_csv(self, sep: str = ",") -> str:
+        lines = []
+        for k, part in self.parts.items():
+            body = part.to_csv(sep).splitlines()
+            if not lines:
+                lines.append(sep.join(["series", body[0]]))
+            lines += [sep.join([str(k), row]) for row in body[1:]]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def values(self) -> np.ndarray:
+        """(series, steps, n_targets)."""
+        return np.stack([p.values for p in self.parts.values()])
 
 
 def _forecast(task, levels, start: str, truth=None, dates=None) -> Forecast:
@@ -192,6 +220,9 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     run = load_run(run_dir)
     _need(run, "generate", "forecast")
     task = run.task if start == "end" else make_task(run.config)
+    if len(task.members) > 1:
+        raise UserError(f"closed-loop generation runs one series; this run forecasts {len(task.members)} "
+                        f"(task.series_id): use 'rnntrain forecast'")
     if task.spec.decoder:
         raise UserError("closed-loop generation carries one network's state from step to step; this "
                         "run forecasts with an encoder-decoder: use 'rnntrain forecast'")

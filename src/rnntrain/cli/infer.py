@@ -56,7 +56,7 @@ def write_table(table, output, noun: str) -> None:
     text = table.to_csv(sep="\t" if output and str(output).lower().endswith(".tsv") else ",")
     if output:
         Path(output).write_text(text, encoding="utf-8")
-        print(f"wrote {len(table.values)} {noun} rows to {output}")
+        print(f"wrote {len(text.splitlines()) - 1} {noun} rows to {output}")
     else:
         sys.stdout.write(text)
 

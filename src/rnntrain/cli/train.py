@@ -43,6 +43,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--future-column", dest="future_column", action="append", metavar="NAME",
                    help="forecast: a known-future input, read not predicted (repeatable); past the end its "
                    "values come from the file's last rows, those with the targets empty")
+    g.add_argument("--series-id", dest="series_id", metavar="COLUMN",
+                   help="forecast: the column naming each series of a long file (one global model over all)")
     g.add_argument("--calendar", action=argparse.BooleanOptionalAction, default=None,
                    help="forecast: calendar features of the date column (hour, weekday, day of year, "
                    "month, as the spacing suits) as known-future inputs")
@@ -101,7 +103,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         if (a.seq_len or a.window) is not None:
             out["task.seq_len"] = a.seq_len or a.window
     elif a.task not in (None, "forecast"):
-        for flag, given in (("--future-column", a.future_column), ("--calendar", a.calendar), ("--head", a.head)):
+        for flag, given in (("--future-column", a.future_column), ("--calendar", a.calendar), ("--head", a.head),
+                            ("--series-id", a.series_id)):
             if given:
                 raise UserError(f"{flag} is for forecasting; a {a.task} run has no future to forecast: drop it")
         out["task.kind"] = a.task
@@ -116,7 +119,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
             out["task.decode"] = "beam" if a.beam_width > 1 else "greedy"
             out["task.beam_width"] = a.beam_width
     else:
-        if a.data is not None or a.series is not None or a.column or a.target or a.task or a.future_column:
+        if (a.data is not None or a.series is not None or a.column or a.target or a.task or a.future_column
+                or a.series_id):
             out["task.kind"] = "forecast"
         if a.test_data is not None or a.dataset is not None:
             raise UserError("--test-data and --dataset are for labelled sequences: add --task "
@@ -133,6 +137,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
             out["task.targets"] = a.target
         if a.future_column:
             out["task.future"] = a.future_column
+        if a.series_id:
+            out["task.series_id"] = a.series_id
         if a.calendar is not None:
             out["task.calendar"] = "auto" if a.calendar else "none"
         if a.head is not None:

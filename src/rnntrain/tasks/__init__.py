@@ -6,6 +6,7 @@ a line here.
 """
 from .base import SPLITS, Batch, Task, TaskSpec
 from .forecast import ForecastConfig, ForecastTask
+from .panel import FORECASTING, PanelForecastTask
 from .guessing import GuessingConfig, GuessingTask
 from .languages import LANGUAGES, LanguageConfig, LanguageTask
 from .scaling import SCALES, Scaler
@@ -18,7 +19,7 @@ from .labelled import (ClassifyConfig, ClassifyTask, LabelledConfig, RegressTask
                        Seq2SeqTask, TagConfig, TagTask, TranscribeConfig, TranscribeTask)
 
 TASKS = {
-    "forecast": (ForecastConfig, ForecastTask),
+    "forecast": (ForecastConfig, FORECASTING),  # one series, or many in a long file (tasks/panel.py)
     "text": (TextConfig, CharTask),
     "language": (LanguageConfig, LanguageTask),
     "stream": (StreamConfig, StreamTask),
@@ -33,7 +34,7 @@ TASKS = {
 
 __all__ = [
     "SPLITS", "Batch", "Task", "TaskSpec", "TASKS",
-    "ForecastConfig", "ForecastTask", "LanguageConfig", "LanguageTask", "LANGUAGES", "CharTask", "TextConfig", "default_corpus",
+    "ForecastConfig", "ForecastTask", "PanelForecastTask", "LanguageConfig", "LanguageTask", "LANGUAGES", "CharTask", "TextConfig", "default_corpus",
     "Scaler", "SCALES", "Series", "BUILTIN_SERIES", "builtin_series", "load_csv",
     "sine", "noisy_sine", "oscillator", "split_bounds", "StreamConfig", "StreamTask",
     "PathologicalConfig", "PathologicalTask",

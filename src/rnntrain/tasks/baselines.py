@@ -12,6 +12,7 @@ lines of NumPy, so no dependency. Errors (:func:`errors`), per target column c a
 averaged over columns so that columns in different units weigh the same::
 
     nrmse = RMSE_c / std_c(truth)
+    smape = 100 · mean 2|ŷ - y| / (|ŷ| + |y|)   (M4's symmetric MAPE, in percent)
     mase  = MAE_c / mean_t |y_t - y_{t-m}| over the training rows  (Hyndman & Koehler 2006;
             m = 1 without a season)
 """
@@ -63,7 +64,7 @@ def mase_scale(train: np.ndarray, season: int) -> np.ndarray:
 
 
 def errors(pred: np.ndarray, truth: np.ndarray, scale: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """mse, mae, nrmse (and mase, given :func:`mase_scale`) of (N, H, C) forecasts."""
+    """mse, mae, nrmse, smape (and mase, given :func:`mase_scale`) of (N, H, C) forecasts."""
     err = pred - truth
     c = err.shape[-1]
     rmse_c = np.sqrt((err ** 2).reshape(-1, c).mean(0))
@@ -72,6 +73,9 @@ def errors(pred: np.ndarray, truth: np.ndarray, scale: Optional[np.ndarray] = No
            "nrmse": float(np.mean(rmse_c / std_c)) if np.all(std_c > 0) else float("nan")}
     if scale is not None:
         out["mase"] = float(np.mean(np.abs(err).reshape(-1, c).mean(0) / scale))
+    denominator = np.abs(pred) + np.abs(truth)
+    ratio = np.divide(2 * np.abs(err), denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    out["smape"] = float(100 * np.mean(ratio))  # M4's, in percent; 0/0 (both zero) counts as 0
     return out
 
 

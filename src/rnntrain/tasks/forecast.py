@@ -43,7 +43,7 @@ from .forecast_roll import RecursiveForecasts
 from .heads import interval_scores, make_head
 from .windows import Norm, to_window, window_stats
 from .scaling import Scaler
-from .series import builtin_series
+from .series import Series, builtin_series
 
 EVAL_BATCH = 4096  # windows per forward pass in evaluation (memory, not results)
 
@@ -67,12 +67,14 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     forcing = 1.0  # the decoder's teacher-forcing probability this round (task.sampling)
 
     def __init__(self, config: ForecastConfig, *, seed: int = 0, device="cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, series: Optional[Series] = None):
         self.config, self.seed = config, seed
         self.device, self.dtype = torch.device(device), dtype
         self.window, self.horizon = config.window, config.horizon
         self.head = make_head(config.head, config.interval, config.quantiles)
-        if config.data:
+        if series is not None:  # one series of a long file (tasks/panel.py)
+            self.series = self._with_calendar(series)
+        elif config.data:
             self.series = self._with_calendar(self._read(config.data))
         else:
             self.series = builtin_series(config.series, config.length, seed)
@@ -177,11 +179,26 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
 
     def batches(self, split: str, batch_size: int, *,
                 generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
-        w = self._windows[split]
-        train = split == "train"
-        xs, ys = w.x, w.y
-        if train and self._rolled is not None:  # closed-loop windows too
-            xs, ys = torch.cat([xs, self._rolled[0]]), torch.cat([ys, self._rolled[1]])
+        xs, ys = self.train_xy() if split == "train" else (self._windows[split].x, self._windows[split].y)
+        return self.batches_of(xs, ys, batch_size, train=split == "train", generator=generator)
+
+    def train_xy(self):
+        """The training windows (N, W, C) and targets (N, H * P), scaled, with this round's
+        closed-loop windows (task.rollout) after the true ones."""
+        w = self._windows["train"]
+        if self._rolled is None:
+            return w.x, w.y
+        return torch.cat([w.x, self._rolled[0]]), torch.cat([w.y, self._rolled[1]])
+
+    @property
+    def members(self) -> Dict[Optional[str], "ForecastTask"]:
+        """The series this task forecasts, by id: one, unnamed (a long file's task has many)."""
+        return {None: self}
+
+    def batches_of(self, xs: torch.Tensor, ys: torch.Tensor, batch_size: int, *, train: bool,
+                   generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
+        """Batches of windows xs (N, W, C), targets ys (N, H * P) (scaled units), each window
+        normalised (task.normalize); shuffled by ``generator`` and noised when ``train``."""
         n = len(xs)
         order = torch.randperm(n, generator=generator) if train else torch.arange(n)
         for i in range(0, n, batch_size):

@@ -20,6 +20,9 @@ class ForecastConfig:
 
     series: str = "sine"  # built-in series when data is empty: sine | noisy-sine | oscillator | mackey-glass | mackey-glass-30 | lorenz | narma10
     data: str = ""  # CSV file; when set it replaces `series`
+    # the column naming each series of a long file (a row per series and time step): one
+    # global model over all of them, each scaled and split on its own (tasks/panel.py)
+    series_id: str = ""
     columns: tuple[str, ...] = ()  # input columns (empty: every numeric column)
     targets: tuple[str, ...] = ()  # target columns (empty: the input columns)
     # known-future inputs (--future-column): read, never predicted; a forecast past the end
@@ -96,6 +99,8 @@ class ForecastConfig:
         check(not (self.decoder and self.head != "point"),
               f"a decoder feeds each predicted value back to itself, one number per value; head "
               f"\"{self.head}\" predicts a distribution: use task.decoder = false with it")
+        check(not self.series_id or bool(self.data), "task.series_id names the series of a long file: give "
+                                                      "the file with --data")
         check(self.rollout >= 0, f"rollout counts fed-back steps: >= 0 (0: off), got {self.rollout}")
         check(not (self.rollout and self.decoder), "task.rollout feeds a window model's forecasts back into "
                                                    "its windows; a decoder feeds itself already (task.sampling)")

@@ -82,7 +82,7 @@ class ForecastData:
                 f"window + horizon = {self.window} + {self.horizon} = {need}"
             if (split == "train" or b > a) and b - a < need:
                 raise UserError(
-                    f"the {split} split has {b - a} rows of {len(self.series)} but one example "
+                    f"the {split} split of {self.series.name} has {b - a} rows of {len(self.series)} but one example "
                     f"needs {what}; use a shorter --window/--horizon or a longer series")
 
     def _resolve_normalize(self) -> str:

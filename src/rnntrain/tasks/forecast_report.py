@@ -18,15 +18,15 @@ class ForecastReport:
     """``report`` of :class:`~rnntrain.tasks.forecast.ForecastTask` (uses its windows,
     splits, scaler and recursive forecast)."""
 
-    def report(self, model, out_dir: Path) -> Dict[str, Any]:
-        """forecast.png (one-step predictions and the recursive forecast from the
-        train/val boundary) and the recursive forecast's MSE over the validation rows."""
+    def report(self, model, out_dir: Path, plot: str = "forecast.png") -> Dict[str, Any]:
+        """``plot`` (one-step predictions and the recursive forecast from the train/val
+        boundary) and the recursive forecast's MSE over the validation rows."""
         check(self.series is not None, "report needs the task's data; build it from the data")
         split = "val" if self.split_size("val") else "train"
         w, (a, b) = self._windows[split], self.bounds[split]
         p = self._predict(model, w.x)[0.5].reshape(len(w.x), self.horizon, -1)
         one_step = self.to_data_units(p)[:, 0]  # (N, n_t), first horizon step
-        out: Dict[str, Any] = {"plot": "forecast.png", "one_step_split": split}
+        out: Dict[str, Any] = {"plot": plot, "one_step_split": split}
         judged = "test" if self.split_size("test") else split
         judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
         if judgement:
@@ -40,7 +40,7 @@ class ForecastReport:
             out.update(recursive_mse=float(np.mean((rec - truth) ** 2)), recursive_points=vb - va)
             recursive = (np.arange(va, vb), rec, self.interval_of(levels))
         from ..reporting.plots import plot_forecast
-        plot_forecast(Path(out_dir) / "forecast.png", np.arange(a, b),
+        plot_forecast(Path(out_dir) / plot, np.arange(a, b),
                       self.series.values[a:b][:, self.tgt_idx],
                       (a + self.window + np.arange(len(one_step)), one_step),
                       recursive, self.targets, f"{self.series.name}: {split} split", self.series.time)

@@ -99,13 +99,16 @@ class RecursiveForecasts:
         rows = self.tail if tail is None else tail[-self.window:]
         return self.scaler.transform(rows)[:, self.in_idx]
 
-    def new_data_tail(self, path):
-        """(rows (T, C) of a new file with the run's columns, original units; its dates or
-        None; its known-future rows or None); UserError unless it has the columns and at
-        least one window of rows."""
+    def new_data(self, path):
+        """{None: (rows (T, C) of a new file with the run's columns, original units; its dates
+        or None; its known-future rows or None)}: one series (a long file's task has one entry
+        per series); UserError unless it has the columns and at least one window of rows."""
         base = [c for c in self.columns if c not in self.calendar_names]
-        series = self._with_calendar(load_csv(path, base, self.config.interpolate, known_future=self.future),
-                                     self.calendar)
+        return {None: self.tail_of(load_csv(path, base, self.config.interpolate, known_future=self.future), path)}
+
+    def tail_of(self, series, path):
+        """(rows, dates, known-future rows) of a newly read series, calendar columns added."""
+        series = self._with_calendar(series, self.calendar)
         check(len(series) >= self.window, f"{path} has {len(series)} rows; a forecast starts from "
                                           f"the last {self.window} (the run's window)")
         return series.values, series.time, series.future

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config.schema import check
 from ..errors import UserError
-from .table import MISSING, numbers, read_table
+from .table import MISSING, Table, numbers, read_table
 
 BUILTIN_SERIES = ("sine", "noisy-sine", "oscillator",
                   "mackey-glass", "mackey-glass-30", "lorenz", "narma10")  # the last four: tasks/chaotic.py
@@ -149,6 +149,7 @@ _DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
 # a column of 8-digit numbers is dates (YYYYMMDD) only under one of these names; anywhere
 # else 20200131 stays a number
 _DATE_NAMES = frozenset({"date", "day", "time", "timestamp", "datetime", "ds", "period"})
+_YEAR_NAMES = frozenset({"year", "yr"})  # ... and of 4-digit numbers (1871, 1872 ...) only under these
 
 
 _QUARTER = re.compile(r"^(\d{4})\s*-?\s*Q([1-4])$", re.IGNORECASE)  # 1970 Q1, 1970Q1, 1970-Q1
@@ -249,7 +250,7 @@ def _observed_rows(raw: np.ndarray, predicted: Sequence[int]) -> int:
 
 
 def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False,
-             known_future: Sequence[str] = ()) -> Series:
+             known_future: Sequence[str] = (), table: Optional[Table] = None) -> Series:
     """Read a time series from a table (:mod:`.table`: CSV in any common dialect, Excel,
     Parquet; one header row, one row per time step).
 
@@ -260,10 +261,12 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
     missing values: an error, or with ``interpolate`` filled linearly in row order (edges:
     nearest value). Trailing rows in which every column but the ``known_future`` ones is empty
     are not part of the series: they are its known future (``Series.future``: the
-    known-future columns' values there; a blank last line is simply dropped). Every problem raises a one-line :class:`UserError` naming the fix.
+    known-future columns' values there; a blank last line is simply dropped). ``table``: the
+    rows already read (one series of a long file; ``path`` then names it in messages). Every
+    problem raises a one-line :class:`UserError` naming the fix.
     """
     path = Path(path)
-    table = read_table(path)
+    table = read_table(path) if table is None else table
     header, names = table.header, table.names
     if all(_is_number(h) or _is_date(h) for h in header):
         raise UserError(f"{path} has no header row: its first line ({','.join(header)[:60]}) holds "
@@ -298,7 +301,8 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
             raise UserError(f"column '{name}' of {path} has an infinite value "
                             f"{str(table.columns[name][i])!r} in data row {i + 1}; replace it with a finite number")
     time = _labels(table.columns[date_cols[0]]) if date_cols else None
-    if time is not None and _compact_dates(date_cols[0], table.columns[date_cols[0]]):
+    if time is not None and _compact_dates(date_cols[0], table.columns[date_cols[0]]) \
+            and date_cols[0].strip().lower() not in _YEAR_NAMES:
         time = np.array([f"{t[:4]}-{t[4:6]}-{t[6:8]}" for t in time])  # 19580329 -> 1958-03-29
     T = _observed_rows(raw, [k for k, c in enumerate(chosen) if c not in known_future])
     values = raw[:T].copy()
@@ -326,11 +330,14 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
 
 
 def _compact_dates(name: str, cells: np.ndarray) -> bool:
-    """Whether a column named like a date (:data:`_DATE_NAMES`) holds YYYYMMDD numbers."""
-    if name.strip().lower() not in _DATE_NAMES:
+    """Whether a column named like a date (:data:`_DATE_NAMES`) holds YYYYMMDD numbers, or
+    one named "year" holds four-digit years."""
+    key = name.strip().lower()
+    if key not in _DATE_NAMES and key not in _YEAR_NAMES:
         return False
+    fmt = "%Y" if key in _YEAR_NAMES else "%Y%m%d"
     try:
-        return all(datetime.strptime(f"{float(c):.0f}", "%Y%m%d") for c in cells[:200]) and len(cells) > 0
+        return len(cells) > 0 and all(datetime.strptime(f"{float(c):.0f}", fmt) for c in cells[:200])
     except (ValueError, TypeError):
         return False
 
@@ -342,3 +349,28 @@ def _dates(cells: np.ndarray, sample: int = 200) -> bool:
     filled = [c for c in cells[np.linspace(0, len(cells) - 1, min(sample, len(cells))).astype(int)]
               if c.lower() not in MISSING]
     return bool(filled) and all(_is_date(c) for c in filled)
+
+
+def load_panel(path, id_column: str, columns: Optional[Sequence[str]] = None, interpolate: bool = False,
+               known_future: Sequence[str] = ()) -> Dict[str, Series]:
+    """Many series in one long table: a row per (series, time step), the series named by
+    ``id_column``, each series' rows in time order. {id: Series} in order of first
+    appearance, each read as :func:`load_csv` reads a file (the id column is not a feature)."""
+    path = Path(path)
+    table = read_table(path)
+    check(id_column in table.names, f"series-id column '{id_column}' is not in {path}; its columns: "
+                                     f"{', '.join(table.names)}")
+    ids = np.asarray([str(v).strip() for v in table.columns[id_column]])
+    check(all(i.lower() not in MISSING for i in ids),
+          f"column '{id_column}' of {path} has rows without a series id; fill or drop them")
+    keep = [j for j, n in enumerate(table.names) if n != id_column]
+    header, names = [table.header[j] for j in keep], [table.names[j] for j in keep]
+    out: Dict[str, Series] = {}
+    for name in dict.fromkeys(str(i) for i in ids):  # plain str: ids go into checkpoints
+        rows = np.flatnonzero(ids == name)
+        part = Table(header, names, {n: table.columns[n][rows] for n in names}, table.decimal_comma, table.source)
+        series = load_csv(f"{path} (series '{name}')", columns, interpolate, known_future, table=part)
+        series.name = name
+        out[name] = series
+    return out
+

@@ -105,6 +105,9 @@ def backtest(source: Union[str, Path, RunConfig], folds: int, *, refit: bool = F
         config = run.config
     if config.task_kind != "forecast":
         raise UserError(f"backtesting forecasts rolling origins of a series; this is a {config.task_kind} run")
+    if config.task.series_id:
+        raise UserError("backtest cuts the folds of one series; this run forecasts many (task.series_id): "
+                        "backtest one series' file")
     config = dataclasses.replace(config, task=dataclasses.replace(config.task, end=0, test_rows=0))
     task = make_task(config)  # the whole series, to find the folds and score them
     T, H = len(task.series), task.horizon

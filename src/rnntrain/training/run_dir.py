@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import shutil
@@ -29,8 +30,14 @@ METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "forecast.png", "sample.txt",
-             "gradient_flow.csv")
-RUN_DIRS = ("analysis",)  # written later by `rnntrain analyze`; part of the run
+             "gradient_flow.csv", "attention.png", "per_series.csv")
+RUN_PATTERNS = ("forecast-*.png",)  # one plot per series of a long file (tasks/panel.py)
+# written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
+RUN_DIRS = ("analysis", "backtest")
+
+
+def _is_runs(name: str) -> bool:
+    return name in RUN_FILES + RUN_DIRS or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)
 
 
 class RunDir:
@@ -62,12 +69,11 @@ class RunDir:
             if self.is_run() and not overwrite:
                 raise UserError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
                                 "replace it with --overwrite, or choose another --out")
-            foreign = [p.name for p in self.path.iterdir() if p.name not in RUN_FILES + RUN_DIRS]
+            foreign = [p.name for p in self.path.iterdir() if not _is_runs(p.name)]
             if foreign:
                 raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
                                 "choose another --out")
-            for name in RUN_FILES + RUN_DIRS:
-                target = self.path / name
+            for target in [p for p in self.path.iterdir() if _is_runs(p.name)]:
                 if target.is_dir():
                     shutil.rmtree(target)
                 else:
