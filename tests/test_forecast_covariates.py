@@ -138,6 +138,8 @@ def test_the_cli_forecasts_from_new_data_with_its_known_future_rows(tmp_path, ca
     assert lines[0] == "step,date,y" and len(lines) == 8 and lines[1].startswith("1,2021-03-05,")
     assert main(["forecast", str(run), "--data", str(new), "--steps", "8"]) == 2
     assert "--steps 7" in capsys.readouterr().err
+    assert main(["generate", str(run)]) == 2  # past the end, generation has no known-future rows
+    assert "known-future" in capsys.readouterr().err
     assert main(["train", "--task", "classify", "--dataset", "waves", "--head", "gaussian"]) == 2
     assert "--head is for forecasting" in capsys.readouterr().err
 

@@ -223,6 +223,10 @@ def generate(run_dir: PathLike, steps: int = 100, start: str = "end") -> Forecas
     if len(task.members) > 1:
         raise UserError(f"closed-loop generation runs one series; this run forecasts {len(task.members)} "
                         f"(task.series_id): use 'rnntrain forecast'")
+    task = next(iter(task.members.values()))  # the one series (a long file's may hold one)
+    if start == "end" and task.future:
+        raise UserError(f"closed-loop generation past the end reads no known-future rows ({', '.join(task.future)}); "
+                        f"use 'rnntrain forecast', or --start val/test")
     if task.spec.decoder:
         raise UserError("closed-loop generation carries one network's state from step to step; this "
                         "run forecasts with an encoder-decoder: use 'rnntrain forecast'")

@@ -21,8 +21,9 @@ the data. Metrics are over the targets only. Known-future inputs are read, never
 ``task.normalize`` then reads each window relative to itself: ``level`` x_i - c_i, y_i - c_i
 with c_i = the window's last row (at the predicted columns; known-future inputs keep their
 scaled values); ``window`` (x_i - m_i) / s_i with the window's mean and std (std >= 0.1
-scaled units); every forecast (evaluation, recursive,
-``forecast``) maps the model's output back, ŷ = c_i + output (or m_i + s_i · output).
+scaled units); ``season`` each forecast step relative to the value one season before it
+(:mod:`.windows`); every forecast (evaluation, recursive, ``forecast``) maps the model's
+output back, ŷ = c_i + output (or m_i + s_i · output).
 Every score comes with the baselines' on the same windows (:mod:`.baselines`).
 """
 from __future__ import annotations
@@ -91,10 +92,10 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         a, b = self.bounds["train"]
         self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
         self.season = config.season or season_length(self.series.time)
-        self.seasonal = bool(config.data) and self._strong_season(self.series.values[a:b][:, self.tgt_idx])
+        train_targets = self.series.values[a:b][:, self.tgt_idx]
+        self.seasonal = bool(config.data) and self._strong_season(train_targets)
         self.window = config.window or self._auto_window()
         self.normalize = self._resolve_normalize()
-        train_targets = self.series.values[a:b][:, self.tgt_idx]
         self.train_mean, self.mase_scale = train_targets.mean(0), mase_scale(train_targets, self.season)
         self._check_lengths()
         self._build()
@@ -136,8 +137,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         else:
             self.spec = TaskSpec(input_size=len(self.inputs),
                                  output_size=self.horizon * len(self.outputs) * self.head.size,
-                                 tokens=False, per_step=False, distribution=self.head.size > 1 or
-                                 self.head.interval > 0)
+                                 tokens=False, per_step=False, distribution=self.head.interval > 0)
 
     @property
     def reads_past(self) -> bool:
