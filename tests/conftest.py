@@ -16,6 +16,37 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+POPULATION = ("ga", "pso", "anneal", "cmaes", "guess")
+ONLINE = ("rtrl", "uoro", "snap1", "snap2", "crbp")
+
+
+def algorithm_settings(algorithm: str) -> dict:
+    """The config keys an algorithm needs to run at test size: a small population, the cell
+    CRBP and the ESN train, forward-only layers for the online families."""
+    out = {"algorithm.name": algorithm}
+    if algorithm in POPULATION:
+        out["algorithm.population"] = 4
+    if algorithm in ONLINE:  # online learning runs forwards in time
+        out["model.bidirectional"] = False
+    if algorithm == "crbp":
+        out["model.cell"] = "local"
+    if algorithm == "esn":
+        out["model.cell"] = "esn"
+    return out
+
+
+def trains_or_refuses(config, refused: bool, fix: str):
+    """Train ``config``; when ``refused``, assert it is refused in one line naming ``fix``
+    and return None, else return the run."""
+    from rnntrain.errors import UserError
+    if refused:
+        with pytest.raises(UserError) as e:
+            rnntrain.train(config)
+        assert "\n" not in str(e.value) and fix in str(e.value)
+        return None
+    return rnntrain.train(config)
+
+
 def small_series_config(**overrides):
     """Sine forecasting with a small network: trains in about a second."""
     base = {"task.series": "sine", "task.length": 300, "task.window": 10, "model.hidden": 16,

@@ -12,6 +12,8 @@ from rnntrain.models import ModelConfig, build_model
 from rnntrain.models.attention import ATTENTION, Attention, masked_softmax
 from rnntrain.tasks.base import TaskSpec
 
+from conftest import algorithm_settings, trains_or_refuses
+
 F64 = torch.float64
 
 
@@ -130,24 +132,13 @@ def test_attention_pooling_works_for_forecasting():
     assert run.history[-1]["val_loss"] < 0.1 * run.history[0]["val_loss"]
 
 
-POPULATION = ("ga", "pso", "anneal", "cmaes", "guess")
 READS_EVERY_STEP_REFUSED = {"rtrl", "uoro", "snap1", "snap2", "crbp", "esn"}
 
 
 @pytest.mark.parametrize("algorithm", sorted(rnntrain.algorithms.ALGORITHMS))
 def test_every_algorithm_trains_attention_pooling_or_refuses_in_one_line(algorithm):
     base = {"task.kind": "classify", "task.size": 40, "model.readout": "attention", "model.hidden": 5,
-            "train.epochs": 2, "algorithm.name": algorithm, "model.bidirectional": False}
-    if algorithm in POPULATION:
-        base["algorithm.population"] = 4
-    if algorithm == "esn":
-        base["model.cell"] = "esn"
-    if algorithm == "crbp":
-        base["model.cell"] = "local"
-    config = rnntrain.load_config(base=base)
-    if algorithm in READS_EVERY_STEP_REFUSED:
-        with pytest.raises(UserError) as e:
-            rnntrain.train(config)
-        assert "\n" not in str(e.value) and "readout" in str(e.value)
-        return
-    assert math.isfinite(rnntrain.train(config).summary["metrics"]["val"]["loss"])
+            "train.epochs": 2, **algorithm_settings(algorithm), "model.bidirectional": False}
+    run = trains_or_refuses(rnntrain.load_config(base=base), algorithm in READS_EVERY_STEP_REFUSED, "readout")
+    if run is not None:
+        assert math.isfinite(run.summary["metrics"]["val"]["loss"])
