@@ -220,3 +220,18 @@ def test_a_row_with_more_fields_than_the_header_is_one_line(tmp_path):
     path.write_text("a,b\n1,2\n3,4,5\n")
     with pytest.raises(UserError, match="line 3.*fix the row"):
         load_csv(path)
+
+
+def test_rows_dated_newest_first_are_put_in_time_order(tmp_path):
+    path = write(tmp_path, "Date,Close\n19-Sep-03,29.96\n18-Sep-03,29.50\n17-Sep-03,28.40\n")
+    s = load_csv(path)  # matplotlib's msft.csv layout: a finance export, newest first
+    np.testing.assert_array_equal(s.values[:, 0], [28.40, 29.50, 29.96])
+    assert list(s.time) == ["17-Sep-03", "18-Sep-03", "19-Sep-03"]
+
+
+def test_business_days_have_a_season_of_five_rows():
+    from rnntrain.tasks.baselines import season_length
+    import pandas as pd
+    days = pd.bdate_range("2021-01-04", periods=30).strftime("%Y-%m-%d")
+    assert season_length(list(days)) == 5
+    assert season_length(list(pd.date_range("2021-01-04", periods=30).strftime("%Y-%m-%d"))) == 7

@@ -1,5 +1,5 @@
-r"""The default forecasting command on the real series aeon and statsmodels ship, beside the
-baselines.
+r"""The default forecasting command on the real series aeon, statsmodels and matplotlib ship,
+beside the baselines.
 
 For every series: ``rnntrain train --data FILE --seed S`` (nothing else: the defaults made
 for a user's file), its test NRMSE and MASE (mean over seeds) against persistence,
@@ -31,9 +31,11 @@ SERIES = {  # "package:file" -> what it is
     "aeon:Uschange/Uschange.csv": "quarterly US consumption, income, production, savings, unemployment changes",
     "statsmodels:co2/co2.csv": "weekly Mauna Loa CO2 1958-2001 (trend, yearly season; gaps interpolated)",
     "aeon:solar/solar.csv": "half-hourly solar generation (daily season)",
+    "matplotlib:msft.csv": "daily Microsoft stock, Jun-Sep 2003 (business days; newest first in the file)",
 }
 # the few arguments a file needs to be read at all (co2 has missing weeks)
-NEEDS = {"statsmodels:co2/co2.csv": ["--interpolate"]}
+NEEDS = {"statsmodels:co2/co2.csv": ["--interpolate"],
+         "matplotlib:msft.csv": ["--column", "Close"]}  # the price, not open/high/low/volume too
 
 
 def series_path(key: str) -> Path:
@@ -41,6 +43,9 @@ def series_path(key: str) -> Path:
     package, rel = key.split(":", 1)
     if package == "aeon":
         return aeon_dataset_dir() / rel
+    if package == "matplotlib":  # matplotlib's sample data (installed with it)
+        import matplotlib
+        return Path(matplotlib.get_data_path()) / "sample_data" / rel
     import statsmodels.datasets
     return Path(statsmodels.datasets.__file__).parent / rel
 BASELINES = ("persistence", "seasonal_naive", "mean")
@@ -82,6 +87,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--sweep", nargs="*", metavar="SETTING", help=f"also run these settings (default: all of "
                    f"{', '.join(SETTINGS)}) and report the best by validation MASE")
+    p.add_argument("--only", nargs="*", metavar="NAME", help="only these series (e.g. Airline co2)")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="extra rnntrain train arguments (after --)")
     a = p.parse_args(argv)
     lo, hi = (a.seeds.split("-") + [a.seeds])[:2]
@@ -92,7 +98,9 @@ def main(argv=None) -> None:
     print(f"| series | rows' season | default: test NRMSE / MASE | persistence | seasonal naive | mean | beats{best_col} |")
     print("|---|---|---|---|---|---|---" + ("|---" if sweep else "") + "|")
     for rel, what in SERIES.items():
-        name = rel.split(":")[1].split("/")[0]
+        name = rel.split(":")[1].split("/")[0].removesuffix(".csv")
+        if a.only and name not in a.only:
+            continue
         runs = [r for r in (run(rel, s, extra) for s in seeds) if r]
         if not runs:
             print(f"| {name} ({what}) | | failed | | | | |")

@@ -29,8 +29,8 @@ SEASONS = ((1.0, 7), (7.0, 52), (30.4, 12), (91.3, 4))
 
 def season_length(times: Optional[Sequence[str]]) -> int:
     """The season in rows implied by the spacing of ``times`` (hourly 24, half-hourly 48, ...:
-    a day; daily 7, weekly 52, monthly 12, quarterly 4); 1 (none) for yearly, irregular or
-    missing dates."""
+    a day; daily 7, business days 5, weekly 52, monthly 12, quarterly 4); 1 (none) for
+    yearly, irregular or missing dates."""
     if times is None or len(times) < 3:
         return 1
     from .series import parse_date  # local: series is the heavier module
@@ -41,6 +41,8 @@ def season_length(times: Optional[Sequence[str]]) -> int:
     step = float(np.median(gaps))
     if 0 < step < 0.9 and abs(1 / step - round(1 / step)) < 0.05 * (1 / step):
         return int(round(1 / step))  # several rows a day (hourly, half-hourly ...): a day
+    if abs(step - 1.0) <= 0.15 and len(parsed) >= 10 and all(p.weekday() < 5 for p in parsed):
+        return 5  # business days: a week is five rows
     for days, season in SEASONS:
         if abs(step - days) <= 0.15 * days:
             return season

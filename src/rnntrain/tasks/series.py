@@ -145,7 +145,8 @@ def split_bounds(n: int, fractions: Sequence[float]) -> Dict[str, Tuple[int, int
 _DATE_FORMATS = ("%d/%m/%Y", "%Y/%m/%d", "%d/%m/%Y %H:%M", "%Y/%m/%d %H:%M",
                  "%d/%m/%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S",
                  "%Y-%m", "%Y/%m", "%Y %b", "%b %Y", "%B %Y", "%d.%m.%Y", "%d.%m.%Y %H:%M",  # months; dots
-                 "%b-%d-%Y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y")  # Jan-1-1995, 01-Jan-1995, 1 Jan 1995
+                 "%b-%d-%Y", "%d-%b-%Y", "%d %b %Y", "%b %d, %Y",  # Jan-1-1995, 01-Jan-1995, 1 Jan 1995
+                 "%d-%b-%y")  # 19-Sep-03 (finance exports)
 # a column of 8-digit numbers is dates (YYYYMMDD) only under one of these names; anywhere
 # else 20200131 stays a number
 _DATE_NAMES = frozenset({"date", "day", "time", "timestamp", "datetime", "ds", "period"})
@@ -259,7 +260,7 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
     ``columns`` selects the feature columns (in that order); only those must be numeric.
     ``None`` selects every other column. Empty cells, NA, NULL, NaN, n/a, - and ? are
     missing values: an error, or with ``interpolate`` filled linearly in row order (edges:
-    nearest value). Trailing rows in which every column but the ``known_future`` ones is empty
+    nearest value). Rows whose dates run newest first are put in time order. Trailing rows in which every column but the ``known_future`` ones is empty
     are not part of the series: they are its known future (``Series.future``: the
     known-future columns' values there; a blank last line is simply dropped). ``table``: the
     rows already read (one series of a long file; ``path`` then names it in messages). Every
@@ -304,6 +305,8 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
     if time is not None and _compact_dates(date_cols[0], table.columns[date_cols[0]]) \
             and date_cols[0].strip().lower() not in _YEAR_NAMES:
         time = np.array([f"{t[:4]}-{t[4:6]}-{t[6:8]}" for t in time])  # 19580329 -> 1958-03-29
+    if time is not None and _newest_first(time):  # finance exports: put time forwards
+        raw, time = raw[::-1].copy(), time[::-1].copy()
     T = _observed_rows(raw, [k for k, c in enumerate(chosen) if c not in known_future])
     values = raw[:T].copy()
     for k, name in enumerate(chosen):
@@ -327,6 +330,14 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
         return Series(values, chosen, None if time is None else time[:T], path.name,
                       future=raw[T:], future_time=None if time is None else time[T:])
     return Series(values, chosen, time, path.name)
+
+
+def _newest_first(labels: np.ndarray, sample: int = 200) -> bool:
+    """Whether date labels run backwards in time (checked on a sample spread over them)."""
+    if len(labels) < 2:
+        return False
+    picked = [parse_date(str(t)) for t in labels[np.linspace(0, len(labels) - 1, min(sample, len(labels))).astype(int)]]
+    return None not in picked and all(a > b for a, b in zip(picked, picked[1:]))
 
 
 def _compact_dates(name: str, cells: np.ndarray) -> bool:
