@@ -3,13 +3,16 @@
 Each subcommand is a module with ``register(subparsers)`` that adds its parser and sets
 ``func``; adding a command is adding a module to ``COMMAND_MODULES``. Errors the user
 can fix (rnntrain.errors.UserError) print one line on stderr and exit 2, without a
-traceback; a failed write exits 1; Ctrl-C exits 130. The last checkpoint stays intact.
+traceback; a failed write exits 1; Ctrl-C exits 130 and SIGTERM 143, saying whether a
+checkpoint is there to resume. The last checkpoint stays intact.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from ..errors import UserError
@@ -33,8 +36,17 @@ def build_parser() -> Parser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill` ending the job): handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as e:
@@ -44,10 +56,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"rnntrain: error: {e.strerror or e} ({e.filename or 'writing the run directory'}); "
               "fix the cause and continue with --resume", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("rnntrain: interrupted; the last checkpoint is intact (continue with "
-              "'rnntrain train --resume RUN_DIR')", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        where = getattr(e, "run_dir", None)
+        if where is None:
+            print("rnntrain: interrupted", file=sys.stderr)
+        elif (Path(where) / "checkpoint.pt").is_file():
+            print(f"rnntrain: interrupted; the last checkpoint is intact (continue with "
+                  f"'rnntrain train --resume {where}')", file=sys.stderr)
+        else:
+            print(f"rnntrain: interrupted before the first round ended: {where} holds no checkpoint "
+                  f"to resume; start the run again", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

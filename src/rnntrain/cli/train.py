@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -179,13 +180,26 @@ def cmd_train(a: argparse.Namespace) -> int:
                   if k not in ("resume", "quiet", "cmd", "func") and v not in (None, False, [])]
         if others:
             raise UserError(f"--resume continues a run with its own config.toml; drop --{others[0].replace('_', '-')}")
-        result = resume(a.resume, progress=progress)
+        out = Path(a.resume)
+        result = _noting_run(out, lambda: resume(out, progress=progress))
     else:
         config = config_from_args(a)
         out = Path(a.out) if a.out else default_out(config)
-        result = train(config, out, overwrite=a.overwrite, progress=progress)
+        result = _noting_run(out, lambda: train(config, out, overwrite=a.overwrite, progress=progress))
     print_summary(result.summary, result.out_dir)
+    if result.summary.get("diverged_round"):
+        print(f"rnntrain: error: training {result.summary['stop_reason']}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _noting_run(out: Path, run):
+    """run(), an interruption tagged with the run directory (cli.main words its message)."""
+    try:
+        return run()
+    except KeyboardInterrupt as e:
+        e.run_dir = out
+        raise
 
 
 def default_out(config) -> Path:

@@ -88,6 +88,8 @@ class RunConfig:
         check(self.device == "cpu" or self.device.startswith("cuda"),
               f"unknown device '{self.device}': use {DEVICES_HINT} (--device)")
         check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        check(0 <= self.seed < 2 ** 63, f"seed must be in [0, 2**63) (torch's generators take 64-bit seeds), "
+                                         f"got {self.seed}")
 
 
 _TAGS = ("task_kind", "algorithm_name")  # set from the tables' kind/name, never top-level keys

@@ -77,6 +77,7 @@ def errors(pred: np.ndarray, truth: np.ndarray, scale: Optional[np.ndarray] = No
         out["mase"] = float(np.mean(np.abs(err).reshape(-1, c).mean(0) / scale))
     denominator = np.abs(pred) + np.abs(truth)
     ratio = np.divide(2 * np.abs(err), denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    ratio[~np.isfinite(err)] = np.nan  # a non-finite forecast is no perfect one
     out["smape"] = float(100 * np.mean(ratio))  # M4's, in percent; 0/0 (both zero) counts as 0
     return out
 

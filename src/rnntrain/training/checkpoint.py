@@ -56,11 +56,26 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(to_safe(state), f))
 
 
+# what every rnntrain checkpoint holds (Trainer.state_dict)
+CHECKPOINT_KEYS = frozenset({"format", "round", "model", "algorithm", "rng", "history", "best", "task"})
+
+
 def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: is this a run directory written by rnntrain train?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a torn or foreign file: say so in one line
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn, empty or foreign file: say so in one line
+        text = str(e)
+        if "Weights only load failed" in text:  # never pass on torch's advice to load it unsafely
+            raise UserError(f"{path} is not an rnntrain checkpoint: it holds objects a checkpoint never "
+                            f"holds, so it was not loaded; restore the run's own checkpoint.pt") from None
+        first = text.splitlines()[0] if text.strip() else "empty or truncated file"
+        raise UserError(f"cannot read checkpoint {path} ({type(e).__name__}: {first}); it is damaged or "
+                        f"not a checkpoint: restore it, or start a new run") from None
+    missing = sorted(CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["everything"]
+    if missing:
+        raise UserError(f"{path} is a torch file but not an rnntrain checkpoint (it lacks {', '.join(missing)}); "
+                        f"restore the run's own checkpoint.pt, or start a new run")
+    return state

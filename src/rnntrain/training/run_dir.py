@@ -17,6 +17,7 @@ import csv
 import fnmatch
 import io
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List
@@ -34,6 +35,17 @@ RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.pn
 RUN_PATTERNS = ("forecast-*.png",)  # one plot per series of a long file (tasks/panel.py)
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
+
+
+def _finite(value):
+    """``value`` with every float that is NaN or infinite replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _is_runs(name: str) -> bool:
@@ -96,7 +108,9 @@ class RunDir:
         atomic_write_text(self.path / METRICS, buf.getvalue())
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
-        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        """summary.json; a non-finite number is written as null (JSON has no NaN)."""
+        text = json.dumps(_finite(summary), indent=2, sort_keys=False, allow_nan=False)
+        atomic_write_text(self.path / SUMMARY, text + "\n")
 
     def read_summary(self) -> Dict[str, Any]:
         return json.loads((self.path / SUMMARY).read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ run ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import math
 import platform
 import time
 import warnings
@@ -112,6 +113,7 @@ class Trainer:
         self.history: List[Dict[str, Any]] = []
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
+        self.diverged: Optional[int] = None  # the round whose loss or weights stopped being finite
         self.bad_rounds = 0
         self._told = False  # warned that train.select names no validation metric
         self.stop_reason: Optional[str] = None
@@ -127,7 +129,7 @@ class Trainer:
                 "task": self.task.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        load_weights(self.model, state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
@@ -158,7 +160,10 @@ class Trainer:
                 t0 = time.perf_counter()
                 # schedules over training (scheduled sampling), data the model makes (rollouts)
                 self.task.start_round(self.round, self.model)
+                good = [p.detach().clone() for p in self.model.parameters()]
                 train = self.algorithm.run_round(progress.step)
+                if self._diverged(train, good):
+                    break
                 val = self.task.evaluate(self.model, "val")
                 self.round += 1
                 self.elapsed += time.perf_counter() - t0
@@ -181,6 +186,24 @@ class Trainer:
         finally:
             progress.close()
             torch.set_num_threads(threads)
+
+    def _diverged(self, train: Dict[str, Any], good) -> bool:
+        """Whether this round's loss or weights stopped being finite. If so the model gets
+        back the weights it started the round with, nothing of the round is saved (the last
+        checkpoint stays the last good one), and the run stops saying why."""
+        loss = train.get("loss", 0.0)
+        finite = math.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if finite:
+            return False
+        with torch.no_grad():
+            for p, g in zip(self.model.parameters(), good):
+                p.copy_(g)
+        self.diverged = self.round + 1
+        self.stop_reason = (f"diverged in round {self.round + 1}: the training loss became {loss:g} "
+                            f"(or a weight stopped being finite); kept the weights of round {self.round}. "
+                            f"Lower the learning rate (optim.lr), clip gradients (optim.clip), or look "
+                            f"for huge values in the data")
+        return True
 
     @property
     def selection(self) -> str:
@@ -220,6 +243,7 @@ class Trainer:
             "algorithm": cfg.algorithm_name, "task": cfg.task_kind, "cell": cfg.model.cell,
             "rounds": self.round, "unit": self.algorithm.unit,
             "stop_reason": self.stop_reason or f"completed {cfg.train.epochs} rounds",
+            "diverged_round": self.diverged,
             "best_round": self.best["round"],
             "selected_by": next((k for k in (f"val_{self.selection}", "val_loss", "train_loss")
                                  if any(k in r for r in self.history)), None),
@@ -271,6 +295,17 @@ class LoadedRun:
     path: Path
 
 
+def load_weights(model, weights) -> None:
+    """model.load_state_dict(weights), or one line when they do not fit the model the
+    run's config.toml builds (a hand-edited config)."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise UserError(f"the checkpoint's weights do not fit the model config.toml describes ({detail[:160]}); "
+                        f"was config.toml edited? restore it, or start a new run") from None
+
+
 def load_run(out_dir: Union[str, Path]) -> LoadedRun:
     """The model of a run directory (best weights if the run restored them) and its task,
     rebuilt for inference from the checkpoint alone (no training data needed)."""
@@ -283,6 +318,6 @@ def load_run(out_dir: Union[str, Path]) -> LoadedRun:
                                   dtype=DTYPES[config.dtype])
     model = make_model(config, task.spec)
     best = state["best"]["model"]
-    model.load_state_dict(best if (config.train.restore_best and best is not None) else state["model"])
+    load_weights(model, best if (config.train.restore_best and best is not None) else state["model"])
     model.eval()
     return LoadedRun(config, model, task, run.path)
