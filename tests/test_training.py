@@ -80,12 +80,12 @@ def test_step_schedule_decays_the_learning_rate():
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
-    # A learning rate far too large makes validation loss stop improving quickly.
+    # A learning rate too large (not yet divergent: 1.0 is) makes validation loss stop improving quickly.
     result = rnntrain.train(small_series_config(**{
-        "optim.name": "sgd", "optim.lr": 3.0, "optim.clip": 0.0, "train.patience": 2, "train.epochs": 50}))
+        "optim.name": "sgd", "optim.lr": 0.3, "optim.clip": 0.0, "train.patience": 2, "train.epochs": 50}))
     assert result.summary["stop_reason"].startswith("early stopping")
     assert len(result.history) < 50
-    best = min(r["val_loss"] for r in result.history if r["val_loss"] == r["val_loss"])
+    best = min(r["val_loss"] for r in result.history)
     assert result.summary["metrics"]["val"]["loss"] == pytest.approx(best, rel=1e-5)
 
 

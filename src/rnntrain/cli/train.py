@@ -203,8 +203,19 @@ def _noting_run(out: Path, run):
 
 
 def default_out(config) -> Path:
+    """runs/<task>-<cell>-<time>, made here: a run started in the same second gets -2, -3 ...
+    (mkdir is atomic, so two processes never get the same directory)."""
     import time
-    return Path("runs") / f"{config.task_kind}-{config.model.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{config.task_kind}-{config.model.cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 1000):
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not name a new run directory next to {base}; give one with --out")
 
 
 def print_summary(summary: Dict[str, Any], out_dir: Optional[Path]) -> None:

@@ -18,9 +18,12 @@ import fnmatch
 import io
 import json
 import math
+import os
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 from ..config.run import RunConfig, dumps, from_dict, read_toml
 from ..errors import UserError
@@ -32,6 +35,7 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "forecast.png", "sample.txt",
              "gradient_flow.csv", "attention.png", "per_series.csv")
+LOCK = ".rnntrain.lock"  # the pid of the process writing the run (RunDir.locked)
 RUN_PATTERNS = ("forecast-*.png",)  # one plot per series of a long file (tasks/panel.py)
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
@@ -49,7 +53,17 @@ def _finite(value):
 
 
 def _is_runs(name: str) -> bool:
-    return name in RUN_FILES + RUN_DIRS or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)
+    return name in RUN_FILES + RUN_DIRS + (LOCK,) or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 class RunDir:
@@ -85,13 +99,41 @@ class RunDir:
             if foreign:
                 raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
                                 "choose another --out")
-            for target in [p for p in self.path.iterdir() if _is_runs(p.name)]:
+            for target in [p for p in self.path.iterdir() if _is_runs(p.name) and p.name != LOCK]:
                 if target.is_dir():
                     shutil.rmtree(target)
                 else:
                     target.unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / CONFIG, dumps(config))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock (a file with this process's pid) while writing it: a second
+        writer is refused in one line; a lock whose process has died is taken over, saying so."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                try:
+                    owner = int(lock.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    owner = 0
+                if owner and owner != os.getpid() and _alive(owner):
+                    raise UserError(f"{self.path} is being written by another rnntrain (pid {owner}); wait for "
+                                    f"it to finish, or choose another --out") from None
+                print(f"rnntrain: {self.path} was locked by pid {owner or '?'}, which is gone; taking the lock over",
+                      file=sys.stderr)
+                lock.unlink(missing_ok=True)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
 
     def read_config(self) -> RunConfig:
         return from_dict(read_toml(self.path / CONFIG))

@@ -269,9 +269,12 @@ def train(config: RunConfig, out_dir: Union[str, Path, None] = None, *, overwrit
     """Train ``config`` from scratch; with ``out_dir``, write a run directory there."""
     # Build everything first: bad data or config fails before anything is written.
     trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
-    if out_dir is not None and trainer.writes:
-        RunDir(out_dir).create(config, overwrite=overwrite)
-    return trainer.fit()
+    if out_dir is None or not trainer.writes:
+        return trainer.fit()
+    run = RunDir(out_dir)
+    with run.locked():  # one writer per run directory
+        run.create(config, overwrite=overwrite)
+        return trainer.fit()
 
 
 def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
@@ -281,8 +284,12 @@ def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
     run.require_run()
     config = run.read_config()
     trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
-    trainer.load_state_dict(load_checkpoint(run.checkpoint))
-    return trainer.fit()
+    if not trainer.writes:
+        trainer.load_state_dict(load_checkpoint(run.checkpoint))
+        return trainer.fit()
+    with run.locked():  # a live run is not resumed a second time
+        trainer.load_state_dict(load_checkpoint(run.checkpoint))
+        return trainer.fit()
 
 
 @dataclass
