@@ -36,3 +36,31 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path, mon
     config = rnntrain.load_config()
     first, second, third = default_out(config), default_out(config), default_out(config)
     assert len({first, second, third}) == 3 and all(p.is_dir() for p in (first, second, third))
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path, capsys):
+    data = tmp_path / "s.csv"
+    data.write_text("y\n" + "\n".join(str(i % 7) for i in range(120)))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--hidden", "8", "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+    data.write_text("y\n" + "\n".join(str(i % 5) for i in range(120)))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since this run started" in err and err.count("\n") == 1
+
+
+def test_orphaned_temporary_files_never_block_a_run_and_run_files_are_readable(tmp_path):
+    import os
+    run = tmp_path / "run"
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--out", str(run), "--quiet"]) == 0
+    orphan = run / ".checkpoint.pt.k1ll3d.tmp"  # what a kill during a checkpoint write leaves
+    orphan.write_bytes(b"half a checkpoint")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0 and not orphan.exists()
+    orphan.write_bytes(b"half a checkpoint")
+    assert main(["train", "--hidden", "8", "--epochs", "2", "--out", str(run), "--overwrite", "--quiet"]) == 0
+    assert not orphan.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("checkpoint.pt", "config.toml", "summary.json", "metrics.csv", "loss.png"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

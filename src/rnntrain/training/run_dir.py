@@ -36,7 +36,9 @@ SUMMARY = "summary.json"
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "forecast.png", "sample.txt",
              "gradient_flow.csv", "attention.png", "per_series.csv")
 LOCK = ".rnntrain.lock"  # the pid of the process writing the run (RunDir.locked)
-RUN_PATTERNS = ("forecast-*.png",)  # one plot per series of a long file (tasks/panel.py)
+# forecast-*.png: one plot per series of a long file (tasks/panel.py); .NAME.*.tmp: a write
+# (training/checkpoint.py: atomic_write) that a kill cut short, removed when the run restarts
+RUN_PATTERNS = ("forecast-*.png", ".*.tmp")
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
 
@@ -134,6 +136,12 @@ class RunDir:
             yield
         finally:
             lock.unlink(missing_ok=True)
+
+    def clean_orphans(self) -> None:
+        """Remove the temporary files of writes a kill cut short (never a finished file)."""
+        for p in self.path.glob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
     def read_config(self) -> RunConfig:
         return from_dict(read_toml(self.path / CONFIG))

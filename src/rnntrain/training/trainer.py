@@ -14,6 +14,7 @@ run ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import platform
 import time
@@ -26,6 +27,7 @@ import torch
 
 from ..algorithms import Context, get_algorithm
 from ..config.run import RunConfig
+from ..config.schema import check
 from ..errors import UserError
 from ..models import SequenceModel, build_model
 from ..reporting.plots import plot_losses, plot_metric_families
@@ -114,6 +116,7 @@ class Trainer:
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
         self.diverged: Optional[int] = None  # the round whose loss or weights stopped being finite
+        self.data_files = data_fingerprints(config.task)  # {path: sha256}: resume checks them
         self.bad_rounds = 0
         self._told = False  # warned that train.select names no validation metric
         self.stop_reason: Optional[str] = None
@@ -121,7 +124,7 @@ class Trainer:
 
     # -- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
-        return {"format": 1, "round": self.round, "model": self.model.state_dict(),
+        return {"format": 1, "round": self.round, "model": self.model.state_dict(), "data": self.data_files,
                 "algorithm": self.algorithm.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
                 "history": self.history, "best": self.best, "bad_rounds": self.bad_rounds,
@@ -129,6 +132,11 @@ class Trainer:
                 "task": self.task.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for path, digest in state.get("data", {}).items():  # (runs from before data hashes: none)
+            now = self.data_files.get(path)
+            check(now is None or now == digest,
+                  f"{path} changed since this run started (its SHA-256 differs), so resuming would train "
+                  f"on other data; restore the file, or start a new run")
         load_weights(self.model, state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -288,6 +296,7 @@ def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
         trainer.load_state_dict(load_checkpoint(run.checkpoint))
         return trainer.fit()
     with run.locked():  # a live run is not resumed a second time
+        run.clean_orphans()
         trainer.load_state_dict(load_checkpoint(run.checkpoint))
         return trainer.fit()
 
@@ -300,6 +309,23 @@ class LoadedRun:
     model: SequenceModel
     task: Task
     path: Path
+
+
+DATA_FIELDS = ("data", "test_data", "text")  # task config fields that name the user's files
+
+
+def data_fingerprints(task_config) -> Dict[str, str]:
+    """{path: SHA-256} of the files a task config reads (a resumed run must read the same)."""
+    out = {}
+    for name in DATA_FIELDS:
+        value = getattr(task_config, name, "")
+        if isinstance(value, str) and value and Path(value).is_file():
+            digest = hashlib.sha256()
+            with open(value, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[value] = digest.hexdigest()
+    return out
 
 
 def load_weights(model, weights) -> None:
