@@ -64,3 +64,21 @@ def test_orphaned_temporary_files_never_block_a_run_and_run_files_are_readable(t
     os.umask(umask)
     for name in ("checkpoint.pt", "config.toml", "summary.json", "metrics.csv", "loss.png"):
         assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_nothing_is_deleted_without_overwrite_and_links_are_never_followed(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "analysis").mkdir(parents=True)
+    (out / "analysis" / "my notes.txt").write_text("mine")
+    (out / "summary.json").write_text("{}")  # a run's names, but no checkpoint
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "analysis" / "my notes.txt").read_text() == "mine"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    (out / "analysis" / "my notes.txt").unlink()
+    (out / "analysis").rmdir()
+    (out / "analysis").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--overwrite", "--quiet"]) == 0
+    assert (elsewhere / "keep.txt").read_text() == "keep" and not (out / "analysis").exists()

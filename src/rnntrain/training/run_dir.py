@@ -101,11 +101,16 @@ class RunDir:
             if foreign:
                 raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
                                 "choose another --out")
-            for target in [p for p in self.path.iterdir() if _is_runs(p.name) and p.name != LOCK]:
-                if target.is_dir():
-                    shutil.rmtree(target)
+            ours = [p for p in self.path.iterdir() if _is_runs(p.name) and p.name != LOCK]
+            kept = [p.name for p in ours if not fnmatch.fnmatch(p.name, ".*.tmp")]
+            if kept and not overwrite:  # nothing is deleted without being asked to
+                raise UserError(f"--out {self.path} holds a run's files but no checkpoint ({', '.join(sorted(kept)[:3])}); "
+                                f"replace them with --overwrite, or choose another --out")
+            for target in ours:
+                if target.is_symlink() or not target.is_dir():
+                    target.unlink(missing_ok=True)  # a link goes, never what it points to
                 else:
-                    target.unlink(missing_ok=True)
+                    shutil.rmtree(target)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / CONFIG, dumps(config))
 
