@@ -82,3 +82,10 @@ def test_nothing_is_deleted_without_overwrite_and_links_are_never_followed(tmp_p
     (out / "analysis").symlink_to(elsewhere, target_is_directory=True)
     assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--overwrite", "--quiet"]) == 0
     assert (elsewhere / "keep.txt").read_text() == "keep" and not (out / "analysis").exists()
+
+
+def test_a_run_refused_for_bad_data_leaves_no_default_directory_behind(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.csv").write_text("1,2\n3,4\n")  # no header row
+    assert main(["train", "--data", "bad.csv", "--quiet"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -35,12 +35,9 @@ def cmd_backtest(a: argparse.Namespace) -> int:
     if is_run:
         given = [k for k, v in vars(a).items() if k not in ("source", "folds", "fold_size", "refit", "out", "cmd", "func")
                  and v not in (None, False, [])]
-        if given and not a.refit:
-            raise UserError(f"a run directory is backtested with its own model and config; drop "
-                            f"--{given[0].replace('_', '-')} (or backtest a config)")
-        if given:
-            raise UserError(f"--refit retrains with the run's own config.toml; to change it, backtest a "
-                            f"config instead of the run (drop --{given[0].replace('_', '-')})")
+        if given:  # with or without --refit, a run is backtested with its own config.toml
+            raise UserError(f"a run directory is backtested with its own config.toml; drop "
+                            f"--{given[0].replace('_', '-')}, or backtest a config with the flags instead")
     if source is not None and not is_run and not source.exists():
         raise UserError(f"{source} is neither a run directory nor a config file")
     if is_run:

@@ -185,7 +185,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     else:
         config = config_from_args(a)
         out = Path(a.out) if a.out else default_out(config)
-        result = _noting_run(out, lambda: train(config, out, overwrite=a.overwrite, progress=progress))
+        try:
+            result = _noting_run(out, lambda: train(config, out, overwrite=a.overwrite, progress=progress))
+        except BaseException:
+            if not a.out and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # the name default_out reserved, never written: bad data leaves nothing
+            raise
     print_summary(result.summary, result.out_dir)
     if result.summary.get("diverged_round"):
         print(f"rnntrain: error: training {result.summary['stop_reason']}", file=sys.stderr)

@@ -292,14 +292,9 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
 
     def _head_loss(self, model, w: _Windows) -> float:
         """A probabilistic head's loss over a split's windows (window units, as in training)."""
-        total = 0.0
         with evaluating(model):
-            for i in range(0, len(w.x), EVAL_BATCH):
-                x, y = w.x[i:i + EVAL_BATCH], w.y[i:i + EVAL_BATCH]
-                norm = self._window_stats(x)
-                xw = self._to_window(x, norm)
-                yw = self._to_window(y, norm, targets=True)
-                total += float(self.loss(model(xw, None)[0], Batch(xw, yw))) * len(x)
+            total = sum(float(self.loss(model(b.inputs, None)[0], b)) * len(b)
+                        for b in self.batches_of(w.x, w.y, EVAL_BATCH, train=False))
         return total / len(w.x)
 
     def to_data_units(self, z: torch.Tensor) -> np.ndarray:

@@ -187,8 +187,6 @@ class Forecasting:
     """kind "forecast" as the TASKS registry sees it: one series (:class:`ForecastTask`), or
     many in a long file (:class:`PanelForecastTask`, ``task.series_id``)."""
 
-    SUGGESTED = getattr(ForecastTask, "SUGGESTED", {})
-
     def __call__(self, config: ForecastConfig, **kw) -> Task:
         return (PanelForecastTask if config.series_id else ForecastTask)(config, **kw)
 

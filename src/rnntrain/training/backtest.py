@@ -117,7 +117,7 @@ def backtest(source: Union[str, Path, RunConfig], folds: int, *, refit: bool = F
         size = fold_size or (b - a) // folds
         start = a
     else:
-        size = fold_size or max(H, (task.bounds["test"][1] - task.bounds["test"][0]) // folds or H)
+        size = fold_size or max(H, (task.bounds["test"][1] - task.bounds["test"][0]) // folds)
         start = task.window + H + 2  # the first fold's model needs some rows to train on
     check(size >= H, f"a fold of {size} rows cannot hold one horizon of {H} rows; use a larger --fold-size")
     origins = _folds(T, folds, size, start)

@@ -19,6 +19,7 @@ import math
 import platform
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
@@ -292,11 +293,9 @@ def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
     run.require_run()
     config = run.read_config()
     trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)
-    if not trainer.writes:
-        trainer.load_state_dict(load_checkpoint(run.checkpoint))
-        return trainer.fit()
-    with run.locked():  # a live run is not resumed a second time
-        run.clean_orphans()
+    with run.locked() if trainer.writes else nullcontext():  # a live run is not resumed twice
+        if trainer.writes:
+            run.clean_orphans()
         trainer.load_state_dict(load_checkpoint(run.checkpoint))
         return trainer.fit()
 
