@@ -28,7 +28,7 @@ from torch import nn
 from ..config.schema import closest
 from ..errors import UserError
 from ..optim import OptimConfig
-from ..tasks.base import Task
+from ..tasks.base import Task, TaskSpec
 
 StepCallback = Callable[[float], None]  # called with the latest training loss, for progress display
 
@@ -54,6 +54,16 @@ class Algorithm(ABC):
     name: ClassVar[str]
     unit: ClassVar[str] = "epoch"  # what one round is, for progress and plots
     Options: ClassVar[type] = NoOptions  # frozen dataclass of its own settings ([algorithm] table)
+    # learns forwards in time, one step after another (online algorithms): a task's
+    # suggested bidirectional architecture is not applied (config/run.py)
+    forward_only: ClassVar[bool] = False
+
+    @classmethod
+    def refusal(cls, spec: TaskSpec, model: Any, options: Any) -> Optional[str]:
+        """Why this family cannot train a ``model`` (its ModelConfig) on a task of ``spec``
+        with ``options``: one line naming what would work, or None. The trainer asks before
+        the model is built, so a refused pair writes nothing; the CLI never lists names."""
+        return None
 
     def __init__(self, ctx: Context, options: Any) -> None:
         self.ctx = ctx

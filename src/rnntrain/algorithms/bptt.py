@@ -49,12 +49,16 @@ class BPTT(Algorithm):
     unit = "epoch"
     Options = BPTTOptions
 
+    @classmethod
+    def refusal(cls, spec, model, options) -> Optional[str]:
+        if options.truncation and not spec.aligned:
+            return ("truncated BPTT cuts sequences into pieces, but this task's labels are "
+                    "not aligned with the steps (CTC, seq2seq need whole sequences): set "
+                    "algorithm.truncation = 0 (--truncation 0)")
+        return None
+
     def __init__(self, ctx: Context, options: BPTTOptions) -> None:
         super().__init__(ctx, options)
-        if options.truncation and not ctx.task.spec.aligned:
-            raise UserError("truncated BPTT cuts sequences into pieces, but this task's labels are "
-                            "not aligned with the steps (CTC, seq2seq need whole sequences): set "
-                            "algorithm.truncation = 0 (--truncation 0)")
         if options.truncation and ctx.model.reads_all_steps and not ctx.model.per_step:
             raise UserError("truncated BPTT reads a sequence's label from the piece where it ends, "
                             "but the readout pools every step: set algorithm.truncation = 0 or "

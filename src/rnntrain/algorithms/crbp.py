@@ -17,8 +17,8 @@ activation-feedback cell here is their simplest member (first-order local feedba
 """
 from __future__ import annotations
 
+from typing import Optional
 
-from ..errors import UserError
 from .base import Context, register
 from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
 from .snap import SparseSensitivity, probe_patterns, snap_pattern
@@ -30,12 +30,12 @@ class CRBP(OnlineAlgorithm):
 
     name = "crbp"
 
-    def __init__(self, ctx: Context, options: OnlineOptions) -> None:
-        rnn = ctx.model.core("crbp")
-        if rnn.cell.name != "local":
-            raise UserError(f"crbp needs the locally recurrent cell, not '{rnn.cell.name}': use "
-                            f"--cell local (or --algorithm rtrl for any cell)")
-        super().__init__(ctx, options)
+    @classmethod
+    def refusal(cls, spec, model, options) -> Optional[str]:
+        if spec.aligned and model.cell != "local":  # CRBP is exact for this cell only
+            return (f"crbp needs the locally recurrent cell, not '{model.cell}': use "
+                    f"--cell local (or --algorithm rtrl for any cell)")
+        return super().refusal(spec, model, options)
 
     def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
         D_nz, I_nz = probe_patterns(fn)

@@ -86,18 +86,21 @@ class ESN(Algorithm):
     unit = "fit"
     Options = ESNOptions
 
+    @classmethod
+    def refusal(cls, spec, model, options) -> Optional[str]:
+        if not spec.aligned or spec.decoder:
+            return ("the esn algorithm fits a linear readout to targets at given steps; this task's "
+                    "labels are not aligned with the steps (CTC, seq2seq): use --algorithm bptt")
+        if spec.distribution:
+            return ("the esn algorithm fits its readout by least squares; a probabilistic head's "
+                    "loss is a likelihood: use --set task.head=point, or --algorithm bptt")
+        if not model.fixed_reservoir:
+            return "the esn algorithm fits an echo state network's readout: use --cell esn (model.cell = \"esn\")"
+        return None
+
     def __init__(self, ctx: Context, options: ESNOptions) -> None:
         super().__init__(ctx, options)
         model = ctx.model
-        if not hasattr(model, "fit_readout"):
-            raise UserError("the esn algorithm fits an echo state network's readout: use "
-                            "--cell esn (model.cell = \"esn\")")
-        if not ctx.task.spec.aligned:
-            raise UserError("the esn algorithm fits a linear readout to targets at given steps; "
-                            "this task's labels are not aligned with the steps (CTC, seq2seq): use --algorithm bptt")
-        if ctx.task.spec.distribution:
-            raise UserError("the esn algorithm fits its readout by least squares; a probabilistic head's "
-                            "loss is a likelihood: use --set task.head=point, or --algorithm bptt")
         D = model.feature_size + 1  # features and the bias column
         O = model.output_size
         self.rounds = 0

@@ -175,14 +175,18 @@ class HessianFree(Algorithm):
     unit = "epoch"
     Options = HFOptions
 
+    @classmethod
+    def refusal(cls, spec, model, options) -> Optional[str]:
+        if not spec.aligned and not spec.decoder:
+            return ("hf's Gauss-Newton matrix needs a loss convex in the outputs, which CTC's "
+                    "is not: use --algorithm bptt for a transcription task")
+        if spec.distribution:
+            return ("hf's Gauss-Newton matrix needs a loss convex in the outputs; a probabilistic "
+                    "head's likelihood is not: use --set task.head=point, or --algorithm bptt")
+        return None
+
     def __init__(self, ctx: Context, options: HFOptions) -> None:
         super().__init__(ctx, options)
-        if not ctx.task.spec.aligned and not ctx.task.spec.decoder:
-            raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs, which CTC's "
-                            "is not: use --algorithm bptt for a transcription task")
-        if ctx.task.spec.distribution:
-            raise UserError("hf's Gauss-Newton matrix needs a loss convex in the outputs; a probabilistic "
-                            "head's likelihood is not: use --set task.head=point, or --algorithm bptt")
         self.params: List[nn.Parameter] = [p for p in ctx.model.parameters() if p.requires_grad]
         self.damping = options.damping
         self.previous = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,
@@ -232,6 +236,9 @@ class HessianFree(Algorithm):
         keep = {math.ceil(o.backtrack_base ** j) for j in range(200)}
         i = 0
         for i in range(1, o.cg_max_iters + 1):
+            if not rr > 0:  # solved exactly (or the residual underflowed): a further step is 0/0
+                i -= 1
+                break
             Ad = apply(d)
             dAd = d @ Ad
             if dAd <= 0:  # no curvature along d (only from rounding: A is PSD + lambda I)

@@ -90,15 +90,9 @@ class OnlineOptions:
 def check_online_model(model: nn.Module, name: str, spec=None) -> Recurrent:
     """The model's recurrent core, or a UserError unless an online algorithm can run it."""
     rnn = model.core(name)
-    if spec is not None and not spec.aligned:
-        raise UserError(f"{name} assigns credit step by step, but this task's labels are not "
-                        f"aligned with the steps (CTC's and seq2seq's losses need whole sequences): use --algorithm bptt")
     if model.reads_all_steps and not model.per_step:
         raise UserError(f"{name} credits each sequence's label at its final state, but the readout "
                         f"pools every step: use --set model.readout=last or --algorithm bptt")
-    if rnn.bidirectional:
-        raise UserError(f"{name} learns online, forward in time; a bidirectional network needs the "
-                        f"whole sequence: add --no-bidirectional (model.bidirectional = false) or use --algorithm bptt")
     if rnn.num_layers > 1 and rnn.dropout > 0:
         raise UserError(f"{name} steps one time step at a time, where dropout between layers is "
                         f"not applied: set model.dropout = 0")
@@ -123,6 +117,21 @@ class OnlineAlgorithm(Algorithm):
 
     unit = "epoch"
     Options = OnlineOptions
+    forward_only = True
+
+    @classmethod
+    def refusal(cls, spec, model, options) -> Optional[str]:
+        name = cls.name
+        if not spec.aligned:
+            return (f"{name} assigns credit step by step, but this task's labels are not aligned with the "
+                    f"steps (CTC's and seq2seq's losses need whole sequences): use --algorithm bptt")
+        if model.fixed_reservoir:
+            return (f"{name} learns recurrent weights online; cell 'esn' is a fixed reservoir whose readout "
+                    f"--algorithm esn fits: use --algorithm esn, or --cell rnn, lstm, gru or local")
+        if model.bidirectional:
+            return (f"{name} learns online, forward in time; a bidirectional network needs the whole "
+                    f"sequence: add --no-bidirectional (model.bidirectional = false) or use --algorithm bptt")
+        return None
 
     def __init__(self, ctx: Context, options: OnlineOptions) -> None:
         super().__init__(ctx, options)

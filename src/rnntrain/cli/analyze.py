@@ -6,11 +6,12 @@ import argparse
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="gradient flow or learned dynamics of a run")
-    what = p.add_subparsers(dest="what", required=True, parser_class=type(p))
+    what = p.add_subparsers(dest="what", required=True, parser_class=type(p),
+                           help="gradients or dynamics")
     g = what.add_parser("gradients", help="vanishing/exploding gradients: ‖∂L/∂h_k‖, "
                         "σ_max(∂h_T/∂h_k) against the lag, heatmap over training")
     g.set_defaults(func=cmd_gradients)
-    g.add_argument("run_dir")
+    g.add_argument("run_dir", help="a run directory written by rnntrain train")
     g.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/analysis)")
     g.add_argument("--batch-size", type=int, default=8, dest="batch_size",
                    help="validation sequences in the probe batch")
@@ -18,15 +19,16 @@ def register(sub) -> None:
     d = what.add_parser("dynamics", help="fixed points, Lyapunov spectrum and behaviour "
                         "under a constant input")
     d.set_defaults(func=cmd_dynamics)
-    d.add_argument("run_dir")
+    d.add_argument("run_dir", help="a run directory written by rnntrain train")
     d.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR/analysis)")
     d.add_argument("--input", metavar="X1,X2,...", help="constant feature input (default: zeros, autonomous)")
     d.add_argument("--token", type=int, help="constant token id, for token models")
     d.add_argument("--starts", type=int, default=16, help="trajectories drawn")
     d.add_argument("--steps", type=int, default=300, help="steps per drawn trajectory")
     d.add_argument("--exponents", type=int, help="Lyapunov exponents to compute (default: all)")
-    d.add_argument("--lyapunov-steps", type=int, default=1000, dest="lyapunov_steps")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--lyapunov-steps", type=int, default=1000, dest="lyapunov_steps",
+                   help="steps the Lyapunov exponents are averaged over")
+    d.add_argument("--seed", type=int, default=0, help="seed of the drawn starting states")
     d.add_argument("--core", help="which recurrent core (default: every core; encoder-decoders: encoder and decoder)")
 
 

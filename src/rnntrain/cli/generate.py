@@ -11,7 +11,7 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="closed-loop generation (outputs fed back, state carried) "
                                         "from a forecasting run, e.g. an echo state network")
     p.set_defaults(func=cmd_generate)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--steps", type=int, default=100, help="steps to generate (default 100)")
     p.add_argument("--start", choices=("end", "val", "test"), default="end",
                    help="after the end of the series (default), or from the start of the val/test "

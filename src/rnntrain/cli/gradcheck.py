@@ -14,13 +14,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_gradcheck)
     p.add_argument("--algorithm", default="rtrl", help="rtrl, uoro, snap1, snap2 or crbp")
     p.add_argument("--cell", default="rnn", help="rnn, rnn-relu, lstm, gru or local")
-    p.add_argument("--input-size", type=int, default=3, dest="input_size")
-    p.add_argument("--hidden", type=int, default=4)
-    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--input-size", type=int, default=3, dest="input_size", help="features per step")
+    p.add_argument("--hidden", type=int, default=4, help="hidden units per layer")
+    p.add_argument("--layers", type=int, default=1, help="stacked layers")
     p.add_argument("--steps", type=int, default=8, help="sequence length T")
     p.add_argument("--streams", type=int, default=2, help="sequences in the batch N")
     p.add_argument("--samples", type=int, default=2000, help="UORO: independent estimates averaged")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random network and data")
 
 
 def cmd_gradcheck(a: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from ..errors import UserError
 def register(sub) -> None:
     p = sub.add_parser("forecast", help="recursive forecast from a trained forecasting run")
     p.set_defaults(func=cmd_forecast)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--steps", type=int, help="steps to forecast (default: the split's length with --start val/test, else 100)")
     p.add_argument("--start", choices=("end", "val", "test"), default="end",
                    help="forecast after the end of the series (default) or from the start of the val/test split")
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/"
                        "transcribe run, or decode each line with a seq2seq run")
     p.set_defaults(func=cmd_predict)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--data", required=True, metavar="FILE", help="sequences in the training data's format "
                    "(seq2seq: one source per line)")
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (CSV; TSV for .tsv)")
@@ -29,16 +29,16 @@ def register(sub) -> None:
                    "default: the run's task.decode)")
     p = sub.add_parser("translate", help="decode one input with a seq2seq run")
     p.set_defaults(func=cmd_translate)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("text", help="the source sequence (as a line of the training data's source side)")
     p.add_argument("--beam-width", dest="beam_width", type=int, help="beam width (1 = greedy; default: the run's)")
     p = sub.add_parser("sample", help="sample text from a trained text run")
     p.set_defaults(func=cmd_sample)
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--length", type=int, default=500, help="characters to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0 = greedy)")
     p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (the same seed, the same text)")
 
 
 def cmd_forecast(a: argparse.Namespace) -> int:

@@ -29,7 +29,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
+    from .. import __version__
     parser = Parser(prog="rnntrain", description="Train recurrent neural networks.")
+    parser.add_argument("--version", action="version", version=f"rnntrain {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __package__).register(sub)

@@ -53,8 +53,10 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    help="forecast: a point forecast, or a distribution with prediction intervals")
     g.add_argument("--series", help=f"built-in series: {', '.join(BUILTIN_SERIES)}")
     g.add_argument("--text", metavar="FILE", help="UTF-8 text file for character-level language modelling")
-    g.add_argument("--window", type=int, help="input window (forecast) or chunk length (text)")
-    g.add_argument("--seq-len", type=int, dest="seq_len", help="text: characters per chunk (same as --window)")
+    g.add_argument("--window", type=int, help="forecast: input steps per window; text, stream: steps per "
+                   "chunk (the same as --seq-len)")
+    g.add_argument("--seq-len", type=int, dest="seq_len", help="text, stream: steps per chunk of truncated "
+                   "BPTT (forecast: the same as --window)")
     g.add_argument("--horizon", type=int, help="steps ahead predicted per window")
     g.add_argument("--interpolate", action="store_true", help="fill missing CSV values linearly")
     g.add_argument("--scale", help="feature scaling fitted on the training split: none, standard or minmax "
@@ -81,82 +83,113 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--generations", type=int,
                    help="population methods: generations (an alias of --epochs, sets train.epochs)")
     g.add_argument("--population", type=int, help="population methods: individuals per generation")
-    g.add_argument("--batch-size", type=int, dest="batch_size")
+    g.add_argument("--batch-size", type=int, dest="batch_size", help="sequences per batch")
     g.add_argument("--optimizer", help="sgd, adam or rmsprop")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--clip", type=float, help="gradient-norm clip (0 = off)")
     g.add_argument("--patience", type=int, help="early stopping patience in rounds (0 = off)")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=int, help="seed of every random draw: the same seed repeats a CPU "
+                   "run bit for bit")
     g.add_argument("--device", help="cpu or cuda")
     g.add_argument("--dtype", help="float32 or float64")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.dropout=0.1 (repeatable)")
 
 
+# Flags that set one key of the [task] table: (flag, attribute, key, value -> config value).
+# Which task kinds take a key is read from the tasks' own config dataclasses, so a flag the
+# chosen task does not have is refused naming the kinds that do (never silently ignored).
+_TASK_FLAGS = (
+    ("--data", "data", "data", None), ("--test-data", "test_data", "test_data", None),
+    ("--dataset", "dataset", "dataset", None), ("--column", "column", "columns", None),
+    ("--target", "target", "targets", None), ("--future-column", "future_column", "future", None),
+    ("--series-id", "series_id", "series_id", None),
+    ("--calendar", "calendar", "calendar", lambda on: "auto" if on else "none"),
+    ("--head", "head", "head", None), ("--series", "series", "series", None), ("--text", "text", "text", None),
+    ("--horizon", "horizon", "horizon", None), ("--interpolate", "interpolate", "interpolate", None),
+    ("--scale", "scale", "scale", None), ("--beam-width", "beam_width", "beam_width", None),
+)
+# flags of one key of the [algorithm] table, whose algorithms are read from their Options
+_ALGORITHM_FLAGS = (("--truncation", "truncation", "truncation"), ("--update-every", "update_every", "update_every"),
+                    ("--population", "population", "population"))
+
+
+def _chosen(a: argparse.Namespace, table: str, tag: str, flag_value: Optional[str], default: str) -> str:
+    """The task kind / algorithm name the run will have: --set beats the flag, which beats
+    the config file (the order load_config applies them in)."""
+    for item in reversed(a.set):
+        key, _, value = item.partition("=")
+        if key.strip() == f"{table}.{tag}":
+            return value.strip().strip("'\"")
+    if flag_value:
+        return flag_value
+    if a.config and Path(a.config).is_file():
+        from ..config.run import read_toml
+        section = read_toml(Path(a.config)).get(table, {})
+        if isinstance(section, dict) and tag in section:
+            return str(section[tag])
+    return default
+
+
+def _fields(cls) -> set:
+    import dataclasses
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
-    """Dotted config keys set by the common-path flags."""
+    """Dotted config keys set by the common-path flags; a flag the chosen task or algorithm
+    does not take is refused in one line naming the ones that do."""
+    from ..algorithms import ALGORITHMS, get_algorithm
+    from ..tasks import TASKS
+
     out: Dict[str, Any] = {}
-    if a.text is not None:
-        if a.scale is not None:
-            raise UserError("--scale scales numeric features; a text run reads characters: drop --scale")
-        out["task.kind"] = "text"
-        out["task.text"] = a.text
-        if (a.seq_len or a.window) is not None:
-            out["task.seq_len"] = a.seq_len or a.window
-    elif a.task not in (None, "forecast"):
-        for flag, given in (("--future-column", a.future_column), ("--calendar", a.calendar), ("--head", a.head),
-                            ("--series-id", a.series_id)):
-            if given:
-                raise UserError(f"{flag} is for forecasting; a {a.task} run has no future to forecast: drop it")
-        out["task.kind"] = a.task
-        for key, value in (("data", a.data), ("test_data", a.test_data), ("dataset", a.dataset)):
-            if value is not None:
-                out[f"task.{key}"] = value
-        if a.column:
-            out["task.columns"] = a.column
-        if a.scale is not None:
-            out["task.scale"] = a.scale
-        if a.beam_width is not None:
-            out["task.decode"] = "beam" if a.beam_width > 1 else "greedy"
-            out["task.beam_width"] = a.beam_width
-    else:
-        if (a.data is not None or a.series is not None or a.column or a.target or a.task or a.future_column
-                or a.series_id):
-            out["task.kind"] = "forecast"
-        if a.test_data is not None or a.dataset is not None:
-            raise UserError("--test-data and --dataset are for labelled sequences: add --task "
-                            "classify, regress, tag, transcribe or seq2seq")
-        if a.beam_width is not None:
-            raise UserError("--beam-width is for sequence-to-sequence runs: add --task seq2seq")
-        for key, value in (("data", a.data), ("series", a.series), ("window", a.window),
-                           ("horizon", a.horizon), ("scale", a.scale)):
-            if value is not None:
-                out[f"task.{key}"] = value
-        if a.column:
-            out["task.columns"] = a.column
-        if a.target:
-            out["task.targets"] = a.target
-        if a.future_column:
-            out["task.future"] = a.future_column
-        if a.series_id:
-            out["task.series_id"] = a.series_id
-        if a.calendar is not None:
-            out["task.calendar"] = "auto" if a.calendar else "none"
-        if a.head is not None:
-            out["task.head"] = a.head
-        if a.interpolate:
-            out["task.interpolate"] = True
+    kind = _chosen(a, "task", "kind", a.task or ("text" if a.text is not None else None), "forecast")
+    if kind not in TASKS:
+        return {"task.kind": kind}  # load_config names the valid kinds
+    if a.task or a.text is not None:
+        out["task.kind"] = kind
+    has = _fields(TASKS[kind][0])
+
+    def refuse(flag: str, *keys: str) -> UserError:
+        takers = [k for k, (cfg, _) in TASKS.items() if _fields(cfg) & set(keys)]
+        return UserError(f"{flag} does not apply to a {kind} run: drop it, or choose a task that takes it "
+                         f"({', '.join('--task ' + t for t in takers)})")
+
+    for flag, attr, key, convert in _TASK_FLAGS:
+        value = getattr(a, attr)
+        if value in (None, False, []):
+            continue
+        if key not in has:
+            raise refuse(flag, key)
+        out[f"task.{key}"] = convert(value) if convert else value
+        if key == "beam_width":
+            out["task.decode"] = "beam" if value > 1 else "greedy"
+    # --window and --seq-len name one thing: a forecast's input window, a text or stream chunk
+    if a.window is not None and a.seq_len is not None and a.window != a.seq_len:
+        raise UserError("--window and --seq-len name the same length here: give one of them")
+    length = a.window if a.window is not None else a.seq_len
+    if length is not None:
+        key = "window" if "window" in has else "seq_len" if "seq_len" in has else None
+        if key is None:
+            raise refuse("--window" if a.window is not None else "--seq-len", "window", "seq_len")
+        out[f"task.{key}"] = length
     if a.generations is not None:
         if a.epochs is not None and a.epochs != a.generations:
             raise UserError("--generations is an alias of --epochs: give one of them")
         out["train.epochs"] = a.generations
-    if a.population is not None:
-        out["algorithm.population"] = a.population
+    algorithm = _chosen(a, "algorithm", "name", a.algorithm, "bptt")
+    if algorithm in ALGORITHMS:
+        options = _fields(get_algorithm(algorithm).Options)
+        for flag, attr, key in _ALGORITHM_FLAGS:
+            if getattr(a, attr) is not None and key not in options:
+                takers = [n for n, cls in ALGORITHMS.items() if key in _fields(cls.Options)]
+                raise UserError(f"{flag} does not apply to --algorithm {algorithm}: drop it, or choose an "
+                                f"algorithm that takes it ({', '.join('--algorithm ' + t for t in takers)})")
     for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),
                        ("model.bidirectional", a.bidirectional), ("model.init", a.init),
                        ("model.attention", a.attention), ("model.input_feeding", a.input_feeding),
                        ("algorithm.name", a.algorithm), ("algorithm.truncation", a.truncation),
-                       ("algorithm.update_every", a.update_every),
+                       ("algorithm.update_every", a.update_every), ("algorithm.population", a.population),
                        ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
                        ("train.patience", a.patience), ("optim.name", a.optimizer), ("optim.lr", a.lr),
                        ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype)):

@@ -27,7 +27,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 import tomli_w
 
-from ..algorithms import get_algorithm
+from ..algorithms import ALGORITHMS, get_algorithm
 from ..errors import UserError
 from ..models.sequence_model import ModelConfig
 from ..optim import OptimConfig
@@ -113,18 +113,24 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     # each applies where the user set nothing, and the suggested architecture (cell,
     # direction) only when the user chose no cell (a chosen cell keeps ModelConfig's
     # defaults: --cell lstm is a plain forward network unless --bidirectional)
+    algo = dict(data.pop("algorithm", {}))
+    name = algo.pop("name", "bptt")
+    algo_cls = get_algorithm(str(name))
     for table, suits in getattr(TASKS[kind][1], "SUGGESTED", {}).items():
         mine = dict(data.get(table, {}))
         if table == "model" and "cell" in mine:
             suits = {k: v for k, v in suits.items() if k not in ("cell", "bidirectional")}
+        if table == "model" and algo_cls.forward_only:  # online learning reads forwards only
+            suits = {k: v for k, v in suits.items() if k != "bidirectional"}
         data[table] = {**suits, **mine}
-    algo = dict(data.pop("algorithm", {}))
-    name = algo.pop("name", "bptt")
-    options_cls = get_algorithm(str(name)).Options
+    options_cls = algo_cls.Options
     scalars = {k: v for k, v in data.items() if k in ("seed", "device", "dtype", "threads")}
     top = build(RunConfig, {**scalars, **{k: data[k] for k in ("model", "optim", "train", "monitor") if k in data}})
-    return dataclasses.replace(top, task=build(TASKS[kind][0], task, "task."), task_kind=kind,
-                               algorithm=build(options_cls, algo, "algorithm."), algorithm_name=str(name))
+    return dataclasses.replace(
+        top, task=build(TASKS[kind][0], task, "task.", {k: c for k, (c, _) in TASKS.items()},
+                        f"task.kind = '{kind}'"), task_kind=kind,
+        algorithm=build(options_cls, algo, "algorithm.", {n: a.Options for n, a in ALGORITHMS.items()},
+                        f"algorithm.name = '{name}'"), algorithm_name=str(name))
 
 
 def to_plain(config: RunConfig) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Dict, Iterable, Mapping, Type, TypeVar
+from typing import Any, Dict, Iterable, Mapping, Optional, Type, TypeVar
 
 from ..errors import UserError
 
@@ -106,13 +106,23 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
-def build(cls: Type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Dataclass ``cls`` from ``data``; unknown keys and wrong types raise UserError."""
+def build(cls: Type[T], data: Mapping[str, Any], where: str = "",
+          variants: Optional[Mapping[str, type]] = None, chosen: str = "") -> T:
+    """Dataclass ``cls`` from ``data``; unknown keys and wrong types raise UserError.
+
+    ``variants`` are the other dataclasses a tagged table could have been ({tag: cls}, e.g.
+    every task kind's config) and ``chosen`` this one's tag line ("task.kind = 'text'"): a key
+    that belongs to another variant is refused naming the variants that take it."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: Dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
+            takers = [tag for tag, other in (variants or {}).items()
+                      if key in {f.name for f in dataclasses.fields(other)}]
+            if takers:
+                raise UserError(f"'{where}{key}' does not apply with {chosen}; it is a setting of "
+                                f"{', '.join(takers)}: drop it or choose one of those")
             raise unknown_key(key, fields, where)
         kwargs[key] = _coerce(value, hints[key], where + key)
     return cls(**kwargs)

@@ -107,6 +107,10 @@ class LinearReadout(nn.Module):
         nn.init.zeros_(self.linear.weight)  # fitted in closed form; zero until then
         nn.init.zeros_(self.linear.bias)
 
+    @property
+    def reads_all_steps(self) -> bool:  # the readout protocol (models/readouts.py)
+        return self.per_step
+
     def forward(self, features: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         if self.per_step:
             return self.linear(features)

@@ -83,6 +83,12 @@ class ModelConfig:
               f"none, {', '.join(ATTENTION)} (or bahdanau = additive, luong = general) (--attention)")
         check(self.bridge in BRIDGES, f"unknown bridge '{self.bridge}': choose {', '.join(BRIDGES)}")
 
+    @property
+    def fixed_reservoir(self) -> bool:
+        """The recurrent core is a fixed random reservoir (an echo state network): only the
+        readout has weights to learn."""
+        return self.cell == "esn"
+
 
 class SequenceModel(nn.Module):
     """encoder -> Recurrent (batch first) -> readout, behind the model protocol.
@@ -227,7 +233,7 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
     """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
     if config.cell == "esn":
         check(not spec.decoder, "an encoder-decoder trains both of its cores; cell 'esn' is a fixed "
-              "reservoir: choose --cell rnn, lstm or gru")
+              "reservoir: choose --cell rnn, rnn-relu, lstm, gru or local")
         check(config.layers == 1 and not config.bidirectional,
               "cell 'esn' is one reservoir layer, read forwards: drop --layers/--bidirectional")
         check(config.readout in ("auto", "last", "every"),

@@ -103,10 +103,14 @@ class Trainer:
         self.progress_mode = progress
         self.callbacks = list(callbacks)
         self.task = make_task(config)
+        algo_cls = get_algorithm(config.algorithm_name)
+        # the family says whether it can train this task and model, before anything is built
+        refusal = algo_cls.refusal(self.task.spec, config.model, config.algorithm)
+        if refusal:
+            raise UserError(refusal)
         self.model = make_model(config, self.task.spec)
         # One generator for all of the algorithm's randomness (data order, noise, populations).
         self.generator = torch.Generator().manual_seed(config.seed + 1)
-        algo_cls = get_algorithm(config.algorithm_name)
         self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
                                           config.train.batch_size, self.generator), config.algorithm)
         # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks; every

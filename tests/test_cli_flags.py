@@ -1,0 +1,94 @@
+"""Flags: each one either reaches the config key it names or is refused in one line that
+says which tasks or algorithms take it. Nothing is silently ignored; every --help entry
+says what it does; --version answers."""
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import rnntrain
+from rnntrain.cli.main import build_parser
+
+from test_cli import FAST, fails_with, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--data", "prices.csv"], ["--data does not apply to a text run", "--task forecast"]),
+    (["--horizon", "3"], ["--horizon does not apply to a text run", "--task forecast"]),
+    (["--head", "gaussian"], ["--head", "--task forecast"]),
+    (["--task", "classify"], ["--text does not apply to a classify run", "--task text"]),
+    (["--window", "5", "--seq-len", "6"], ["give one of them"]),
+])
+def test_a_task_flag_the_chosen_task_does_not_take_is_refused_naming_the_tasks_that_do(
+        capsys, tmp_path, corpus, args, words):
+    fails_with(capsys, ["train", "--text", corpus, *args, "--out", tmp_path / "run", *FAST], *words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--algorithm", "ga", "--truncation", "5"], ["--truncation does not apply to --algorithm ga",
+                                                  "--algorithm bptt"]),
+    (["--population", "8"], ["--population does not apply to --algorithm bptt", "--algorithm cmaes"]),
+    (["--algorithm", "cmaes", "--update-every", "2"], ["--update-every", "--algorithm uoro"]),
+    (["--set", "algorithm.name=pso", "--truncation", "5"], ["--algorithm pso"]),
+])
+def test_an_algorithm_flag_is_refused_naming_the_algorithms_that_take_it(capsys, args, words):
+    fails_with(capsys, ["train", *args, *FAST], *words)
+
+
+def test_a_config_key_of_another_task_or_algorithm_is_refused_naming_its_owners(capsys):
+    fails_with(capsys, ["train", "--set", "task.kind=text", "--set", "task.horizon=3"],
+               "'task.horizon' does not apply with task.kind = 'text'", "forecast")
+    fails_with(capsys, ["train", "--set", "algorithm.name=ga", "--set", "algorithm.truncation=3"],
+               "does not apply with algorithm.name = 'ga'", "bptt")
+
+
+def test_the_chunk_length_flags_reach_the_key_of_the_task_chosen_by_set_or_config(tmp_path, corpus):
+    by_set = rnntrain.load_config  # the CLI builds its base entries, then load_config applies --set
+    from rnntrain.cli.train import config_from_args
+    parser = build_parser()
+
+    def config(*args):
+        return config_from_args(parser.parse_args(["train", *map(str, args)]))
+
+    assert config("--set", "task.kind=text", "--set", f"task.text={corpus}", "--seq-len", 7).task.seq_len == 7
+    assert config("--text", corpus, "--window", 9).task.seq_len == 9
+    assert config("--window", 12).task.window == 12
+    assert config("--seq-len", 12).task.window == 12  # forecast: the same length
+    toml = tmp_path / "stream.toml"
+    toml.write_text('[task]\nkind = "stream"\n', encoding="utf-8")
+    assert config(toml, "--seq-len", 11).task.seq_len == 11
+    assert by_set(toml).task_kind == "stream"
+
+
+def _actions(parser: argparse.ArgumentParser, path=("rnntrain",)):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        elif action.dest != "help":
+            yield " ".join(path), action
+
+
+def test_every_help_entry_says_what_it_does():
+    bare = [f"{where} {action.option_strings or action.dest}" for where, action in _actions(build_parser())
+            if not action.help]
+    assert bare == []
+
+
+def test_version_is_the_installed_distributions(capsys):
+    code, out, _ = run_cli(["--version"], capsys)
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert code == 0 and out.strip() == f"rnntrain {version}" and rnntrain.__version__ == version
