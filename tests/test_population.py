@@ -15,7 +15,7 @@ from torch.func import functional_call
 import rnntrain
 from rnntrain.models.vector import WeightLayout
 from rnntrain.training import Trainer
-from conftest import small_series_config
+from conftest import assert_resume_equals_uninterrupted, small_series_config
 
 METHODS = ["ga", "pso", "anneal", "cmaes"]
 
@@ -115,6 +115,17 @@ def test_annealing_reports_acceptance_and_cools():
     assert all(0 <= r["train_acceptance_rate"] <= 1 for r in geo.history)
     ada = rnntrain.train(pop_config("anneal", **{"train.epochs": 30, "algorithm.schedule": "adaptive"}))
     assert 0.05 < ada.history[-1]["train_acceptance_total"] < 0.9
+
+
+def test_cmaes_above_max_genes_keeps_a_diagonal_covariance_learns_and_resumes(tmp_path):
+    config = pop_config("cmaes", **{"algorithm.max_genes": 50})  # 61 weights: sep-CMA-ES
+    assert Trainer(config).algorithm.C.shape == (61,)
+    r = rnntrain.train(config)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] / 2
+    short = pop_config("cmaes", **{"algorithm.max_genes": 50, "train.epochs": 4, "train.restore_best": False})
+    assert_resume_equals_uninterrupted(short, tmp_path)
+    with pytest.raises(rnntrain.UserError, match='covariance = "diagonal"'):
+        Trainer(pop_config("cmaes", **{"algorithm.max_genes": 50, "algorithm.covariance": "full"}))
 
 
 def test_memetic_finetuning_continues_from_the_best_individual():
