@@ -89,3 +89,54 @@ def test_a_run_refused_for_bad_data_leaves_no_default_directory_behind(tmp_path,
     (tmp_path / "bad.csv").write_text("1,2\n3,4\n")  # no header row
     assert main(["train", "--data", "bad.csv", "--quiet"]) == 2
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_an_overwrite_killed_before_the_new_runs_first_checkpoint_leaves_the_old_run(tmp_path, capsys):
+    import os
+    import signal
+    import time
+    from rnntrain.training.run_dir import PREVIOUS
+    out = tmp_path / "run"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    (out / "analysis").mkdir()
+    (out / "analysis" / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # a text run on the built-in corpus: its first round takes seconds, time to kill it in
+    new = subprocess.Popen([sys.executable, "-m", "rnntrain", "train", "--task", "text", "--out", str(out),
+                            "--overwrite", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / PREVIOUS).exists() and time.time() < deadline and new.poll() is None:
+        time.sleep(0.02)
+    assert (out / PREVIOUS).is_dir() and not (out / "checkpoint.pt").exists()
+    os.kill(new.pid, signal.SIGKILL)
+    new.wait()
+    assert main(["forecast", str(out)]) == 2  # not a run until it is put back
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--quiet"]) == 2  # puts it back
+    assert "put back the run that --overwrite was replacing" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK} == before
+    assert (out / "analysis" / "notes.txt").read_text() == "mine" and not (out / PREVIOUS).exists()
+
+
+def test_every_file_a_run_of_any_task_writes_is_known_so_any_run_can_be_overwritten(tmp_path):
+    import fnmatch
+    from rnntrain.tasks import TASKS
+    from rnntrain.training.run_dir import PREVIOUS, run_patterns
+    sizes = {"text": {"task.seq_len": 10, "task.sample_length": 10, "task.text": str(tmp_path / "c.txt")},
+             "language": {"task.train_size": 20, "task.eval_size": 10, "task.max_n": 4, "task.test_max_n": 5},
+             "stream": {"task.length": 400, "task.switch_every": 100, "task.seq_len": 10},
+             "guessing": {"task.length": 10, "task.examples": 20},
+             "pathological": {"task.length": 20, "task.epoch_batches": 2, "task.eval_size": 20, "task.eval_batch": 10},
+             "forecast": {"task.length": 200}}
+    (tmp_path / "c.txt").write_text("the cat sat on the mat. " * 40)
+    for kind in TASKS:
+        out = tmp_path / kind
+        config = rnntrain.load_config(base={"task.kind": kind, **sizes.get(kind, {"task.size": 30}), "model.hidden": 4,
+                                            "train.epochs": 1, "monitor.gradient_flow_every": 1,
+                                            "model.bidirectional": False})
+        rnntrain.train(config, out)
+        unknown = [p.name for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, pat) for pat in run_patterns())]
+        assert unknown == [], (kind, unknown)
+        rnntrain.train(rnntrain.load_config(base={"model.hidden": 4, "train.epochs": 1, "task.length": 200}), out,
+                       overwrite=True)
+        assert rnntrain.load_run(out).config.task_kind == "forecast" and not (out / PREVIOUS).exists()

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -180,6 +180,9 @@ class Task(ABC):
     # the validation metric that picks the best round and early-stops, unless train.select
     # names another
     selection: str = "loss"
+    # glob patterns of the files :meth:`report` writes into a run directory: the run
+    # directory knows every file a run may hold from these (--overwrite replaces only them)
+    FILES: Tuple[str, ...] = ()
 
     @abstractmethod
     def batches(self, split: str, batch_size: int, *,

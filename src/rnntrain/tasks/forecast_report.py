@@ -18,6 +18,8 @@ class ForecastReport:
     """``report`` of :class:`~rnntrain.tasks.forecast.ForecastTask` (uses its windows,
     splits, scaler and recursive forecast)."""
 
+    FILES = ("forecast.png", "attention.png")
+
     def report(self, model, out_dir: Path, plot: str = "forecast.png") -> Dict[str, Any]:
         """``plot`` (one-step predictions and the recursive forecast from the train/val
         boundary) and the recursive forecast's MSE over the validation rows."""

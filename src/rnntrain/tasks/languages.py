@@ -211,6 +211,8 @@ class LanguageTask(Task):
             ok += self.accepts(model, [self.language.string(n) for n in ns[i:i + chunk]]).tolist()
         return ok
 
+    FILES = ("accepted_by_n.csv", "accepted_by_n.png")
+
     def report(self, model, out_dir: Path) -> Dict[str, Any]:
         """Acceptance of every n from min_n to test_max_n: a CSV table, a plot, the summary."""
         c = self.config

@@ -118,6 +118,8 @@ class PanelForecastTask(Task):
 
     # --------------------------------------------------------------- report and state
 
+    FILES = ("per_series.csv", "forecast-*.png")
+
     def report(self, model, out_dir: Path) -> Dict[str, Any]:
         rows = []
         for k, m in self._members.items():
@@ -186,6 +188,8 @@ def _file_safe(name: str) -> str:
 class Forecasting:
     """kind "forecast" as the TASKS registry sees it: one series (:class:`ForecastTask`), or
     many in a long file (:class:`PanelForecastTask`, ``task.series_id``)."""
+
+    FILES = ForecastTask.FILES + PanelForecastTask.FILES
 
     def __call__(self, config: ForecastConfig, **kw) -> Task:
         return (PanelForecastTask if config.series_id else ForecastTask)(config, **kw)

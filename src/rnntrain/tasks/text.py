@@ -176,6 +176,8 @@ class CharTask(Task):
                 logits, state = model(torch.tensor([[nxt]], device=self.device), state)
         return "".join(out)
 
+    FILES = ("sample.txt",)
+
     def report(self, model, out_dir: Path) -> Dict[str, Any]:
         """A seeded sample of ``sample_length`` characters, also written to sample.txt."""
         c = self.config

@@ -13,9 +13,10 @@ import importlib
 from pathlib import Path
 from typing import List, Optional
 
-# MonitorConfig field -> "module:callable"; called as f(model, task, every=N, out_dir=DIR)
+# MonitorConfig field -> ("module:callable", files it writes into the run directory);
+# called as f(model, task, every=N, out_dir=DIR)
 MONITORS = {
-    "gradient_flow_every": "rnntrain.analysis.gradient_flow:GradientFlowMonitor",
+    "gradient_flow_every": ("rnntrain.analysis.gradient_flow:GradientFlowMonitor", ("gradient_flow.csv",)),
 }
 
 
@@ -25,7 +26,7 @@ def build_monitors(config, model, task, out_dir: Optional[Path]) -> List:
     for f in dataclasses.fields(config):
         every = getattr(config, f.name)
         if every:
-            module, name = MONITORS[f.name].split(":")
+            module, name = MONITORS[f.name][0].split(":")
             factory = getattr(importlib.import_module(module), name)
             callbacks.append(factory(model, task, every=every, out_dir=out_dir))
     return callbacks

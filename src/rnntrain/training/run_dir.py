@@ -23,7 +23,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 from ..config.run import RunConfig, dumps, from_dict, read_toml
 from ..errors import UserError
@@ -33,14 +33,25 @@ CONFIG = "config.toml"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "forecast.png", "sample.txt",
-             "gradient_flow.csv", "attention.png", "per_series.csv")
 LOCK = ".rnntrain.lock"  # the pid of the process writing the run (RunDir.locked)
-# forecast-*.png: one plot per series of a long file (tasks/panel.py); .NAME.*.tmp: a write
-# (training/checkpoint.py: atomic_write) that a kill cut short, removed when the run restarts
-RUN_PATTERNS = ("forecast-*.png", ".*.tmp")
+# --overwrite moves the old run here and deletes it once the new run has its first
+# checkpoint; until then a crash leaves the old run to be put back (RunDir.recover)
+PREVIOUS = ".replaced-run"
+# what the trainer itself writes; .NAME.*.tmp: a write (training/checkpoint.py:
+# atomic_write) that a kill cut short, removed when the run restarts
+TRAINER_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", LOCK, PREVIOUS, ".*.tmp")
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
+
+
+def run_patterns() -> Tuple[str, ...]:
+    """Every name a run directory of any task may hold: the trainer's files, each task's
+    ``FILES`` (what its report writes) and each monitor's files, read from them."""
+    from ..tasks import TASKS
+    from .monitors import MONITORS
+    tasks = [pattern for _, task in TASKS.values() for pattern in task.FILES]
+    monitors = [name for _, files in MONITORS.values() for name in files]
+    return TRAINER_FILES + RUN_DIRS + tuple(dict.fromkeys(tasks + monitors))
 
 
 def _finite(value):
@@ -55,7 +66,7 @@ def _finite(value):
 
 
 def _is_runs(name: str) -> bool:
-    return name in RUN_FILES + RUN_DIRS + (LOCK,) or any(fnmatch.fnmatch(name, p) for p in RUN_PATTERNS)
+    return any(fnmatch.fnmatch(name, pattern) for pattern in run_patterns())
 
 
 def _alive(pid: int) -> bool:
@@ -66,6 +77,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (never what it points to) or a directory tree (rmtree unlinks
+    the links inside it too, without following them)."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
 
 
 class RunDir:
@@ -85,6 +105,9 @@ class RunDir:
     def require_run(self) -> None:
         if not self.path.is_dir():
             raise UserError(f"run directory not found: {self.path}")
+        if not self.is_run() and self.replacing():
+            raise UserError(f"{self.path} holds a run that an --overwrite was replacing when it stopped; "
+                            f"'rnntrain train --resume {self.path}' puts it back and continues it")
         if not self.is_run():
             raise UserError(f"{self.path} is not an rnntrain run directory (no {CONFIG} and {CHECKPOINT}); "
                             "give the --out directory of an earlier 'rnntrain train'")
@@ -93,26 +116,55 @@ class RunDir:
         """Make the directory and write config.toml; refuses to clobber an earlier run."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} exists and is not a directory")
+        self.recover()
         if self.path.is_dir() and any(self.path.iterdir()):
             if self.is_run() and not overwrite:
-                raise UserError(f"{self.path} already holds a run: continue it with --resume {self.path}, "
-                                "replace it with --overwrite, or choose another --out")
+                raise UserError(f"{self.path} already holds a run: continue it with --resume {self.path} "
+                                f"(rnntrain.resume), replace it with --overwrite (overwrite=True in Python), "
+                                f"or choose another --out")
             foreign = [p.name for p in self.path.iterdir() if not _is_runs(p.name)]
             if foreign:
                 raise UserError(f"--out {self.path} holds files that are not a run's ({', '.join(sorted(foreign)[:3])}); "
                                 "choose another --out")
-            ours = [p for p in self.path.iterdir() if _is_runs(p.name) and p.name != LOCK]
-            kept = [p.name for p in ours if not fnmatch.fnmatch(p.name, ".*.tmp")]
+            self.clean_orphans()
+            kept = [p for p in self.path.iterdir() if _is_runs(p.name) and p.name != LOCK]
             if kept and not overwrite:  # nothing is deleted without being asked to
-                raise UserError(f"--out {self.path} holds a run's files but no checkpoint ({', '.join(sorted(kept)[:3])}); "
-                                f"replace them with --overwrite, or choose another --out")
-            for target in ours:
-                if target.is_symlink() or not target.is_dir():
-                    target.unlink(missing_ok=True)  # a link goes, never what it points to
-                else:
-                    shutil.rmtree(target)
+                raise UserError(f"--out {self.path} holds a run's files but no checkpoint "
+                                f"({', '.join(sorted(p.name for p in kept)[:3])}); replace them with "
+                                f"--overwrite (overwrite=True in Python), or choose another --out")
+            if kept:  # set aside (renames: a link moves as a link), deleted by commit()
+                (self.path / PREVIOUS).mkdir()
+                for target in kept:
+                    os.replace(target, self.path / PREVIOUS / target.name)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / CONFIG, dumps(config))
+
+    def replacing(self) -> bool:
+        """An --overwrite is under way (or was cut short): the old run is set aside."""
+        previous = self.path / PREVIOUS
+        return previous.is_dir() and not previous.is_symlink()
+
+    def commit(self) -> None:
+        """The new run has a checkpoint: delete the run --overwrite set aside for it."""
+        if self.replacing():
+            _remove(self.path / PREVIOUS)
+
+    def recover(self) -> None:
+        """After an --overwrite that stopped early: with the new run's first checkpoint
+        written, finish it (delete the old run); without, put the old run back."""
+        if not self.replacing():
+            return
+        if (self.path / CHECKPOINT).is_file():
+            self.commit()
+            return
+        for p in self.path.iterdir():  # the new run's first files
+            if p.name not in (LOCK, PREVIOUS) and _is_runs(p.name):
+                _remove(p)
+        for p in (self.path / PREVIOUS).iterdir():
+            os.replace(p, self.path / p.name)
+        (self.path / PREVIOUS).rmdir()
+        print(f"rnntrain: {self.path}: put back the run that --overwrite was replacing (the new run "
+              f"stopped before its first checkpoint)", file=sys.stderr)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

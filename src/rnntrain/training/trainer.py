@@ -158,6 +158,7 @@ class Trainer:
     def save(self) -> None:
         if self.writes:
             save_checkpoint(self.run.checkpoint, self.state_dict())
+            self.run.commit()  # the run an --overwrite replaces goes once this one can resume
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> RunResult:
@@ -294,6 +295,9 @@ def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
            callbacks: Iterable[RoundCallback] = ()) -> RunResult:
     """Continue the run in ``out_dir`` from its last checkpoint, with its own config."""
     run = RunDir(out_dir)
+    if run.replacing():  # an --overwrite cut short: finish it, or put the old run back
+        with run.locked():
+            run.recover()
     run.require_run()
     config = run.read_config()
     trainer = Trainer(config, out_dir, progress=progress, callbacks=callbacks)

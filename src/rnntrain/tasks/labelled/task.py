@@ -297,6 +297,8 @@ class LabelledTask(Task):
         loss = sum(float(self.loss(o, b)) * len(b) for o, b in zip(outs, batches)) / self.data[split]["n"]
         return {"loss": loss, **self.metrics(outs, batches, split)}
 
+    FILES = ("attention.png", "confusion_matrix.csv", "confusion_matrix.png")  # report_attention, write_confusion
+
     def report_attention(self, model, out_dir, split: str) -> None:
         """attention.png: an attention-pooling readout's weights over the steps of a few
         sequences of ``split`` (nothing for other readouts)."""
