@@ -115,8 +115,9 @@ class Trainer:
                                           config.train.batch_size, self.generator), config.algorithm)
         # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks; every
         # process measures, only the one that writes the run directory writes their files
-        self.callbacks += build_monitors(config.monitor, self.model, self.task,
-                                         out_dir if self.writes else None)
+        # they run before the round's checkpoint, so a kill never loses a record the
+        # checkpoint claims (a round redone after a kill rewrites its own record)
+        self.monitors = build_monitors(config.monitor, self.model, self.task, out_dir if self.writes else None)
         self.history: List[Dict[str, Any]] = []
         self.round = 0
         self.best: Dict[str, Any] = {"round": 0, "score": float("inf"), "model": None}
@@ -188,6 +189,8 @@ class Trainer:
                 self.history.append(row)
                 self._early_stopping(row)
                 self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
+                for monitor in self.monitors:
+                    monitor(self.round, row)
                 self.save()
                 if self.writes:
                     self.run.write_metrics(self.history)
