@@ -92,3 +92,9 @@ def test_version_is_the_installed_distributions(capsys):
     code, out, _ = run_cli(["--version"], capsys)
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert code == 0 and out.strip() == f"rnntrain {version}" and rnntrain.__version__ == version
+
+
+def test_a_model_too_large_for_memory_is_one_line_with_the_size_asked_for(capsys, tmp_path):
+    line = fails_with(capsys, ["train", "--hidden", "1000000", "--epochs", "1", "--out", tmp_path / "run", "--quiet"],
+                      "out of memory", "--hidden")
+    assert "4e+03 GB" in line or "4000 GB" in line, line  # the 10^6 x 10^6 recurrent matrix in float32

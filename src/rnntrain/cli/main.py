@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 from pathlib import Path
@@ -46,6 +47,19 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
+def out_of_memory(e: BaseException) -> Optional[str]:
+    """None unless ``e`` is an allocation failure; else ' (one allocation asked for X GB)' when
+    the allocator said how much, or ''."""
+    text = str(e)
+    if not isinstance(e, MemoryError) and "allocate" not in text and "out of memory" not in text:
+        return None
+    found = re.search(r"allocate (\d+) bytes", text) or re.search(r"allocate ([\d.]+ [KMGT]i?B)", text)
+    if not found:
+        return ""
+    size = found.group(1)
+    return f" (one allocation asked for {int(size) / 1e9:.3g} GB)" if size.isdigit() else f" (one allocation asked for {size})"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -58,6 +72,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"rnntrain: error: {e.strerror or e} ({e.filename or 'writing the run directory'}); "
               "fix the cause and continue with --resume", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        asked = out_of_memory(e)
+        if asked is None:
+            raise
+        print(f"rnntrain: error: out of memory{asked}: use a smaller model (--hidden, --layers), batch "
+              f"(--batch-size), window or population (--population)",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         where = getattr(e, "run_dir", None)
         if where is None:
