@@ -190,3 +190,12 @@ def test_lstm_trained_on_anbn_has_a_cell_state_direction_that_counts():
     Cc, kc = C - C.mean(0), k - k.mean()
     corr = (Cc * kc[:, None]).sum(0) / (Cc.norm(dim=0) * kc.norm())
     assert float(corr.abs().max()) > 0.95, corr
+
+
+def test_a_state_resting_on_an_unstable_fixed_point_is_nudged_to_the_attractor_its_exponent_describes():
+    # h -> tanh(2h): 0 is a fixed point with slope 2 (unstable); +-0.957 attract (slope 0.17)
+    step = lambda h, u: torch.tanh(2 * h)
+    b = classify_behaviour(step, torch.zeros(1, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+    assert b.kind == "point attractor"
+    assert abs(float(b.trajectory[-1])) == pytest.approx(0.9575, abs=1e-3)
+    assert b.largest_lyapunov == pytest.approx(math.log(2 * (1 - 0.95750 ** 2)), abs=1e-2)  # < 0

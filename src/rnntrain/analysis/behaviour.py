@@ -15,6 +15,12 @@ motion, told apart from the trajectory of ``h_t = F(h_{t-1}, u)`` after a transi
 
 ``scale`` is the RMS distance of the recorded states from their mean (so tolerances
 are relative to the size of the attractor) and the trajectory runs in float64.
+
+A state that stops moving while its largest Lyapunov exponent is above ``chaos_threshold``
+sits on an *unstable* fixed point (the zero state of a reservoir with spectral radius
+above 1, say), reached only because the trajectory started exactly on it. That is no
+attractor: the state is nudged off it (a seeded perturbation of relative size 1e-6) and
+followed again, so the kind reported agrees with the exponent reported beside it.
 """
 from __future__ import annotations
 
@@ -50,18 +56,23 @@ def classify_behaviour(step: StepFn, h0: Tensor, x: Tensor, *, transient: int = 
     f = (lambda h, u: step(h.to(dtype), u.to(dtype)).double()) if dtype != torch.float64 else step
     u = x.double()
     h = h0.detach().double()
-    with torch.no_grad():
+    for attempt in range(2):
         for _ in range(transient):
             h = f(h, u)
         states = [h]
         for _ in range(window):
             h = f(h, u)
             states.append(h)
-    traj = torch.stack(states)  # (W+1, D)
-    scale = float((traj - traj.mean(0)).pow(2).sum(-1).mean().sqrt())
-    bound = tol * (1 + scale)
-    drift = float((traj[1:] - traj[:-1]).norm(dim=-1).max())
-    lyap = lyapunov_spectrum(step, traj[-1].to(dtype), x, lyapunov_steps, transient=0, k=1).largest
+        traj = torch.stack(states)  # (W+1, D)
+        scale = float((traj - traj.mean(0)).pow(2).sum(-1).mean().sqrt())
+        bound = tol * (1 + scale)
+        drift = float((traj[1:] - traj[:-1]).norm(dim=-1).max())
+        lyap = lyapunov_spectrum(step, traj[-1].to(dtype), x, lyapunov_steps, transient=0, k=1).largest
+        if not (drift <= bound and lyap > chaos_threshold):
+            break
+        # resting on an unstable fixed point: nudge the state off it and follow it again
+        nudge = torch.randn(h.shape, generator=torch.Generator().manual_seed(attempt), dtype=torch.float64)
+        h = h + 1e-6 * (1 + float(h.norm())) * nudge / float(nudge.norm())
     kind, period = "unresolved", None
     if drift <= bound:
         kind = "point attractor"

@@ -164,8 +164,10 @@ def _core_dynamics(loaded, out: Path, name: str, prefix: str, *, values, token, 
     pick = torch.randperm(flat.shape[0], generator=g)[:64]
     seeds = flat[pick] + 0.01 * torch.randn(len(pick), ms.dim, generator=g, dtype=torch.float64).to(dtype)
     points = find_fixed_points(ms, u, seeds)
-    spectrum = lyapunov_spectrum(ms, ms.zero_state()[0], u, lyapunov_steps, transient=200, k=exponents)
     behaviour = classify_behaviour(ms, ms.zero_state()[0], u)
+    # the spectrum of the attractor the behaviour describes (from the zero state itself, an
+    # unstable fixed point would give exponents of a point nothing converges to)
+    spectrum = lyapunov_spectrum(ms, behaviour.trajectory[-1], u, lyapunov_steps, transient=200, k=exponents)
     title = loaded.path.name + ("" if prefix == "dynamics" else f" ({name})")
     files = [plots.plot_trajectories(out / f"{prefix}_trajectories.png", traj, points,
                                      f"{title}: {loaded.config.model.cell}, {behaviour.kind}"),

@@ -15,6 +15,8 @@ checkpoints and forecasting work unchanged. Prediction modes:
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -35,7 +37,9 @@ from .sequence_model import SequenceModel
 def _csr32(w: Tensor) -> Tensor:
     """W as CSR with int32 indices: torch's CPU CSR matvec is ~1.7x faster with them than
     with the default int64 ones (measured at 2000 units, density 0.1: 0.17 vs 0.37 ms)."""
-    csr = w.to_sparse_csr()
+    with warnings.catch_warnings():  # torch's "sparse CSR support is in beta": noise to a user
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = w.to_sparse_csr()
     if csr.values().numel() >= 2 ** 31 - 1:
         return csr
     return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
