@@ -141,7 +141,7 @@ def test_the_cli_forecasts_from_new_data_with_its_known_future_rows(tmp_path, ca
     assert main(["generate", str(run)]) == 2  # past the end, generation has no known-future rows
     assert "known-future" in capsys.readouterr().err
     assert main(["train", "--task", "classify", "--dataset", "waves", "--head", "gaussian"]) == 2
-    assert "--head is for forecasting" in capsys.readouterr().err
+    assert "--head does not apply to a classify run" in capsys.readouterr().err
 
 
 def test_a_target_cannot_also_be_known_future():

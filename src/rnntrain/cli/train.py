@@ -262,9 +262,9 @@ def print_summary(summary: Dict[str, Any], out_dir: Optional[Path]) -> None:
     for split, metrics in summary["metrics"].items():
         shown = "  ".join(f"{k} {v:.5g}" for k, v in metrics.items() if isinstance(v, (int, float)))
         print(f"  {split:5s} {shown}")
-    for key in ("recursive_mse",):
-        if key in summary:
-            print(f"  recursive forecast MSE over the validation period: {summary[key]:.5g}")
+    if "recursive_mse" in summary:
+        print(f"  recursive forecast MSE over the first {summary.get('recursive_points', '?')} validation "
+              f"rows: {summary['recursive_mse']:.5g}")
     judged = summary.get("against_baselines")
     if judged:
         names = lambda keys: ", ".join(f"{k.replace('_', ' ')} ({judged['baselines'][k]:.3g})" for k in keys)

@@ -163,13 +163,18 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         lo = max(0, a - W) if past and b > a else a
         n = max(0, b - lo - W - H + 1)
         first = lo + np.arange(n)[:, None]  # (N, 1) first row of each window
-        x_rows, y_rows = first + np.arange(W), first + W + np.arange(H)  # (N, W), (N, H)
-        x = self.scaled[x_rows][:, :, self.in_idx].reshape(n, W, len(self.inputs))
+        y_rows = first + W + np.arange(H)  # (N, H)
+        # the inputs as overlapping views of the rows (unfold), copied once into the model's
+        # dtype: gathering rows by index first held W int64 indices and W float64 values per
+        # window (a 2-million-row file: ~0.5 GB for the training split alone)
+        cols = torch.from_numpy(np.ascontiguousarray(self.scaled[:, self.in_idx]))  # (T, F)
+        x = cols.unfold(0, W, 1)[lo:lo + n].transpose(1, 2) if n else cols.new_zeros(0, W, len(self.inputs))
+        x = x.to(device=self.device, dtype=self.dtype).contiguous()  # (N, W, F)
         y = self.scaled[y_rows][:, :, self.out_idx].reshape(n, H * len(self.outputs))
         raw = self.series.values
-        tensor = lambda v: torch.as_tensor(v, dtype=self.dtype, device=self.device)
-        return _Windows(tensor(x), tensor(y), raw[y_rows][:, :, self.tgt_idx].reshape(n, H, nt),
-                        raw[x_rows[:, -1]][:, self.tgt_idx].reshape(n, nt), y_rows)
+        return _Windows(x, torch.as_tensor(y, dtype=self.dtype, device=self.device),
+                        raw[y_rows][:, :, self.tgt_idx].reshape(n, H, nt),
+                        raw[first[:, 0] + W - 1][:, self.tgt_idx].reshape(n, nt), y_rows)
 
     # ------------------------------------------------------------ Task protocol
 

@@ -47,17 +47,22 @@ class Table:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-def _text(path: Path) -> str:
+def _utf8(path: Path) -> Tuple[bytes, str]:
+    """(the file's bytes, its first 64 kB as text) once the whole file is known to be UTF-8.
+    The parser reads the bytes itself: a decoded copy of a file of millions of rows, split
+    into lines to sniff the first fifty, held ~20x the file's size (2 million rows: 0.5 GB)."""
+    raw = path.read_bytes()
     try:
-        return path.read_bytes().decode("utf-8-sig")  # -sig: tolerate Excel's BOM
+        str(raw, "utf-8-sig")  # -sig: tolerate Excel's BOM; validated, then dropped
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                         f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv") from None
+    return raw, raw[:65536].decode("utf-8-sig", errors="ignore")
 
 
 def _dialect(text: str) -> Tuple[str, bool]:
     """(delimiter, decimal comma) guessed from the first lines."""
-    sample = "\n".join(line for line in text.splitlines()[:50] if line.strip())
+    sample = "\n".join(line for line in text.splitlines()[:50] if line.strip())  # text: the file's head
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
@@ -85,16 +90,16 @@ def read_table(path) -> Table:
             frame = pd.read_parquet(path)
             header = [str(c) for c in frame.columns]
         else:
-            text = _text(path)
-            if not text.strip():
+            raw, head = _utf8(path)
+            if not head.strip():
                 raise UserError(f"{path} is empty; it needs a header row naming the columns, "
                                 f"then one row per time step")
-            delimiter, decimal_comma = _dialect(text)
-            first = next(line for line in text.splitlines() if line.strip())
+            delimiter, decimal_comma = _dialect(head)
+            first = next(line for line in head.splitlines() if line.strip())
             header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
             # numbers parse in pandas' C code; a column with anything else stays text and
             # goes through numbers() (thousands separators in a comma file, quotes ...)
-            frame = pd.read_csv(io.StringIO(text), sep=delimiter, keep_default_na=False, na_values=NA_VALUES,
+            frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", sep=delimiter, keep_default_na=False, na_values=NA_VALUES,
                                 decimal="," if decimal_comma else ".",  # thousands: numbers() (31.01.2020 is a date)
                                 skip_blank_lines=True, skipinitialspace=True)
     except ImportError as e:
