@@ -3,7 +3,6 @@ are inputs the forecast reads, never predicts, inside the data and past its end.
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from torch import nn
 
 import rnntrain

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.func import functional_call
 
 import rnntrain
 from rnntrain.models.vector import WeightLayout

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .base import Context, register
-from .online import OnlineAlgorithm, OnlineOptions, Sensitivity, StepFunction
+from .base import register
+from .online import OnlineAlgorithm, Sensitivity, StepFunction
 from .snap import SparseSensitivity, probe_patterns, snap_pattern
 
 

@@ -109,7 +109,11 @@ def gradcheck(algorithm: str, cell: str = "rnn", *, input_size: int = 3, hidden:
     stochastic = algorithm in STOCHASTIC
     g = torch.Generator().manual_seed(seed)
     spec = TaskSpec(input_size=input_size, output_size=2, per_step=True)
-    model = build_model(ModelConfig(cell=cell, hidden=hidden, layers=layers), spec,
+    model_config = ModelConfig(cell=cell, hidden=hidden, layers=layers)
+    refusal = ALGORITHMS[algorithm].refusal(spec, model_config, ALGORITHMS[algorithm].Options())
+    if refusal:
+        raise UserError(refusal)
+    model = build_model(model_config, spec,
                         generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     task = _SequenceTask(spec)
     x = torch.randn(streams, steps, input_size, generator=g, dtype=torch.float64)

@@ -47,7 +47,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
 from ..config.schema import check
-from ..errors import UserError
 from ..tasks.base import Batch
 from .base import Algorithm, Context, StepCallback, register
 
