@@ -117,3 +117,15 @@ def test_scaling_is_fitted_on_the_training_split_only(tmp_path):
     for split in ("train", "val", "test"):
         labels = task.sets[split].labels
         assert abs(labels.count("a") - labels.count("b")) <= 1
+
+
+def test_a_tagged_sequence_whose_rows_share_one_label_is_that_label_at_every_step(tmp_path):
+    rows = ["id,t,x,label"] + [f"a,{t},{t % 3 - 1},{'up' if t % 2 else 'down'}" for t in range(6)] \
+        + [f"b,{t},0.5,up" for t in range(4)] + [f"c,{t},{-t},down" for t in range(5)]
+    (tmp_path / "steps.csv").write_text("\n".join(rows) + "\n")
+    config = rnntrain.load_config(base={"task.kind": "tag", "task.data": str(tmp_path / "steps.csv"),
+                                        "task.time_column": "t", "train.epochs": 1, "model.hidden": 4})
+    task = rnntrain.Trainer(config).task
+    assert task.classes == ["down", "up"]
+    run = rnntrain.train(config)
+    assert run.history[-1]["round"] == 1

@@ -48,6 +48,9 @@ class SequenceSet:
     text: bool = False  # xs are token lists
     names: List[str] = field(default_factory=list)  # sequence ids, for messages and predictions
     source: str = ""
+    # the file gives a label on every row (long CSV): a sequence whose rows share one label
+    # is read as that label, and a tagging task reads it back as that label at every step
+    row_labels: bool = False
 
     def __len__(self) -> int:
         return len(self.xs)
@@ -58,7 +61,7 @@ class SequenceSet:
     def subset(self, idx: Sequence[int]) -> "SequenceSet":
         pick = lambda v: [v[i] for i in idx]
         return SequenceSet(pick(self.xs), pick(self.labels), self.features, self.text,
-                           pick(self.names) if self.names else [], self.source)
+                           pick(self.names) if self.names else [], self.source, self.row_labels)
 
     def check(self, *, labelled: bool = True) -> "SequenceSet":
         """UserError for an empty set, empty sequences, non-finite values, missing labels."""
@@ -257,7 +260,7 @@ def read_long_csv(path: Path, id_column: str, time_column: str, label_column: st
             labels.append(ys[0] if len(set(ys)) == 1 else np.array(ys, dtype=object))
         else:
             labels.append(None)
-    return SequenceSet(xs, labels, feats, names=order, source=str(path))
+    return SequenceSet(xs, labels, feats, names=order, source=str(path), row_labels=labelled)
 
 
 def _is_number(v: str) -> bool:

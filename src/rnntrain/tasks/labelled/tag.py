@@ -46,6 +46,8 @@ class TagTask(ClassTargets, LabelledTask):
     def _steps(self, data: SequenceSet) -> List[np.ndarray]:
         out = []
         for i, (x, y) in enumerate(zip(data.xs, data.labels)):
+            if data.row_labels and not isinstance(y, np.ndarray):  # every row had this one label
+                y = np.array([y] * len(x), dtype=object)
             if not isinstance(y, np.ndarray) or y.ndim != 1:
                 raise UserError(f"{data.source}: sequence {data.name(i)} has one label for the whole "
                                 "sequence; tagging needs a label per step (for one label per sequence use --task classify)")
