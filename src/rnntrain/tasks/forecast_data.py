@@ -128,3 +128,14 @@ class ForecastData:
         a, b = self.bounds["train"]
         want = max(FILE_WINDOW, 2 * self.season) if self.seasonal else FILE_WINDOW
         return max(2, min(want, (b - a) // 2 - self.horizon))
+
+
+def require_change(targets: List[str], train_targets: np.ndarray) -> None:
+    """A one-line UserError when a target column never changes over the training rows
+    (train_targets (T, n_targets)): nothing to forecast, and MASE and NRMSE are 0/0."""
+    flat = [t for t, v in zip(targets, train_targets.T) if np.nanmax(v) == np.nanmin(v)]
+    if flat:
+        raise UserError(f"target column{'s' if len(flat) > 1 else ''} {', '.join(flat)} never "
+                        f"change{'s' if len(flat) == 1 else ''} over the training rows: there is nothing to "
+                        f"forecast and its MASE and NRMSE are undefined; name the targets (--target) and keep "
+                        f"{flat[0]} as an input only (--column)")

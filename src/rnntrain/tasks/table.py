@@ -17,8 +17,8 @@ Parquet (``.parquet``; needs pyarrow) come through pandas too: ``pip install 'rn
 """
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -47,17 +47,25 @@ class Table:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
-def _utf8(path: Path) -> Tuple[bytes, str]:
-    """(the file's bytes, its first 64 kB as text) once the whole file is known to be UTF-8.
-    The parser reads the bytes itself: a decoded copy of a file of millions of rows, split
-    into lines to sniff the first fifty, held ~20x the file's size (2 million rows: 0.5 GB)."""
-    raw = path.read_bytes()
-    try:
-        str(raw, "utf-8-sig")  # -sig: tolerate Excel's BOM; validated, then dropped
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-                        f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv") from None
-    return raw, raw[:65536].decode("utf-8-sig", errors="ignore")
+def _utf8_head(path: Path) -> str:
+    """The file's first 64 kB as text, once the whole file is known to be UTF-8 (checked a
+    megabyte at a time). pandas then reads the file itself: a decoded copy of a file of
+    millions of rows, split into lines to sniff the first fifty, held ~20x its size."""
+    decoder, offset = codecs.getincrementaldecoder("utf-8-sig")(), 0  # -sig: Excel's BOM
+    with open(path, "rb") as f:
+        head = f.read(65536)
+        f.seek(0)
+        while True:
+            block = f.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                f"{offset + e.start}); convert it, e.g. iconv -f latin1 -t utf-8 in.csv > "
+                                f"out.csv") from None
+            if not block:
+                return head.decode("utf-8-sig", errors="ignore")
+            offset += len(block)
 
 
 def _dialect(text: str) -> Tuple[str, bool]:
@@ -90,7 +98,7 @@ def read_table(path) -> Table:
             frame = pd.read_parquet(path)
             header = [str(c) for c in frame.columns]
         else:
-            raw, head = _utf8(path)
+            head = _utf8_head(path)
             if not head.strip():
                 raise UserError(f"{path} is empty; it needs a header row naming the columns, "
                                 f"then one row per time step")
@@ -99,7 +107,7 @@ def read_table(path) -> Table:
             header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
             # numbers parse in pandas' C code; a column with anything else stays text and
             # goes through numbers() (thousands separators in a comma file, quotes ...)
-            frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", sep=delimiter, keep_default_na=False, na_values=NA_VALUES,
+            frame = pd.read_csv(path, encoding="utf-8-sig", sep=delimiter, keep_default_na=False, na_values=NA_VALUES,
                                 decimal="," if decimal_comma else ".",  # thousands: numbers() (31.01.2020 is a date)
                                 skip_blank_lines=True, skipinitialspace=True)
     except ImportError as e:
