@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -132,7 +133,6 @@ def _chosen(a: argparse.Namespace, table: str, tag: str, flag_value: Optional[st
 
 
 def _fields(cls) -> set:
-    import dataclasses
     return {f.name for f in dataclasses.fields(cls)}
 
 
