@@ -310,3 +310,10 @@ def test_a_target_that_never_changes_is_refused_in_one_line_and_is_fine_as_an_in
         rnntrain.train(rnntrain.load_config(base=base))
     run = rnntrain.train(rnntrain.load_config(base={**base, "task.targets": ["y"]}))
     assert np.isfinite(run.summary["metrics"]["val"]["mase"])
+
+
+def test_values_whose_squares_overflow_are_refused_in_one_line_naming_a_rescaling(tmp_path):
+    path = tmp_path / "huge.csv"  # finite, but 9e307 squared is inf: scaling and errors would be NaN
+    path.write_text("t,y\n" + "".join(f"{i},{float(9e307 * np.sin(i / 10))!r}\n" for i in range(300)))
+    with pytest.raises(UserError, match="as large as 9e.307.*divide the column by a power of ten"):
+        rnntrain.train(rnntrain.load_config(base={"task.data": str(path), "train.epochs": 1}))

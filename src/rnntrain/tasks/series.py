@@ -250,6 +250,9 @@ def _observed_rows(raw: np.ndarray, predicted: Sequence[int]) -> int:
     return int(np.flatnonzero(filled)[-1]) + 1 if filled.any() else len(raw)
 
 
+HUGE = 1e150  # the largest magnitude a data column may hold (its square must stay finite)
+
+
 def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = False,
              known_future: Sequence[str] = (), table: Optional[Table] = None) -> Series:
     """Read a time series from a table (:mod:`.table`: CSV in any common dialect, Excel,
@@ -301,6 +304,11 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
             i = int(np.argmax(np.isinf(raw[:, k])))
             raise UserError(f"column '{name}' of {path} has an infinite value "
                             f"{str(table.columns[name][i])!r} in data row {i + 1}; replace it with a finite number")
+        big = np.nanmax(np.abs(raw[:, k])) if np.isfinite(raw[:, k]).any() else 0.0
+        if big > HUGE:  # scaling squares the values: beyond ~1e154 float64 overflows to inf
+            raise UserError(f"column '{name}' of {path} has values as large as {big:.3g}, where squaring them "
+                            f"(for scaling and errors) overflows float64; divide the column by a power of ten "
+                            f"(e.g. 1e{int(np.log10(big)) - 3}) first")
     time = _labels(table.columns[date_cols[0]]) if date_cols else None
     if time is not None and _compact_dates(date_cols[0], table.columns[date_cols[0]]) \
             and date_cols[0].strip().lower() not in _YEAR_NAMES:
