@@ -21,8 +21,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rnntrain train --out runs/demo --overwrite
 
+# -n auto: one worker per core (pytest-xdist); every test sets its own single torch thread
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 bench: $(STAMP)
 	$(PIP) install -q -c constraints.txt -e ".[bench]"
