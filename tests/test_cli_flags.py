@@ -98,3 +98,24 @@ def test_a_model_too_large_for_memory_is_one_line_with_the_size_asked_for(capsys
     line = fails_with(capsys, ["train", "--hidden", "1000000", "--epochs", "1", "--out", tmp_path / "run", "--quiet"],
                       "out of memory", "--hidden")
     assert "4e+03 GB" in line or "4000 GB" in line, line  # the 10^6 x 10^6 recurrent matrix in float32
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly_with_status_0(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "rnntrain", "train", "--hidden", "4", "--epochs", "1",
+                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "error" not in err, err
+
+
+def test_threads_follow_the_algorithms_batched_work_not_the_model_size():
+    from rnntrain.training.trainer import Trainer, auto_threads
+    small = {"model.hidden": 16, "task.length": 1000}
+    bptt = Trainer(rnntrain.load_config(base=small))
+    ga = Trainer(rnntrain.load_config(base={**small, "algorithm.name": "ga", "algorithm.population": 50}))
+    assert ga.algorithm.sequences_per_step() == 50 * ga.algorithm.evaluator.examples
+    assert auto_threads(bptt.model, bptt.algorithm.sequences_per_step()) == 1  # 32 windows of 16 units: one thread
+    assert auto_threads(ga.model, ga.algorithm.sequences_per_step()) == 0  # 50 networks x every window: all cores

@@ -73,6 +73,12 @@ class Algorithm(ABC):
     def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
         """Advance training by one round; return training metrics (at least "loss")."""
 
+    def sequences_per_step(self) -> int:
+        """How many sequences one time step of its batched work advances together (a batch;
+        a population method: individuals per call x training examples). The trainer picks
+        its threads from it."""
+        return self.ctx.batch_size
+
     def stop_reason(self) -> Optional[str]:
         """A reason to stop before the planned rounds (e.g. a GA criterion met), or None."""
         return None

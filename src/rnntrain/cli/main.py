@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import signal
 import sys
@@ -68,6 +69,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as e:
         print(f"rnntrain: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rnntrain ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush stays quiet
+        return 0
     except OSError as e:  # disk full, permissions: the last checkpoint is still the previous one
         print(f"rnntrain: error: {e.strerror or e} ({e.filename or 'writing the run directory'}); "
               "fix the cause and continue with --resume", file=sys.stderr)

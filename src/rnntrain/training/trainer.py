@@ -82,13 +82,15 @@ def make_model(config: RunConfig, task_spec) -> SequenceModel:
 SMALL_STEP_MACS = 2 ** 21
 
 
-def auto_threads(model, batch_size: int) -> int:
-    """1 for models whose time step is too small to split across threads, else 0 (torch's
-    default). ``threads = N`` in the config overrides this."""
+def auto_threads(model, sequences: int) -> int:
+    """1 when a time step of ``sequences`` sequences (the algorithm's batched work: a batch,
+    or a population's individuals x examples) is too small to split across threads, else 0
+    (torch's default). ``threads = N`` in the config overrides this. A GA of 50 networks of
+    16 units: 1 thread picked before (the model is small), 60 generations in 2.5 s; 2 now, 1.5 s."""
     cores = list(model.cores().values())
     if not cores or next(model.parameters()).device.type != "cpu":
         return 0
-    macs = sum(batch_size * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
+    macs = sum(sequences * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
                for rnn in cores)
     return 1 if macs < SMALL_STEP_MACS else 0
 
@@ -167,7 +169,7 @@ class Trainer:
         total = cfg.train.epochs
         progress = Progress(total, self.round, self.algorithm.unit, self.progress_mode)
         threads = torch.get_num_threads()
-        wanted = cfg.threads or auto_threads(self.model, cfg.train.batch_size)
+        wanted = cfg.threads or auto_threads(self.model, self.algorithm.sequences_per_step())
         if wanted:  # for this run only: restored below, so runs in one process don't leak
             torch.set_num_threads(wanted)
         try:

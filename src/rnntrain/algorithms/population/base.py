@@ -87,6 +87,9 @@ class PopulationAlgorithm(Algorithm):
         self.finetune_done = 0
 
     # -- shared pieces ---------------------------------------------------------------------
+    def sequences_per_step(self) -> int:
+        return min(self.evaluator.chunk, self.options.population) * self.evaluator.examples
+
     def initial_population(self) -> Tensor:
         """(P, D): genes from U(-init_range, init_range); row 0 is the model's initial weights."""
         g, r = self.ctx.generator, self.options.init_range
