@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -132,14 +131,11 @@ def _chosen(a: argparse.Namespace, table: str, tag: str, flag_value: Optional[st
     return default
 
 
-def _fields(cls) -> set:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
 def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
     """Dotted config keys set by the common-path flags; a flag the chosen task or algorithm
     does not take is refused in one line naming the ones that do."""
     from ..algorithms import ALGORITHMS, get_algorithm
+    from ..config.schema import field_names, owners
     from ..tasks import TASKS
 
     out: Dict[str, Any] = {}
@@ -148,10 +144,10 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         return {"task.kind": kind}  # load_config names the valid kinds
     if a.task or a.text is not None:
         out["task.kind"] = kind
-    has = _fields(TASKS[kind][0])
+    has = field_names(TASKS[kind][0])
 
     def refuse(flag: str, *keys: str) -> UserError:
-        takers = [k for k, (cfg, _) in TASKS.items() if _fields(cfg) & set(keys)]
+        takers = owners({k: cfg for k, (cfg, _) in TASKS.items()}, *keys)
         return UserError(f"{flag} does not apply to a {kind} run: drop it, or choose a task that takes it "
                          f"({', '.join('--task ' + t for t in takers)})")
 
@@ -179,10 +175,10 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
         out["train.epochs"] = a.generations
     algorithm = _chosen(a, "algorithm", "name", a.algorithm, "bptt")
     if algorithm in ALGORITHMS:
-        options = _fields(get_algorithm(algorithm).Options)
+        options = field_names(get_algorithm(algorithm).Options)
         for flag, attr, key in _ALGORITHM_FLAGS:
             if getattr(a, attr) is not None and key not in options:
-                takers = [n for n, cls in ALGORITHMS.items() if key in _fields(cls.Options)]
+                takers = owners({n: cls.Options for n, cls in ALGORITHMS.items()}, key)
                 raise UserError(f"{flag} does not apply to --algorithm {algorithm}: drop it, or choose an "
                                 f"algorithm that takes it ({', '.join('--algorithm ' + t for t in takers)})")
     for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),

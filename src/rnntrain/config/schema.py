@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Dict, Iterable, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Type, TypeVar
 
 from ..errors import UserError
 
@@ -106,6 +106,16 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+def field_names(cls: type) -> set:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def owners(variants: Mapping[str, type], *keys: str) -> List[str]:
+    """The tags of the variants of a tagged table ({tag: dataclass}: task kinds, algorithms)
+    that have any of ``keys`` (what a refusal of a key or flag names as taking it)."""
+    return [tag for tag, cls in variants.items() if field_names(cls) & set(keys)]
+
+
 def build(cls: Type[T], data: Mapping[str, Any], where: str = "",
           variants: Optional[Mapping[str, type]] = None, chosen: str = "") -> T:
     """Dataclass ``cls`` from ``data``; unknown keys and wrong types raise UserError.
@@ -118,8 +128,7 @@ def build(cls: Type[T], data: Mapping[str, Any], where: str = "",
     kwargs: Dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            takers = [tag for tag, other in (variants or {}).items()
-                      if key in {f.name for f in dataclasses.fields(other)}]
+            takers = owners(variants or {}, key)
             if takers:
                 raise UserError(f"'{where}{key}' does not apply with {chosen}; it is a setting of "
                                 f"{', '.join(takers)}: drop it or choose one of those")

@@ -16,7 +16,6 @@ checkpoints and forecasting work unchanged. Prediction modes:
 from __future__ import annotations
 
 import warnings
-
 from typing import Optional, Sequence, Tuple
 
 import torch

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import io
 import json
 import math
@@ -44,6 +45,7 @@ TRAINER_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metric
 RUN_DIRS = ("analysis", "backtest")
 
 
+@functools.lru_cache(maxsize=None)  # the registries are fixed once imported
 def run_patterns() -> Tuple[str, ...]:
     """Every name a run directory of any task may hold: the trainer's files, each task's
     ``FILES`` (what its report writes) and each monitor's files, read from them."""

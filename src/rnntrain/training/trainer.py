@@ -115,10 +115,10 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
                                           config.train.batch_size, self.generator), config.algorithm)
-        # [monitor] measurements (e.g. gradient flow) are ordinary round callbacks; every
-        # process measures, only the one that writes the run directory writes their files
-        # they run before the round's checkpoint, so a kill never loses a record the
-        # checkpoint claims (a round redone after a kill rewrites its own record)
+        # [monitor] measurements (e.g. gradient flow), called like round callbacks but before
+        # the round's checkpoint, so a kill never loses a record the checkpoint claims (a
+        # round redone after a kill rewrites its own record); every process measures, only
+        # the one that writes the run directory writes their files
         self.monitors = build_monitors(config.monitor, self.model, self.task, out_dir if self.writes else None)
         self.history: List[Dict[str, Any]] = []
         self.round = 0

@@ -80,9 +80,8 @@ class SimulatedAnnealing(PopulationAlgorithm):
             finite = self.f[torch.isfinite(self.f)]
             self.T0 = o.temperature or max(0.01 * float(finite.median()) if len(finite) else 1.0, 1e-12)
             self.T = torch.full((P,), self.T0, dtype=torch.float64)
-        scale = self.steps if o.schedule == "adaptive" else o.step * (self.T / self.T0).sqrt()
-        scale = scale.to(self.dtype)[:, None]  # (P, 1)
-        proposal = self.x + scale * torch.randn(P, D, generator=g, dtype=self.dtype)
+        step = self.steps if o.schedule == "adaptive" else o.step * (self.T / self.T0).sqrt()  # (P,)
+        proposal = self.x + step.to(self.dtype)[:, None] * torch.randn(P, D, generator=g, dtype=self.dtype)
         f_new = self.evaluate(proposal)
         u = torch.rand(P, generator=g, dtype=torch.float64)
         delta = f_new - self.f
@@ -99,8 +98,7 @@ class SimulatedAnnealing(PopulationAlgorithm):
         self.diversity = float(self.x.double().std(0).mean())
         return {"acceptance_rate": float(accept.double().mean()),
                 "acceptance_total": self.accepted / max(self.generation_count + 1, 1) / P,
-                "temperature": float(self.T.mean()), "step": float(self.steps.mean() if o.schedule == "adaptive"
-                                                                    else o.step * (self.T / self.T0).sqrt().mean())}
+                "temperature": float(self.T.mean()), "step": float(step.mean())}
 
     def search_state(self) -> Dict[str, Any]:
         return {"x": self.x.clone(), "f": self.f.clone(), "T": self.T.clone(), "T0": self.T0,
