@@ -64,7 +64,8 @@ def corpus(tmp_path_factory):
 def test_the_table_covers_every_registered_task_algorithm_and_cell():
     assert set(TASK_SIZES) == set(TASKS)
     assert {"bptt", "rtrl", "uoro", "snap1", "snap2", "crbp", "hf", "esn", *POPULATION} == set(ALGORITHMS)
-    assert set(CELL_NAMES) == {"rnn", "rnn-relu", "lstm", "gru", "local", "esn"}
+    assert set(CELL_NAMES) == {"rnn", "rnn-relu", "lstm", "gru", "local", "esn", "ln-lstm", "ln-gru",
+                               "peephole", "indrnn", "ctrnn"}
 
 
 @pytest.mark.parametrize("cell", sorted(CELL_NAMES))

@@ -57,6 +57,20 @@ class Algorithm(ABC):
     # learns forwards in time, one step after another (online algorithms): a task's
     # suggested bidirectional architecture is not applied (config/run.py)
     forward_only: ClassVar[bool] = False
+    # trains through the model's training-time noise (the regularisers of core/regularize.py):
+    # whole-sequence gradient training. The others would fit a function other than the one
+    # they evaluate (populations, online steps) or than the one whose curvature they take (HF).
+    regularized: ClassVar[bool] = False
+
+    @classmethod
+    def why_not(cls, spec: TaskSpec, model: Any, options: Any) -> Optional[str]:
+        """:meth:`refusal` after what every family checks alike (the regularisers)."""
+        if getattr(model, "regularizers", None) and not cls.regularized:
+            acts = "acts" if len(model.regularizers) == 1 else "act"
+            return (f"{', '.join(model.regularizers)} {acts} while a network trains on whole sequences "
+                    f"by backpropagation, which {cls.name} does not do: use --algorithm bptt, or "
+                    f"drop them")
+        return cls.refusal(spec, model, options)
 
     @classmethod
     def refusal(cls, spec: TaskSpec, model: Any, options: Any) -> Optional[str]:

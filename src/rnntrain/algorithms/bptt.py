@@ -49,6 +49,8 @@ class BPTT(Algorithm):
     unit = "epoch"
     Options = BPTTOptions
 
+    regularized = True  # dropout, zoneout, weight-drop act in its training forward
+
     @classmethod
     def refusal(cls, spec, model, options) -> Optional[str]:
         if options.truncation and not spec.aligned:
@@ -63,7 +65,7 @@ class BPTT(Algorithm):
             raise UserError("truncated BPTT reads a sequence's label from the piece where it ends, "
                             "but the readout pools every step: set algorithm.truncation = 0 or "
                             "model.readout = \"last\"")
-        self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
+        self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds, model=ctx.model)
 
     def _pieces(self, batch: Batch) -> List[Tuple[Batch, Optional[Tensor]]]:
         """(piece, who) pieces of at most ``truncation`` steps. ``who`` (N,) bool marks the

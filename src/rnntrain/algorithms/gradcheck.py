@@ -98,8 +98,9 @@ def _rel(err: torch.Tensor, ref: torch.Tensor) -> float:
 
 def gradcheck(algorithm: str, cell: str = "rnn", *, input_size: int = 3, hidden: int = 4,
               layers: int = 1, steps: int = 8, streams: int = 2, samples: int = 2000,
-              fd_step: float = 1e-6, seed: int = 0) -> GradcheckResult:
-    """Check ``algorithm``'s gradient for ``cell`` (see the module docstring); returns the table."""
+              fd_step: float = 1e-6, seed: int = 0, **model) -> GradcheckResult:
+    """Check ``algorithm``'s gradient for ``cell`` (see the module docstring); returns the table.
+    ``model``: further ModelConfig keys (e.g. ``proj=2``, ``ct_method="rk4"``)."""
     from ..models import ModelConfig, build_model  # models import the core only
 
     if algorithm not in ALGORITHMS or not hasattr(ALGORITHMS[algorithm], "run_batch"):
@@ -109,8 +110,8 @@ def gradcheck(algorithm: str, cell: str = "rnn", *, input_size: int = 3, hidden:
     stochastic = algorithm in STOCHASTIC
     g = torch.Generator().manual_seed(seed)
     spec = TaskSpec(input_size=input_size, output_size=2, per_step=True)
-    model_config = ModelConfig(cell=cell, hidden=hidden, layers=layers)
-    refusal = ALGORITHMS[algorithm].refusal(spec, model_config, ALGORITHMS[algorithm].Options())
+    model_config = ModelConfig(cell=cell, hidden=hidden, layers=layers, **model)
+    refusal = ALGORITHMS[algorithm].why_not(spec, model_config, ALGORITHMS[algorithm].Options())
     if refusal:
         raise UserError(refusal)
     model = build_model(model_config, spec,

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
 from ..config.schema import check
+from ..core import constrain
 from ..tasks.base import Batch
 from .base import Algorithm, Context, StepCallback, register
 
@@ -322,6 +323,7 @@ class HessianFree(Algorithm):
             new = theta + alpha * p
             for param, t in zip(self.params, new.split([w.numel() for w in self.params])):
                 param.copy_(t.view(param.shape))
+        constrain(self.ctx.model)  # back within a cell's bound (IndRNN)
         self.iterations += 1
         return {"loss": loss0, "lambda": lam, "rho": rho if math.isfinite(rho) else -1.0,
                 "cg_iters": float(iters), "alpha": alpha, "step_norm": float(alpha * p.norm())}

@@ -138,7 +138,7 @@ class OnlineAlgorithm(Algorithm):
         self.core = check_online_model(ctx.model, self.name, ctx.task.spec)
         self.fn = ModelStep(self.core)
         self.sens = self.make_sensitivity(self.fn)
-        self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds)
+        self.updater = Updater(ctx.optim, ctx.model.parameters(), ctx.rounds, model=ctx.model)
         self.state: Optional[Tensor] = None  # (N, S) carried between continuing batches
         self.grad: Optional[Tensor] = None  # (P,) recurrent gradient accumulated since the last update
         self.pending = 0.0  # loss steps accumulated since the last update, each weighted by its share of streams

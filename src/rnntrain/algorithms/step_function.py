@@ -111,9 +111,10 @@ class ModelStep(StepFunction):
         self.shapes = [p.shape for p in rnn.parameters()]
         self.sizes = [p.numel() for p in rnn.parameters()]
         self.P = sum(self.sizes)
-        self.H, self.layers, self.arity = rnn.hidden_size, rnn.num_layers, rnn.state_arity
-        self.S = self.arity * self.layers * self.H
-        self.readout_slice = slice((self.layers - 1) * self.H, self.layers * self.H)
+        self.layers, self.arity = rnn.num_layers, rnn.state_arity
+        self.S = self.layers * sum(rnn.state_sizes)
+        R = rnn.output_size  # h's width (an LSTM projection's, or H)
+        self.readout_slice = slice((self.layers - 1) * R, self.layers * R)
 
     def theta(self) -> Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.rnn.parameters()])

@@ -11,16 +11,17 @@ Any callable of that shape works (a linear map ``h -> ρQh`` in the known-answer
 cells' own single steps, so every cell of the core, present and future, works unchanged)
 with the state of all layers flattened into one vector.
 
-Flat state layout (``S`` state arity: 1 for (h,), 2 for LSTM's (h, c); ``K`` layers)::
+Flat state layout (state components of widths ``sizes``: (H,) for (h,), (R, H) for an
+LSTM's (h, c), R = H or its projection; ``K`` layers)::
 
     h_flat = concat(state[0][layer 0], ..., state[0][layer K-1],     # hidden states
                     state[1][layer 0], ..., state[1][layer K-1])     # LSTM cell states
-    D = S * K * H
+    D = K * sum(sizes)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -40,14 +41,17 @@ class ModelStep:
 
     model: torch.nn.Module
     core_name: str  # which of model.cores()
-    hidden: int  # H
+    sizes: Tuple[int, ...]  # the width of each state component (h, then an LSTM's c)
     layers: int  # K
-    arity: int  # S
     input_size: int  # I: the core's input size (after the encoder)
 
     @property
+    def arity(self) -> int:
+        return len(self.sizes)
+
+    @property
     def dim(self) -> int:
-        return self.arity * self.layers * self.hidden
+        return self.layers * sum(self.sizes)
 
     @property
     def core(self):
@@ -68,8 +72,8 @@ class ModelStep:
     def part(self, h: Tensor, component: int, layer: Optional[int] = None) -> Tensor:
         """The slice of a flat state (..., D) holding state component ``component``
         (0: h, 1: LSTM c) of ``layer`` (None: every layer)."""
-        K, H = self.layers, self.hidden
-        a = component * K * H
+        K, H = self.layers, self.sizes[component]
+        a = K * sum(self.sizes[:component])
         if layer is None:
             return h[..., a:a + K * H]
         return h[..., a + layer * H:a + (layer + 1) * H]
@@ -101,7 +105,7 @@ def model_step(model, core: Optional[str] = None) -> ModelStep:
                         f"{name} core does not have: analyse a unidirectional run"
                         + (f" or another core ({', '.join(c for c in cores if c != name)})" if len(cores) > 1 else ""))
     model.eval()
-    return ModelStep(model, name, rnn.hidden_size, rnn.num_layers, rnn.state_arity, rnn.input_size)
+    return ModelStep(model, name, tuple(rnn.state_sizes), rnn.num_layers, rnn.input_size)
 
 
 def trajectory(step: StepFn, h0: Tensor, xs: Tensor) -> Tensor:

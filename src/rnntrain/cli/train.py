@@ -68,6 +68,13 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="bidirectional layers (--no-bidirectional: forward only)")
     g.add_argument("--init", help=", ".join(INIT_SCHEMES))
+    g.add_argument("--proj", type=int, help="lstm: project h to this many units (torch's proj_size)")
+    g.add_argument("--dropout", type=float, help="dropout between stacked layers")
+    g.add_argument("--recurrent-dropout", dest="recurrent_dropout", type=float,
+                   help="one dropout mask per sequence on h(t-1) into the recurrent weights (bptt)")
+    g.add_argument("--zoneout", type=float, help="probability that a state unit keeps its previous value (bptt)")
+    g.add_argument("--weight-drop", dest="weight_drop", type=float,
+                   help="DropConnect on the recurrent weights, one mask per batch (bptt)")
     g.add_argument("--attention", help="none, additive, general, dot or scaled-dot: an encoder-decoder's "
                    "attention, or the score of --set model.readout=attention")
     g.add_argument("--input-feeding", dest="input_feeding", action=argparse.BooleanOptionalAction,
@@ -183,6 +190,9 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
                                 f"algorithm that takes it ({', '.join('--algorithm ' + t for t in takers)})")
     for key, value in (("model.cell", a.cell), ("model.hidden", a.hidden), ("model.layers", a.layers),
                        ("model.bidirectional", a.bidirectional), ("model.init", a.init),
+                       ("model.proj", a.proj), ("model.dropout", a.dropout),
+                       ("model.recurrent_dropout", a.recurrent_dropout), ("model.zoneout", a.zoneout),
+                       ("model.weight_drop", a.weight_drop),
                        ("model.attention", a.attention), ("model.input_feeding", a.input_feeding),
                        ("algorithm.name", a.algorithm), ("algorithm.truncation", a.truncation),
                        ("algorithm.update_every", a.update_every), ("algorithm.population", a.population),

@@ -13,9 +13,16 @@ Shapes (``N`` batch, ``H_in`` input size, ``H`` hidden size, ``G`` gates of the 
     W_ih   (G*H, H_in)        b_ih   (G*H,)
     W_hh   (G*H, H)           b_hh   (G*H,)
     state  tuple of (N, H):   (h,) for Elman and GRU, (h, c) for LSTM
+    extra  the cell's own further parameters (:class:`Extra`), passed after b_hh
 
 Weight layouts and gate orders are exactly those of ``torch.nn.RNN/LSTM/GRU``, so
-their state_dicts load unchanged.
+their state_dicts load unchanged; an LSTM with a projection (torch's ``proj_size = R``)
+has ``W_hh (4H, R)``, an extra ``W_hr (R, H)`` and state ``(h (N, R), c (N, H))``.
+
+``keep`` (N, R), when given, multiplies ``h_{t-1}`` where it enters the recurrent weights
+(and nowhere else: not a carried state, not a cell's leak): variational recurrent dropout's
+per-sequence mask (Gal & Ghahramani 2016; core/regularize.py). Every cell reads ``h`` for
+its recurrent product through :func:`recurrent_input`.
 
 ``recur`` also runs P networks at once without ``vmap`` (population evaluation): with
 stacked recurrent weights ``W_hh (P, G*H, H)``, ``b_hh (P, 1, G*H)`` and states and
@@ -24,6 +31,7 @@ stacked recurrent weights ``W_hh (P, G*H, H)``, ``b_hh (P, 1, G*H)`` and states 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -56,16 +64,23 @@ def _add_linear(gx: Tensor, h: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor
     return gx + _linear(h, w, b)
 
 
+def recurrent_input(h: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """``h_{t-1}`` as the recurrent weights see it: times the recurrent-dropout mask, if any."""
+    return h if keep is None else h * keep
+
+
 def _elman(act: Callable[[Tensor], Tensor]):
-    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *,
+              keep: Optional[Tensor] = None) -> State:
         r"""Elman step: :math:`h_t = \phi(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})`."""
         (h,) = state
-        return (act(_add_linear(gx, h, w_hh, b_hh)),)
+        return (act(_add_linear(gx, recurrent_input(h, keep), w_hh, b_hh)),)
 
     return recur
 
 
-def _lstm_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+def _lstm_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor],
+                w_hr: Optional[Tensor] = None, *, keep: Optional[Tensor] = None) -> State:
     r"""LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; torch gate order i, f, g, o):
 
     .. math::
@@ -75,16 +90,21 @@ def _lstm_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) 
         o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
         c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
         h_t &= o_t \odot \tanh(c_t)
+
+    With a projection (Sak, Senior & Beaufays 2014, "Long short-term memory recurrent neural
+    network architectures for large scale acoustic modeling"; torch's ``proj_size``):
+    :math:`h_t = W_{hr} (o_t \odot \tanh(c_t))`, h of R < H units, c of H.
     """
     h, c = state
-    gates = _add_linear(gx, h, w_hh, b_hh)  # (N, 4H)
+    gates = _add_linear(gx, recurrent_input(h, keep), w_hh, b_hh)  # (N, 4H)
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
-    return (h, c)
+    return (h if w_hr is None else _linear(h, w_hr), c)
 
 
-def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *,
+               keep: Optional[Tensor] = None) -> State:
     r"""GRU step (Cho et al. 2014; torch gate order r, z, n):
 
     .. math::
@@ -94,7 +114,7 @@ def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -
         h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     """
     (h,) = state
-    gh = _linear(h, w_hh, b_hh)  # (N, 3H)
+    gh = _linear(recurrent_input(h, keep), w_hh, b_hh)  # (N, 3H)
     x_r, x_z, x_n = gx.chunk(3, dim=-1)
     h_r, h_z, h_n = gh.chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)
@@ -104,26 +124,76 @@ def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -
 
 
 @dataclass(frozen=True)
+class Extra:
+    """A parameter of a cell beyond torch's four, one per layer and direction: registered
+    as ``{name}_l{k}[_reverse]`` after torch's, shape ``shape(H)``, initialised by ``init``:
+    "one", "zero", "uniform" (torch's U(-1/sqrt(H), 1/sqrt(H))) or "log_uniform:a:b"
+    (log-uniform in [a, b]; the log is stored)."""
+
+    name: str
+    shape: Callable[[int], Tuple[int, ...]]
+    init: str = "uniform"
+    low: Optional[float] = None  # updates project it to at least this (Recurrent.constrain_)
+
+
+def fill_parameter(p: Tensor, init: str, stdv: float, generator: Optional[torch.Generator]) -> None:
+    """Initialise ``p`` in place (no grad): "uniform" (U(-stdv, stdv)), "one", "zero",
+    "unit" (U(0, 1)) or "log_uniform:a:b" (the log of a log-uniform draw in [a, b])."""
+    if init in ("one", "zero"):
+        p.fill_(1.0 if init == "one" else 0.0)
+        return
+    lo, hi = (-stdv, stdv) if init == "uniform" else (0.0, 1.0)
+    if init.startswith("log_uniform:"):
+        a, b = (float(v) for v in init.split(":")[1:])
+        lo, hi = math.log(a), math.log(b)
+    if generator is None:
+        p.uniform_(lo, hi)
+    else:  # drawn on the generator's device, then copied: a CPU seed also fixes CUDA weights
+        sample = torch.empty(p.shape, dtype=p.dtype, device=generator.device)
+        p.copy_(sample.uniform_(lo, hi, generator=generator))
+
+
+@dataclass(frozen=True)
 class Cell:
     """One recurrent cell type: its gate count, state arity, recurrence and fused kernel.
 
-    ``recur(gx, state, w_hh, b_hh) -> state`` is the whole cell once the input
-    projection ``gx`` is known; :meth:`step` is the single step from a raw input.
+    ``recur(gx, state, w_hh, b_hh, *extra, keep=None) -> state`` is the whole cell once the
+    input projection ``gx`` is known; :meth:`step` is the single step from a raw input.
     """
 
-    name: str  # "rnn_tanh", "rnn_relu", "lstm", "gru"
+    name: str  # "rnn_tanh", "rnn_relu", "lstm", "gru", ...
     gates: int  # G: rows of W_ih / W_hh per hidden unit
     state_arity: int  # 1 for (h,), 2 for (h, c)
-    recur: Callable[[Tensor, State, Tensor, Optional[Tensor]], State]
+    recur: Callable[..., State]
     fused: Optional[Callable]  # torch's fused multi-layer kernel (same math, one call); None: step path only
     # True when b_hh only ever enters as gx + b_hh, so recur(gx + b_hh, s, W, None) is the
     # same step (a batched caller adds it once, not at every step); False for GRU (r * b_hn)
     bias_in_gx: bool = False
+    extras: Tuple[Extra, ...] = ()  # the cell's own further parameters, passed after b_hh
+    diagonal: bool = False  # W_hh is a vector (G*H,): each unit feeds back to itself only
+    bound: float = 0.0  # > 0: |W_hh| <= bound, clamped in recur and projected after updates
+    forget_gate: Optional[int] = None  # the forget gate's block of the gates (forget_bias)
+    forget_bias_in: str = "bias_ih"  # which bias holds it (a normalised cell: bias_hh)
+    projectable: bool = False  # takes torch's proj_size (W_hr after b_hh)
+    reads_dt: bool = False  # each step's length Δt is the raw input's last feature (timed CTRNN)
+
+    def advance(self, gx: Tensor, state: State, weights, keep: Optional[Tensor] = None,
+                dt: Optional[Tensor] = None) -> State:
+        """``recur`` with one layer's ``weights`` (W_hh, b_hh, *extra), the recurrent-dropout
+        mask ``keep`` and, for a cell that reads it, the step's Δt (N, 1)."""
+        if self.reads_dt:
+            return self.recur(gx, state, *weights, keep=keep, dt=dt)
+        return self.recur(gx, state, *weights, keep=keep)
 
     def step(self, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
-             b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None) -> State:
+             b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, *extra: Tensor,
+             dt: Optional[Tensor] = None) -> State:
         """Single step ``(x_t, state) -> state``; x (N, H_in), state tuple of (N, H)."""
-        return self.recur(F.linear(x, w_ih, b_ih), state, w_hh, b_hh)
+        return self.advance(F.linear(x, w_ih, b_ih), state, (w_hh, b_hh, *extra), dt=dt)
+
+    def hh_shape(self, H: int, R: int) -> Tuple[int, ...]:
+        """W_hh's shape for H units whose recurrent input has R (= H, or proj_size)."""
+        return (self.gates * H,) if self.diagonal else (self.gates * H, R)
 
 
 def _vf(name: str):
@@ -138,7 +208,7 @@ def _vf(name: str):
 CELLS = {
     "rnn_tanh": Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh"), True),
     "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu"), True),
-    "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm"), True),
+    "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm"), True, forget_gate=1, projectable=True),
     "gru": Cell("gru", 3, 1, _gru_recur, _vf("gru")),
 }
 
@@ -159,9 +229,10 @@ def reservoir_cell(leak_rate: float = 1.0) -> Cell:
     if not 0.0 < a <= 1.0:
         raise ValueError(f"leak_rate must be in (0, 1], got {leak_rate!r}")
 
-    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+    def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *,
+              keep: Optional[Tensor] = None) -> State:
         (x,) = state  # (N, H)
-        pre = _add_linear(gx, x, w_hh, None)  # (N, H)
+        pre = _add_linear(gx, recurrent_input(x, keep), w_hh, None)  # (N, H)
         if b_hh is not None:
             pre = pre + b_hh
         return ((1.0 - a) * x + a * torch.tanh(pre),) if a < 1.0 else (torch.tanh(pre),)
@@ -172,7 +243,8 @@ def reservoir_cell(leak_rate: float = 1.0) -> Cell:
 CELLS["reservoir"] = reservoir_cell(1.0)  # leak rate 1; reservoir_cell(a) for a leaky one
 
 
-def _local_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]) -> State:
+def _local_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *,
+                 keep: Optional[Tensor] = None) -> State:
     r"""Locally recurrent step (activation feedback: every unit feeds back only to itself;
     Frasconi, Gori & Soda 1992; the simplest of the locally recurrent networks of Campolucci,
     Uncini, Piazza & Rao 1999, "On-line learning algorithms for locally recurrent neural
@@ -186,7 +258,7 @@ def _local_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor])
     """
     (h,) = state
     d = torch.diagonal(w_hh, dim1=-2, dim2=-1)  # (H,), or (P, H) for stacked weights
-    pre = gx + (d.unsqueeze(-2) if w_hh.dim() == 3 else d) * h  # (N, H)
+    pre = gx + (d.unsqueeze(-2) if w_hh.dim() == 3 else d) * recurrent_input(h, keep)  # (N, H)
     if b_hh is not None:
         pre = pre + b_hh
     return (torch.tanh(pre),)
@@ -207,4 +279,4 @@ def get_cell(mode: str, nonlinearity: str = "tanh") -> Cell:
     if m in CELLS:
         return CELLS[m]
     raise ValueError(f"Unknown mode '{mode}': choose one of 'RNN', 'LSTM', 'GRU' "
-                     "(or 'rnn_tanh', 'rnn_relu').")
+                     f"(or {', '.join(repr(c) for c in CELLS)}).")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .lengths import as_lengths, step_mask
+from .regularize import zone
 
 # Bytes of one per-step tensor (p, N, G*H) of a block of individuals: the step's working set
 # (gx, state, the product, the new state) then stays within a core's L2 cache.
@@ -56,24 +57,24 @@ def _block(rnn, weights: Dict[str, Tensor], seq: Tensor, mask: Optional[Tensor],
     cell = rnn.cell
     steps = list(seq.unbind(0))  # L x (N, F) or (p, N, F)
     masks = None if mask is None else mask.unbind(0)  # L x (N, 1)
+    dts = [x_t[..., -1:] for x_t in steps] if cell.reads_dt else None  # the data's Δt column
     for layer in range(rnn.num_layers):
-        names = rnn.weight_names(layer)
-        w_ih, w_hh = weights[names[0]][i:i + p], weights[names[1]][i:i + p]
-        b_ih = weights[names[2]][i:i + p] if rnn.bias else None
-        b_hh = weights[names[3]][i:i + p] if rnn.bias else None
-        w_in = w_ih.transpose(1, 2).contiguous()  # (p, F, G*H)
-        w_hh = w_hh.contiguous()  # (p, G*H, H)
-        b_in = None if b_ih is None else b_ih[:, None].contiguous()  # (p, 1, G*H)
-        b_hh = None if b_hh is None else b_hh[:, None].contiguous()
+        ws = [None if n is None else weights[n][i:i + p] for n in rnn.weight_slots(layer)]
+        w_in = ws[0].transpose(1, 2).contiguous()  # (p, F, G*H)
+        # every other weight stacked (p, *shape); a vector (p, K) as (p, 1, K), to broadcast
+        # over the batch axis of (p, N, K) states (what b_hh always was)
+        w_hh, b_in, b_hh, *rest = [None if w is None else (w[:, None] if w.dim() == 2 else w).contiguous()
+                                   for w in ws[1:]]
         if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
             b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
-        state = tuple(torch.zeros(p, steps[0].shape[-2], rnn.hidden_size, dtype=w_hh.dtype,
-                                  device=w_hh.device) for _ in range(rnn.state_arity))
+        state = tuple(torch.zeros(p, steps[0].shape[-2], size, dtype=w_in.dtype, device=w_in.device)
+                      for size in rnn.state_sizes)
         outs, last = [], final_only and layer == rnn.num_layers - 1
         gx = None  # gx_t's storage, reused: recur reads gx and never keeps it
         for t, x_t in enumerate(steps):
             gx = _input_part(x_t, w_in, b_in, gx)  # (p, N, G*H)
-            new = cell.recur(gx, state, w_hh, b_hh)
+            new = cell.advance(gx, state, (w_hh, b_hh, *rest), None, None if dts is None else dts[t])
+            new = zone(new, state, rnn.noise.zoneout, False)
             if masks is None:
                 state, out = new, new[0]
             else:

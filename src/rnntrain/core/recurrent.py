@@ -39,23 +39,30 @@ when the final state is asked for (``final_state=True``, the default) — torch'
 LSTM kernel is 2.5-4x slower on CPU than its padded one, so callers that only read the
 outputs (classification, tagging, CTC) pass ``final_state=False``. All paths give the
 same numbers (tests/test_ragged.py).
+
+Beyond torch's modules: any cell of :mod:`.cells` and :mod:`.variants` (they run the step
+path), an LSTM projection (``proj_size``, torch's, fused), and the recurrent regularisers
+of :mod:`.regularize` (``noise``), applied in training only.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cells import Cell, get_cell
-from .lengths import LengthsArg, as_lengths, last_steps, reversal_index, reverse_within, step_mask
-from .unroll import _under_transform, unroll_layer  # noqa: F401  (unroll_layer re-exported)
+from . import fused
+from .cells import Cell, fill_parameter, get_cell
+from .fused import as_tuple, from_tuple
+from .lengths import LengthsArg, as_lengths, step_mask
+from .state import HiddenArg, StateLayout
+from .regularize import Noise, drop_weight, recurrent_keep, sequence_dropout, zone
+from .unroll import _under_transform, unroll_layer
 
-HiddenArg = Union[Tensor, Tuple[Tensor, Tensor], None]
 PATHS = ("auto", "fused", "step")
+Weights = Tuple[Optional[Tensor], ...]  # one layer and direction: (W_ih, W_hh, b_ih, b_hh, *rest)
 
 
 def detach_state(state):
@@ -65,30 +72,25 @@ def detach_state(state):
     return None if state is None else state.detach()
 
 
-def _as_tuple(hx) -> Tuple[Tensor, ...]:
-    return hx if isinstance(hx, tuple) else (hx,)
-
-
-def _from_tuple(parts: Tuple[Tensor, ...]):
-    return parts if len(parts) == 2 else parts[0]
-
-
-class Recurrent(nn.Module):
-    """Multi-layer Elman (tanh/ReLU), LSTM or GRU network; see the module docstring.
+class Recurrent(StateLayout, nn.Module):
+    """Multi-layer recurrent network of any cell; see the module docstring.
 
     Args:
         mode: "RNN", "LSTM" or "GRU" (case-insensitive; "rnn_tanh"/"rnn_relu" also accepted),
-            or a :class:`~rnntrain.core.cells.Cell` (e.g. ``reservoir_cell(leak_rate)``).
+            any name of ``CELLS`` ("ln_lstm", "indrnn", ...), or a
+            :class:`~rnntrain.core.cells.Cell` (e.g. ``reservoir_cell(leak_rate)``).
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         nonlinearity: exactly as for ``torch.nn.RNN`` (``nonlinearity`` applies to "RNN").
+        proj_size: as ``torch.nn.LSTM``'s (h has proj_size units; a cell that takes it).
         path: "auto" (fused kernel unless a step path is needed), "fused" or "step".
+        noise: the regularisers applied in training (:class:`~.regularize.Noise`).
         device, dtype: factory arguments for the parameters.
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, nonlinearity: str = "tanh", *,
-                 path: str = "auto", device=None, dtype=None) -> None:
+                 bidirectional: bool = False, nonlinearity: str = "tanh", *, proj_size: int = 0,
+                 path: str = "auto", noise: Optional[Noise] = None, device=None, dtype=None) -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -100,89 +102,120 @@ class Recurrent(nn.Module):
         if path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
         self.cell: Cell = get_cell(mode, nonlinearity)
+        if not isinstance(proj_size, int) or proj_size < 0 or (proj_size and proj_size >= hidden_size):
+            raise ValueError(f"proj_size must be an integer in [0, hidden_size), got {proj_size!r}")
+        if proj_size and not self.cell.projectable:
+            raise ValueError(f"proj_size is an LSTM's projection; the {self.cell.name} cell has none")
         self.mode = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM",
                      "gru": "GRU"}.get(self.cell.name, self.cell.name.upper())  # others: "RESERVOIR", ...
         self.nonlinearity = "relu" if self.cell.name == "rnn_relu" else "tanh"
         self.input_size = input_size
         self.hidden_size = hidden_size
+        self.proj_size = proj_size
         self.num_layers = num_layers
         self.bias = bias
         self.batch_first = batch_first
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.path = path
-        D = 2 if bidirectional else 1
-        G = self.cell.gates
+        self.noise = noise or Noise()
+        H, R, D, G = hidden_size, proj_size or hidden_size, 2 if bidirectional else 1, self.cell.gates
+        # the width of each state component: h (R), then an LSTM's c (H)
+        self.state_sizes: Tuple[int, ...] = (R, H)[:self.cell.state_arity]
         factory = {"device": device, "dtype": dtype}
-        self._weight_names: List[List[str]] = []  # per (layer, direction), torch's flat order
+        self._slots: List[List[Optional[str]]] = []  # per (layer, direction): W_ih, W_hh, b_ih, b_hh, *rest
+        self._inits: Dict[str, str] = {}  # parameter name -> its init when not "uniform"
         for layer in range(num_layers):
-            layer_in = input_size if layer == 0 else hidden_size * D
+            layer_in = input_size if layer == 0 else R * D
             for direction in range(D):
                 sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                names = [f"weight_ih{sfx}", f"weight_hh{sfx}"]
-                setattr(self, names[0], nn.Parameter(torch.empty(G * hidden_size, layer_in, **factory)))
-                setattr(self, names[1], nn.Parameter(torch.empty(G * hidden_size, hidden_size, **factory)))
-                if bias:
-                    names += [f"bias_ih{sfx}", f"bias_hh{sfx}"]
-                    setattr(self, names[2], nn.Parameter(torch.empty(G * hidden_size, **factory)))
-                    setattr(self, names[3], nn.Parameter(torch.empty(G * hidden_size, **factory)))
-                self._weight_names.append(names)
+                shapes = [(f"weight_ih{sfx}", (G * H, layer_in)),
+                          (f"weight_hh{sfx}", self.cell.hh_shape(H, R)),
+                          (f"bias_ih{sfx}", (G * H,) if bias else None),
+                          (f"bias_hh{sfx}", (G * H,) if bias else None)]
+                if proj_size:
+                    shapes.append((f"weight_hr{sfx}", (R, H)))
+                shapes += [(f"{e.name}{sfx}", e.shape(H)) for e in self.cell.extras]
+                for name, shape in shapes:
+                    if shape is not None:
+                        setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                self._slots.append([name if shape is not None else None for name, shape in shapes])
+                for e in self.cell.extras:
+                    self._inits[f"{e.name}{sfx}"] = e.init
+                if self.cell.diagonal:
+                    self._inits[f"weight_hh{sfx}"] = "unit"
         self.reset_parameters()
 
     # -- parameters -------------------------------------------------------------------
-    def reset_parameters(self) -> None:
-        """torch's default: every weight and bias from U(-1/sqrt(H), 1/sqrt(H))."""
+    def reset_parameters(self, generator: Optional[torch.Generator] = None) -> None:
+        """torch's default, every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), in
+        registration order (from ``generator`` when given); a cell's own parameters by their
+        :class:`~.cells.Extra` init, a diagonal W_hh from U(0, 1) (within the cell's bound)."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -stdv, stdv)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                fill_parameter(p, self._inits.get(name, "uniform"), stdv, generator)
+            self.constrain_()
+
+    def constrain_(self) -> None:
+        """Project the weights onto the cell's constraints, in place (IndRNN: |W_hh| <= bound;
+        an :class:`~.cells.Extra`'s ``low``); what gradient updates call after each step."""
+        lows = [(k, e.low) for k, e in enumerate(self.cell.extras) if e.low is not None]
+        with torch.no_grad():
+            for slots in self._slots:
+                if self.cell.bound > 0:
+                    getattr(self, slots[1]).clamp_(-self.cell.bound, self.cell.bound)
+                for k, low in lows:
+                    getattr(self, slots[len(slots) - len(self.cell.extras) + k]).clamp_(min=low)
 
     @property
     def state_arity(self) -> int:
         return self.cell.state_arity
 
+    @property
+    def output_size(self) -> int:
+        """Units of h per direction (proj_size with a projection, else hidden_size)."""
+        return self.state_sizes[0]
+
+    def index(self, layer: int, direction: int = 0) -> int:
+        return layer * (2 if self.bidirectional else 1) + direction
+
     def weight_names(self, layer: int, direction: int = 0) -> List[str]:
-        """Parameter names of one layer and direction, torch's order (W_ih, W_hh[, b_ih, b_hh])."""
-        return self._weight_names[layer * (2 if self.bidirectional else 1) + direction]
+        """Parameter names of one layer and direction, registration order (torch's: W_ih,
+        W_hh[, b_ih, b_hh][, W_hr], then the cell's own)."""
+        return [n for n in self._slots[self.index(layer, direction)] if n is not None]
 
-    def layer_weights(self, layer: int, direction: int = 0) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
-        """(W_ih, W_hh, b_ih, b_hh) of one layer and direction (biases None without bias)."""
-        ws = [getattr(self, n) for n in self.weight_names(layer, direction)]
-        return (ws[0], ws[1], ws[2], ws[3]) if self.bias else (ws[0], ws[1], None, None)
+    def weight_slots(self, layer: int, direction: int = 0) -> List[Optional[str]]:
+        """As :meth:`weight_names` with None for absent biases: (W_ih, W_hh, b_ih, b_hh, *rest),
+        the order ``cell.step`` takes."""
+        return list(self._slots[self.index(layer, direction)])
 
-    def _flat_weights(self) -> List[Tensor]:
-        return [getattr(self, n) for names in self._weight_names for n in names]
+    def layer_weights(self, layer: int, direction: int = 0) -> Weights:
+        """(W_ih, W_hh, b_ih, b_hh, *rest) of one layer and direction (biases None without bias)."""
+        return tuple(None if n is None else getattr(self, n) for n in self._slots[self.index(layer, direction)])
+
+    def effective_weights(self) -> List[Weights]:
+        """Every layer and direction's weights as this forward uses them: W_hh after
+        weight-drop in training (one mask per call)."""
+        p = self.noise.weight_drop
+        out = []
+        for k in range(len(self._slots)):
+            w = list(self.layer_weights(*divmod(k, 2 if self.bidirectional else 1)))
+            w[1] = drop_weight(w[1], p, self.training)
+            out.append(tuple(w))
+        return out
 
     def extra_repr(self) -> str:
         s = f"{self.mode}, {self.input_size}, {self.hidden_size}"
         if self.mode == "RNN" and self.nonlinearity != "tanh":
             s += f", nonlinearity={self.nonlinearity!r}"
         for k, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
-                           ("dropout", 0.0), ("bidirectional", False), ("path", "auto")):
+                           ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0), ("path", "auto")):
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)!r}"
+        if self.noise != Noise():
+            s += f", noise={self.noise}"
         return s
-
-    # -- state --------------------------------------------------------------------------
-    def initial_state(self, batch: int, *, device=None, dtype=None) -> HiddenArg:
-        """Zero state in torch's layout: (D*num_layers, N, H), a tuple for LSTM."""
-        p = self.weight_ih_l0
-        D = 2 if self.bidirectional else 1
-        z = torch.zeros(D * self.num_layers, batch, self.hidden_size,
-                        device=device or p.device, dtype=dtype or p.dtype)
-        return (z, z.clone()) if self.state_arity == 2 else z
-
-    def flat_state(self, hx: HiddenArg) -> Tensor:
-        """The state as one vector per sequence: (N, S), S = arity * D*num_layers * H, ordered
-        [h of every layer, then c of every layer] (what Jacobians over the state act on)."""
-        parts = hx if isinstance(hx, (tuple, list)) else (hx,)
-        return torch.stack(tuple(parts)).permute(2, 0, 1, 3).reshape(parts[0].shape[1], -1)
-
-    def unflat_state(self, s: Tensor) -> HiddenArg:
-        """(N, S) -> torch's state layout, (D*num_layers, N, H) or a tuple (h, c)."""
-        D = 2 if self.bidirectional else 1
-        parts = s.reshape(s.shape[0], self.state_arity, D * self.num_layers, self.hidden_size)
-        parts = parts.permute(1, 2, 0, 3)
-        return (parts[0], parts[1]) if self.state_arity == 2 else parts[0]
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, input, hx: HiddenArg = None, *, lengths: LengthsArg = None,
@@ -218,23 +251,34 @@ class Recurrent(nn.Module):
                 hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
         batch = input.size(batch_dim)
         hx = self._prepare_hidden(hx, batch, unbatched, input)
+        input = self._dropout(input, self.noise.input_dropout, 1 - batch_dim)
         x = input.transpose(0, 1) if self.batch_first else input  # (L, N, H_in)
         n = as_lengths(lengths, batch, x.shape[0])
+        weights = self.effective_weights()
         path = self._resolve(path, x, hx)
-        if path == "fused" and n is None:  # the kernel reads batch-first input as it is
-            output, hn = self._forward_fused(input, hx)
+        locked = self.training and self.noise.variational and self.dropout > 0 and self.num_layers > 1
+        lstm_final = self.state_arity == 2 and final_state
+        if path == "fused" and locked and n is not None and lstm_final:
+            path = "step"  # locked dropout needs one layer at a time, c_n with lengths needs packing
+        if path == "fused" and n is None and not locked:  # the kernel reads batch-first input as it is
+            output, hn = fused.forward_whole(self, input, hx, weights)
         else:
             if path == "step":
-                output, hn = self._forward_step(x, hx, n)
-            elif self.state_arity == 2 and final_state:  # c_n is not among the outputs: pack
-                output, hn = self._forward_fused_packed(x, hx, n)
+                output, hn = self._forward_step(x, hx, n, weights)
+            elif lstm_final and n is not None:  # c_n is not among the outputs: pack
+                output, hn = fused.forward_packed(self, x, hx, n, weights)
             else:
-                output, hn = self._forward_fused_ragged(x, hx, n)
+                output, hn = fused.forward_ragged(self, x, hx, n, weights)
             output = output.transpose(0, 1) if self.batch_first else output
+        output = self._dropout(output, self.noise.output_dropout, 1 - batch_dim)  # (module layout)
         if unbatched:
             output = output.squeeze(batch_dim)
             hn = tuple(h.squeeze(1) for h in hn) if isinstance(hn, tuple) else hn.squeeze(1)
         return output, hn
+
+    def _dropout(self, x: Tensor, p: float, time_dim: int) -> Tensor:
+        """Input or output dropout (core/regularize.py) of x with time on ``time_dim``."""
+        return sequence_dropout(x, p, self.training, self.noise.variational, time_dim)
 
     def _prepare_hidden(self, hx: HiddenArg, batch: int, unbatched: bool, like: Tensor) -> HiddenArg:
         if hx is None:
@@ -247,73 +291,25 @@ class Recurrent(nn.Module):
 
     def _resolve(self, path: str, x: Tensor, hx: HiddenArg) -> str:
         """"fused" or "step": auto takes the kernel unless a torch.func transform needs the
-        step path; cells without a kernel always step."""
-        if self.cell.fused is None:
+        step path; cells without a kernel, and masks inside the time loop, always step."""
+        if self.cell.fused is None or self.noise.needs_steps(self.training):
             return "step"
         if path == "auto":
-            states = hx if isinstance(hx, tuple) else (hx,)
-            return "step" if _under_transform([x, *states, *self._flat_weights()]) else "fused"
+            return "step" if _under_transform([x, *as_tuple(hx), *self.parameters()]) else "fused"
         return path
 
-    def _check_hidden(self, hx: HiddenArg, batch: int, unbatched: bool) -> None:
-        D = 2 if self.bidirectional else 1
-        expected = (D * self.num_layers, batch, self.hidden_size)
-        for h in (hx if isinstance(hx, tuple) else (hx,)):
-            if h.dim() != 3 or tuple(h.shape) != expected:
-                shape = tuple(h.shape[:1]) + tuple(h.shape[2:]) if unbatched and h.dim() == 3 else tuple(h.shape)
-                want = (expected[0], expected[2]) if unbatched else expected
-                raise RuntimeError(f"Expected hidden size {want}, got {shape}")
-
-    def _pack_state(self, result) -> Tuple[Tensor, HiddenArg]:
-        if self.state_arity == 2:
-            return result[0], (result[1], result[2])
-        return result[0], result[1]
-
-    def _forward_fused(self, input: Tensor, hx: HiddenArg):
-        """The input in the module's layout, every sequence full length: one kernel call."""
-        result = self.cell.fused(input, hx, self._flat_weights(), self.bias, self.num_layers,
-                                 self.dropout, self.training, self.bidirectional, self.batch_first)
-        return self._pack_state(result)
-
-    def _run_packed(self, packed: PackedSequence, hx: HiddenArg) -> Tuple[PackedSequence, HiddenArg]:
-        """torch's packed kernel; hx and h_n in the caller's batch order (torch's contract)."""
-        def order(state, idx):
-            return state if idx is None else _from_tuple(tuple(h.index_select(1, idx.to(h.device))
-                                                               for h in _as_tuple(state)))
-        result = self.cell.fused(packed.data, packed.batch_sizes, order(hx, packed.sorted_indices),
-                                 self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                                 self.training, self.bidirectional)
-        data, hn = self._pack_state(result)
-        return packed._replace(data=data), order(hn, packed.unsorted_indices)
-
-    def _forward_fused_packed(self, x: Tensor, hx: HiddenArg, n: Tensor):
-        """Padded x (L, N, H_in) with lengths n through the packed kernel; sequences of
-        length 0 (which torch cannot pack) keep h_0 and output zeros."""
-        live = n > 0
-        if not bool(live.all()):
-            idx = live.nonzero()[:, 0]
-            sub = tuple(h[:, idx.to(h.device)] for h in _as_tuple(hx))
-            out_l, hn_l = self._forward_fused_packed(x[:, idx.to(x.device)], _from_tuple(sub), n[idx])
-            out = x.new_zeros(x.shape[0], x.shape[1], out_l.shape[-1])
-            out[:, idx.to(x.device)] = out_l
-            hn = tuple(h.clone() for h in _as_tuple(hx))
-            for h, h_l in zip(hn, _as_tuple(hn_l)):
-                h[:, idx.to(h.device)] = h_l
-            return out, _from_tuple(hn)
-        packed, hn = self._run_packed(pack_padded_sequence(x, n, enforce_sorted=False), hx)
-        return pad_packed_sequence(packed, total_length=x.shape[0])[0], hn
-
-    def _layers(self, x: Tensor, hx: HiddenArg, run) -> Tuple[Tensor, HiddenArg]:
+    def layers_through(self, x: Tensor, hx: HiddenArg, run) -> Tuple[Tensor, HiddenArg]:
         """x (L, N, H_in) through every layer and direction, one layer and direction at a
-        time: ``run(x, state0, layer, direction) -> (out (L, N, H), final state tuple)``.
-        Dropout between layers as torch's kernel applies it. A run that returns only h
-        (the ragged kernel for an LSTM) gives no final state (None)."""
-        states = _as_tuple(hx)  # each (D*layers, N, H)
+        time: ``run(x, state0, layer, direction) -> (out (L, N, R), final state tuple)``.
+        Dropout between layers as torch's kernel applies it, or one mask per sequence
+        (``noise.variational``). A run that returns only h (the ragged kernel for an LSTM
+        with lengths) gives no final state (None)."""
+        states = as_tuple(hx)  # each (D*layers, N, size)
         D = 2 if self.bidirectional else 1
         finals: List[List[Tensor]] = [[] for _ in range(self.state_arity)]
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0:
-                x = F.dropout(x, self.dropout, self.training)
+                x = sequence_dropout(x, self.dropout, self.training, self.noise.variational, 0)
             outs = []
             for direction in range(D):
                 k = layer * D + direction
@@ -321,39 +317,23 @@ class Recurrent(nn.Module):
                 outs.append(out)
                 for i, s in enumerate(state):
                     finals[i].append(s)
-            x = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (L, N, D*H)
+            x = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (L, N, D*R)
         if not all(finals):
             return x, None
-        return x, _from_tuple(tuple(torch.stack(f) for f in finals))
+        return x, from_tuple(tuple(torch.stack(f) for f in finals))
 
-    def _forward_fused_ragged(self, x: Tensor, hx: HiddenArg, n: Tensor):
-        """Padded x (L, N, H_in) with lengths n, torch's padded kernel one layer and direction
-        at a time: the backward direction reads each sequence reversed within its length,
-        so padding only ever trails and never reaches a valid step; final h_n read at each
-        sequence's last step. LSTM c_n is not available here (None unless packed)."""
-        mask = step_mask(n, x.shape[0], x.device)  # (L, N, 1)
-        rev = reversal_index(n, x.shape[0], x.device) if self.bidirectional else None
-
-        def run(x, state0, layer, direction):
-            xin = reverse_within(x, n, rev) if direction == 1 else x
-            weights = list(self.layer_weights(layer, direction)[:4 if self.bias else 2])
-            h0 = _from_tuple(tuple(s[None] for s in state0))  # (1, N, H) each
-            out = self.cell.fused(xin, h0, weights, self.bias, 1, 0.0, self.training, False, False)[0]
-            last = last_steps(out, n, state0[0])  # (N, H)
-            out = out * mask  # zeros after each sequence's end, as pad_packed_sequence gives
-            return (reverse_within(out, n, rev) if direction == 1 else out), (last,)
-
-        return self._layers(x, hx, run)
-
-    def _forward_step(self, x: Tensor, hx: HiddenArg, n: Optional[Tensor] = None):
+    def _forward_step(self, x: Tensor, hx: HiddenArg, n: Optional[Tensor], weights: List[Weights]):
         """x (L, N, H_in) time-major through the cells' own step, masked with lengths n."""
         mask = None if n is None else step_mask(n, x.shape[0], x.device)
+        dt = x[..., -1:] if self.cell.reads_dt else None  # (L, N, 1): the data's Δt column
 
         def run(x, state0, layer, direction):
-            return unroll_layer(self.cell, x, state0, *self.layer_weights(layer, direction),
-                                reverse=direction == 1, mask=mask)
+            keep = recurrent_keep(self.noise, self.training, x.shape[1], self.output_size, x)
+            return unroll_layer(self.cell, x, state0, *weights[self.index(layer, direction)],
+                                reverse=direction == 1, mask=mask, keep=keep, dt=dt,
+                                zoneout=self.noise.zoneout, training=self.training)
 
-        return self._layers(x, hx, run)
+        return self.layers_through(x, hx, run)
 
     def _forward_packed_input(self, packed: PackedSequence, hx: HiddenArg, path: str):
         """torch's PackedSequence contract: hx and h_n in the caller's batch order, the
@@ -362,11 +342,13 @@ class Recurrent(nn.Module):
         if isinstance(hx, list):
             hx = tuple(hx)
         hx = self._prepare_hidden(hx, batch, False, packed.data)
+        weights = self.effective_weights()
         path = self._resolve(path, packed.data, hx)
-        if path == "fused":
-            return self._run_packed(packed, hx)
+        locked = self.training and self.noise.variational and self.dropout > 0 and self.num_layers > 1
+        if path == "fused" and not locked:
+            return fused.run_packed(self, packed, hx, weights)
         x, n = pad_packed_sequence(packed)  # (L, N, H_in) in the caller's order, lengths (N,)
-        out, hn = self._forward_step(x, hx, as_lengths(n, batch, x.shape[0]))
+        out, hn = self._forward_step(x, hx, as_lengths(n, batch, x.shape[0]), weights)
         order = packed.sorted_indices if packed.sorted_indices is not None else torch.arange(batch)
         repacked = pack_padded_sequence(out.index_select(1, order.to(out.device)), n[order.cpu()],
                                         enforce_sorted=True)
@@ -382,18 +364,29 @@ class Recurrent(nn.Module):
     def step(self, x: Tensor, hx: HiddenArg) -> HiddenArg:
         """One time step through every layer (unidirectional only): x (N, H_in), hx as h_0.
 
-        Dropout between layers is not applied (it belongs to training on whole
-        sequences). Returns the new state in the same layout as ``hx``.
+        Dropout between layers and recurrent dropout are not applied (they belong to
+        training on whole sequences); zoneout's evaluation mixture is. Returns the new state
+        in the same layout as ``hx``.
         """
         if self.bidirectional:
             raise ValueError("a single step is undefined for a bidirectional network "
                              "(the backward direction needs the whole sequence)")
-        states = hx if self.state_arity == 2 else (hx,)
+        states = as_tuple(hx)
+        dt = x[..., -1:] if self.cell.reads_dt else None
         finals: List[List[Tensor]] = [[] for _ in range(self.state_arity)]
         for layer in range(self.num_layers):
-            state = self.cell.step(x, tuple(s[layer] for s in states), *self.layer_weights(layer))
+            old = tuple(s[layer] for s in states)
+            state = zone(self.cell.step(x, old, *self.layer_weights(layer), dt=dt), old,
+                         self.noise.zoneout, False)
             for i, s in enumerate(state):
                 finals[i].append(s)
             x = state[0]
-        hn = tuple(torch.stack(f) for f in finals)
-        return hn if self.state_arity == 2 else hn[0]
+        return from_tuple(tuple(torch.stack(f) for f in finals))
+
+
+def constrain(model: nn.Module) -> None:
+    """Every recurrent core of ``model`` projected onto its cell's constraint, in place (what
+    gradient updates call after each step; :meth:`Recurrent.constrain_`)."""
+    for m in model.modules():
+        if isinstance(m, Recurrent):
+            m.constrain_()

@@ -12,25 +12,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cells import Cell, State
+from .regularize import zone
 
 
 def unroll_layer(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor,
-                 b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-                 reverse: bool = False, mask: Optional[Tensor] = None) -> Tuple[Tensor, State]:
+                 b_ih: Optional[Tensor], b_hh: Optional[Tensor], *rest: Tensor,
+                 reverse: bool = False, mask: Optional[Tensor] = None, keep: Optional[Tensor] = None,
+                 dt: Optional[Tensor] = None, zoneout: float = 0.0,
+                 training: bool = False) -> Tuple[Tensor, State]:
     """Run one layer in one direction over time by the cell's single step.
 
-    x (L, N, H_in), state tuple of (N, H) -> (outputs (L, N, H), final state).
+    x (L, N, H_in), state tuple of (N, H) -> (outputs (L, N, R), final state); ``rest`` the
+    cell's further weights (W_hr, its extras).
     ``mask`` (L, N, 1) bool, True at valid steps: a sequence's state is frozen and its output
     is zero at the steps after its end (so reversed, the state waits at h_0 until the
-    sequence's last step, where the backward direction starts).
+    sequence's last step, where the backward direction starts). ``keep`` (N, R) recurrent
+    dropout's mask, ``zoneout`` its rate, ``dt`` (L, N, 1) each step's Δt (a timed cell;
+    core/regularize.py, core/variants.py).
     """
     gx = F.linear(x, w_ih, b_ih)  # (L, N, G*H): the input part of every step in one product
     steps = gx.unbind(0)  # unbind, not gx[t]: indexing in the loop makes backward ~10x slower
     masks = mask.unbind(0) if mask is not None else None
+    dts = dt.unbind(0) if dt is not None else None
+    weights = (w_hh, b_hh, *rest)
     order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
     outs: List[Tensor] = [None] * len(steps)  # type: ignore[list-item]
     for t in order:
-        new = cell.recur(steps[t], state, w_hh, b_hh)
+        new = cell.advance(steps[t], state, weights, keep, None if dts is None else dts[t])
+        if zoneout:
+            new = zone(new, state, zoneout, training)
         if masks is None:
             state = new
             outs[t] = new[0]

@@ -64,6 +64,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..core import Recurrent
 from ..errors import UserError
 from .reservoir import sparse_input, sparse_recurrent
 
@@ -103,28 +104,38 @@ def initialize(rnn: nn.Module, scheme: str = "default", *, spectral_radius: floa
                         connections, input_scale)
         if forget_bias != 0:
             _set_forget_bias(rnn, forget_bias)
+        if isinstance(rnn, Recurrent):
+            rnn.constrain_()  # within the cell's bound (IndRNN's |u| <= recurrent_max)
     return rnn
 
 
 def _check_forget_bias(rnn: nn.Module, b_f: float) -> None:
     if (isinstance(b_f, bool) or not isinstance(b_f, (int, float)) or not math.isfinite(b_f)):
         raise UserError(f"forget_bias must be a finite number, got {b_f!r}")
-    if b_f != 0 and getattr(rnn, "mode", None) != "LSTM":
-        raise UserError(f"forget_bias is the LSTM forget gate's bias, and this cell is "
+    if b_f != 0 and _forget_gate(rnn) is None:
+        raise UserError(f"forget_bias is an LSTM forget gate's bias, and this cell is "
                         f"{getattr(rnn, 'mode', type(rnn).__name__)}: use --cell lstm or drop model.forget_bias")
     if b_f != 0 and not getattr(rnn, "bias", True):
         raise UserError("forget_bias needs the LSTM's biases: drop model.bias = false or model.forget_bias")
 
 
+def _forget_gate(rnn: nn.Module) -> Optional[int]:
+    """The forget gate's block of a cell's gates (None: the cell has none); torch's LSTM: 1."""
+    cell = getattr(rnn, "cell", None)
+    if cell is not None:
+        return cell.forget_gate
+    return 1 if getattr(rnn, "mode", None) == "LSTM" else None
+
+
 def _set_forget_bias(rnn: nn.Module, b_f: float) -> None:
-    """Forget block (rows H:2H, torch's gate order i, f, g, o) of every bias_ih to ``b_f``
-    and of every bias_hh to 0: the summed bias is exactly ``b_f``."""
-    H = rnn.hidden_size
+    """Forget block (rows kH:(k+1)H, k the cell's forget gate; torch's gate order i, f, g, o)
+    of the bias that holds it (bias_ih; a normalised cell's bias_hh) to ``b_f`` and of the
+    other to 0: the gate's bias is exactly ``b_f``."""
+    H, k = rnn.hidden_size, _forget_gate(rnn)
+    holder = getattr(getattr(rnn, "cell", None), "forget_bias_in", "bias_ih")
     for name, b in rnn.named_parameters():
-        if name.startswith("bias_ih"):
-            b[H:2 * H] = b_f
-        elif name.startswith("bias_hh"):
-            b[H:2 * H] = 0.0
+        if name.startswith(("bias_ih", "bias_hh")):
+            b[k * H:(k + 1) * H] = b_f if name.startswith(holder) else 0.0
 
 
 def _structured(rnn: nn.Module, scheme: str, rho: float, generator: Optional[torch.Generator],
@@ -134,6 +145,15 @@ def _structured(rnn: nn.Module, scheme: str, rho: float, generator: Optional[tor
     for name, w_hh in rnn.named_parameters():
         if not name.startswith("weight_hh"):
             continue
+        if w_hh.dim() == 1:  # one recurrent weight per unit (IndRNN): only a scale applies
+            if scheme != "identity":
+                raise UserError(f"init '{scheme}' shapes recurrent matrices; this cell has one "
+                                f"recurrent weight per unit: use init default or identity")
+            w_hh.fill_(rho)
+            continue
+        if getattr(rnn, "proj_size", 0):
+            raise UserError(f"init '{scheme}' shapes square recurrent blocks; a projected LSTM's are "
+                            f"(H, proj): use init default, or drop --proj")
         H = w_hh.shape[1]
         for block in w_hh.split(H, dim=0):  # G views of (H, H), one per gate
             if scheme == "orthogonal":
@@ -166,6 +186,9 @@ def _default(rnn: nn.Module, generator: Optional[torch.Generator]) -> None:
     """torch's ``reset_parameters``: every parameter from U(-1/sqrt(H), 1/sqrt(H))."""
     if generator is None:
         rnn.reset_parameters()
+        return
+    if isinstance(rnn, Recurrent):  # its own inits (a cell's gains, time constants, ...)
+        rnn.reset_parameters(generator)
         return
     stdv = 1.0 / math.sqrt(rnn.hidden_size)
     for p in rnn.parameters():  # registration order, so the draw order is fixed

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ..config.schema import check
-from ..core import Recurrent
+from ..core import Noise, Recurrent
+from ..core.variants import ctrnn_cell, indrnn_cell
 from ..errors import UserError
 from ..tasks.base import START_ID, STOP_ID, TaskSpec
 from .attention import ALIASES, ATTENTION, Attention
@@ -19,11 +20,19 @@ from .seq2seq import BRIDGES, Bridge, EncoderDecoder
 from .readouts import READOUTS, mlp
 from .reservoir import ReservoirConfig
 
-# CLI/config cell names -> (torch mode, nonlinearity)
+# CLI/config cell names -> (core cell name, nonlinearity); core/cells.py, core/variants.py
 CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
               "lstm": ("LSTM", "tanh"), "gru": ("GRU", "tanh"),
-              "esn": ("RESERVOIR", "tanh")}  # esn: fixed reservoir + closed-form readout (models/esn.py)
-CELL_NAMES["local"] = ("LOCAL", "tanh")  # locally recurrent: each unit feeds back to itself only
+              "esn": ("RESERVOIR", "tanh"),  # esn: fixed reservoir + closed-form readout (models/esn.py)
+              "local": ("LOCAL", "tanh"),  # locally recurrent: each unit feeds back to itself only
+              "ln-lstm": ("ln_lstm", "tanh"), "ln-gru": ("ln_gru", "tanh"),  # layer-normalised
+              "peephole": ("peephole", "tanh"),  # LSTM whose gates read the cell state
+              "indrnn": ("indrnn", "relu"),  # independently recurrent (ReLU, |u| <= recurrent_max)
+              "ctrnn": ("ctrnn", "tanh")}  # continuous-time, Euler or RK4 steps of ct_dt
+FORGET_GATE_CELLS = ("lstm", "ln-lstm", "peephole")
+CT_METHODS = ("euler", "rk4")
+# the regularisers that act while training (core/regularize.py), beside model.dropout
+NOISE_KEYS = ("input_dropout", "output_dropout", "recurrent_dropout", "zoneout", "weight_drop")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,17 @@ class ModelConfig:
     readout_hidden: Tuple[int, ...] = ()  # hidden sizes of an MLP readout (() = linear)
     embedding: int = 0  # token inputs: embedding size, 0 = one-hot
     path: str = "auto"  # auto | fused | step: how the core runs (see rnntrain.Recurrent)
+    proj: int = 0  # lstm: project h to this many units (Sak et al. 2014; torch's proj_size), 0: none
+    recurrent_max: float = 1.0  # indrnn: |recurrent weight| <= this (Li et al. 2018's bound)
+    ct_method: str = "euler"  # ctrnn: euler | rk4, integrating each step
+    ct_dt: float = 1.0  # ctrnn: each step's length in time units (time constants start in [1, 10])
+    # regularisers while training (core/regularize.py); bptt only, off in evaluation
+    input_dropout: float = 0.0  # dropout on the core's input features
+    output_dropout: float = 0.0  # dropout on the top layer's outputs (before the readout)
+    recurrent_dropout: float = 0.0  # one mask per sequence on h(t-1) into W_hh (Gal & Ghahramani 2016)
+    zoneout: float = 0.0  # each state unit keeps its previous value with this probability (Krueger et al. 2017)
+    weight_drop: float = 0.0  # DropConnect on W_hh, one mask per batch (Merity et al. 2018, AWD-LSTM)
+    variational: bool = False  # input, between-layer and output dropout: one mask per sequence
     # cell = "esn" (and init = "esn"): the fixed reservoir's weights; spectral_radius above is W's
     reservoir: ReservoirConfig = field(default_factory=ReservoirConfig)
 
@@ -67,9 +87,9 @@ class ModelConfig:
         check(self.input_scale >= 0 and self.output_scale >= 0,
               "input_scale and output_scale must be >= 0 (0 keeps the default init)")
         check(math.isfinite(self.forget_bias), f"forget_bias must be a finite number, got {self.forget_bias}")
-        check(self.forget_bias == 0 or self.cell == "lstm",
-              f"forget_bias is the LSTM forget gate's bias, and the cell is '{self.cell}': "
-              "use --cell lstm or drop model.forget_bias")
+        check(self.forget_bias == 0 or self.cell in FORGET_GATE_CELLS,
+              f"forget_bias is an LSTM forget gate's bias, and the cell is '{self.cell}': "
+              f"use --cell {', '.join(FORGET_GATE_CELLS)}, or drop model.forget_bias")
         check(self.forget_bias == 0 or self.bias,
               "forget_bias needs the LSTM's biases: drop model.bias = false or model.forget_bias")
         check(self.readout in ("auto", *READOUTS), f"unknown readout '{self.readout}': choose "
@@ -82,6 +102,39 @@ class ModelConfig:
         check(self.attention in ("none", *ATTENTION), f"unknown attention '{self.attention}': choose "
               f"none, {', '.join(ATTENTION)} (or bahdanau = additive, luong = general) (--attention)")
         check(self.bridge in BRIDGES, f"unknown bridge '{self.bridge}': choose {', '.join(BRIDGES)}")
+        check(self.proj >= 0, f"proj must be >= 0 units (0: no projection), got {self.proj} (--proj)")
+        check(self.proj == 0 or self.cell == "lstm", f"proj is an LSTM's projection of h; the cell is "
+              f"'{self.cell}': use --cell lstm, or drop --proj")
+        check(self.proj < self.hidden, f"proj must be fewer units than hidden ({self.hidden}), got {self.proj}")
+        check(self.recurrent_max > 0 and math.isfinite(self.recurrent_max),
+              f"recurrent_max must be a positive number, got {self.recurrent_max}")
+        check(self.ct_method in CT_METHODS, f"ct_method must be one of {', '.join(CT_METHODS)}, "
+              f"got '{self.ct_method}'")
+        check(self.ct_dt > 0 and math.isfinite(self.ct_dt), f"ct_dt must be a positive step length, got {self.ct_dt}")
+        for key in NOISE_KEYS:
+            value = getattr(self, key)
+            check(0.0 <= value < 1.0, f"{key} must be a probability in [0, 1), got {value} (model.{key})")
+        check(not (self.fixed_reservoir and self.regularizers),
+              f"cell 'esn' is a fixed reservoir with a fitted readout; {', '.join(self.regularizers)} "
+              f"act while a network trains: drop them, or choose a trained cell")
+
+    @property
+    def regularizers(self) -> List[str]:
+        """The ``model.*`` regularisers that are switched on (they act while training only)."""
+        return [f"model.{k}" for k in NOISE_KEYS if getattr(self, k) > 0] + (
+            ["model.variational"] if self.variational else [])
+
+    def noise(self) -> Noise:
+        return Noise(self.input_dropout, self.output_dropout, self.variational,
+                     self.recurrent_dropout, self.zoneout, self.weight_drop)
+
+    def core_cell(self):
+        """The core's cell (core/cells.py): a name Recurrent takes, or a configured Cell."""
+        if self.cell == "indrnn":
+            return indrnn_cell(self.recurrent_max)
+        if self.cell == "ctrnn":
+            return ctrnn_cell(self.ct_method, self.ct_dt)
+        return CELL_NAMES[self.cell][0]
 
     @property
     def fixed_reservoir(self) -> bool:
@@ -254,7 +307,7 @@ def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torc
                         f"readout '{readout}' cannot: use readout = \"auto\"")
     encoder = make_encoder(spec.input_size, spec.tokens, config.embedding)
     rnn = _core(config, encoder.out_features, config.hidden, config.bidirectional, generator)
-    head = READOUTS[readout](config.hidden, 2 if config.bidirectional else 1, spec.output_size,
+    head = READOUTS[readout](rnn.output_size, 2 if config.bidirectional else 1, spec.output_size,
                              config.readout_hidden, attention=config.attention)
     if config.output_scale > 0:  # Sutskever et al. 2013 sec. 4: small Gaussian output weights
         last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
@@ -270,10 +323,10 @@ def _core(config: ModelConfig, input_size: int, hidden: int, bidirectional: bool
     """A recurrent core of ``config``'s cell, layers and init."""
     from .init import initialize  # local: init imports the core only
 
-    mode, nonlinearity = CELL_NAMES[config.cell]
-    rnn = Recurrent(mode, input_size, hidden, config.layers, bias=config.bias,
+    rnn = Recurrent(config.core_cell(), input_size, hidden, config.layers, bias=config.bias,
                     batch_first=True, dropout=config.dropout if config.layers > 1 else 0.0,
-                    bidirectional=bidirectional, nonlinearity=nonlinearity, path=config.path)
+                    bidirectional=bidirectional, nonlinearity=CELL_NAMES[config.cell][1],
+                    proj_size=config.proj, path=config.path, noise=config.noise())
     initialize(rnn, config.init, spectral_radius=config.spectral_radius, generator=generator,
                density=config.reservoir.density, input_scaling=config.reservoir.input_scaling,
                input_density=config.reservoir.input_density, connections=config.connections,
@@ -287,6 +340,8 @@ def _encoder_decoder(config: ModelConfig, spec: TaskSpec,
     (models/seq2seq.py); target ids as tasks.base: PAD_ID, UNK_ID, START_ID, STOP_ID."""
     check(config.readout in ("auto", "every"), f"an encoder-decoder emits a sequence through its "
           f"decoder; readout '{config.readout}' is for one-core models: use readout = \"auto\"")
+    check(config.proj == 0, "an encoder-decoder's bridge maps whole states of hidden units; model.proj "
+                            "projects them: drop --proj")
     D = 2 if config.bidirectional else 1
     source = make_encoder(spec.input_size, spec.tokens, config.embedding)
     encoder = _core(config, source.out_features, config.hidden, config.bidirectional, generator)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 from torch import nn
 
 from ..config.schema import check
+from ..core import constrain
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
@@ -92,8 +93,10 @@ class Updater:
     clipped fraction (a high fraction means the learning rate or clip is off).
     """
 
-    def __init__(self, config: OptimConfig, params: Iterable[nn.Parameter], rounds: int) -> None:
+    def __init__(self, config: OptimConfig, params: Iterable[nn.Parameter], rounds: int,
+                 model: Optional[nn.Module] = None) -> None:
         self.config = config
+        self.model = model  # projected onto its cells' constraints after every step
         self.params: List[nn.Parameter] = [p for p in params if p.requires_grad]
         self.optimizer = make_optimizer(config, self.params)
         self.schedule = make_schedule(config, self.optimizer, rounds)
@@ -120,6 +123,8 @@ class Updater:
             for group in self.optimizer.param_groups:
                 group["momentum"] = sutskever_momentum(self.total_updates, self.config.momentum)
         self.optimizer.step()
+        if self.model is not None:
+            constrain(self.model)
         self.updates += 1
         self.total_updates += 1
         self.norm_sum += norm

@@ -148,7 +148,8 @@ class CharTask(Task):
         if count == 0:
             return {}
         loss = total / count
-        return {"loss": loss, "bpc": loss / math.log(2), "perplexity": math.exp(loss)}
+        return {"loss": loss, "bpc": loss / math.log(2),
+                "perplexity": math.exp(loss) if loss < 700 else math.inf}  # exp overflows past 709
 
     # ------------------------------------------------------------ sampling
 

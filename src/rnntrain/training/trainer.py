@@ -107,7 +107,7 @@ class Trainer:
         self.task = make_task(config)
         algo_cls = get_algorithm(config.algorithm_name)
         # the family says whether it can train this task and model, before anything is built
-        refusal = algo_cls.refusal(self.task.spec, config.model, config.algorithm)
+        refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
         if refusal:
             raise UserError(refusal)
         self.model = make_model(config, self.task.spec)
