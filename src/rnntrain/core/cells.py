@@ -61,6 +61,9 @@ def _add_linear(gx: Tensor, h: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor
     if w.dim() == 3:
         out = torch.baddbmm(gx, h, w.transpose(1, 2))  # (P, N, O)
         return out if b is None else out.add_(b)  # in place on a fresh tensor: autograd-safe
+    if w.layout == torch.strided and h.dim() == 2 and gx.dim() == 2:
+        out = torch.addmm(gx, h, w.t())  # one kernel, forwards and backwards
+        return out if b is None else out + b
     return gx + _linear(h, w, b)
 
 

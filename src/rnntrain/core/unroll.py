@@ -31,6 +31,8 @@ def unroll_layer(cell: Cell, x: Tensor, state: State, w_ih: Tensor, w_hh: Tensor
     core/regularize.py, core/variants.py).
     """
     gx = F.linear(x, w_ih, b_ih)  # (L, N, G*H): the input part of every step in one product
+    if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: added once, not per step
+        gx, b_hh = gx + b_hh, None
     steps = gx.unbind(0)  # unbind, not gx[t]: indexing in the loop makes backward ~10x slower
     masks = mask.unbind(0) if mask is not None else None
     dts = dt.unbind(0) if dt is not None else None

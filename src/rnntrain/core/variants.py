@@ -15,6 +15,7 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cells import CELLS, Cell, Extra, State, _add_linear, _linear, recurrent_input
@@ -24,12 +25,10 @@ LN_EPS = 1e-5  # torch.nn.LayerNorm's
 
 def layer_norm(a: Tensor, gain: Tensor, shift: Optional[Tensor] = None) -> Tensor:
     r""":math:`\mathrm{LN}(a) = g \odot (a - \mu) / \sqrt{\sigma^2 + \epsilon} + s` over the last
-    axis (Ba, Kiros & Hinton 2016, eq. 4). Written out rather than ``F.layer_norm``, so that
-    its gain may carry a population axis and every torch.func transform (forward mode for
-    Hessian-free, vmap for online gradients) applies."""
-    mu = a.mean(-1, keepdim=True)
-    centred = a - mu
-    out = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + LN_EPS) * gain
+    axis (Ba, Kiros & Hinton 2016, eq. 4): torch's fused normalisation, then the gain and
+    shift applied apart, so that they may carry a population axis ((P, 1, K) with a (P, N, K)
+    input)."""
+    out = F.layer_norm(a, a.shape[-1:], eps=LN_EPS) * gain
     return out if shift is None else out + shift
 
 

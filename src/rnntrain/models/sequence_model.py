@@ -65,7 +65,9 @@ class ModelConfig:
     proj: int = 0  # lstm: project h to this many units (Sak et al. 2014; torch's proj_size), 0: none
     recurrent_max: float = 1.0  # indrnn: |recurrent weight| <= this (Li et al. 2018's bound)
     ct_method: str = "euler"  # ctrnn: euler | rk4, integrating each step
-    ct_dt: float = 1.0  # ctrnn: each step's length in time units (time constants start in [1, 10])
+    # ctrnn: each step's length in time units (time constants start in [1, 10]); 0: each step's
+    # own, read from the data's time column (task.time_column: irregular sampling)
+    ct_dt: float = 1.0
     # regularisers while training (core/regularize.py); bptt only, off in evaluation
     input_dropout: float = 0.0  # dropout on the core's input features
     output_dropout: float = 0.0  # dropout on the top layer's outputs (before the readout)
@@ -110,7 +112,8 @@ class ModelConfig:
               f"recurrent_max must be a positive number, got {self.recurrent_max}")
         check(self.ct_method in CT_METHODS, f"ct_method must be one of {', '.join(CT_METHODS)}, "
               f"got '{self.ct_method}'")
-        check(self.ct_dt > 0 and math.isfinite(self.ct_dt), f"ct_dt must be a positive step length, got {self.ct_dt}")
+        check(self.ct_dt >= 0 and math.isfinite(self.ct_dt), f"ct_dt must be a positive step length (0: from "
+              f"the data's time column), got {self.ct_dt}")
         for key in NOISE_KEYS:
             value = getattr(self, key)
             check(0.0 <= value < 1.0, f"{key} must be a probability in [0, 1), got {value} (model.{key})")
@@ -133,7 +136,7 @@ class ModelConfig:
         if self.cell == "indrnn":
             return indrnn_cell(self.recurrent_max)
         if self.cell == "ctrnn":
-            return ctrnn_cell(self.ct_method, self.ct_dt)
+            return ctrnn_cell(self.ct_method, self.ct_dt or 1.0, timed=self.ct_dt == 0)
         return CELL_NAMES[self.cell][0]
 
     @property
@@ -284,6 +287,9 @@ def top_layer(core: Recurrent, states: Tensor) -> Tensor:
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,
                 device=None, dtype=None) -> SequenceModel:
     """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
+    check(not (config.cell == "ctrnn" and config.ct_dt == 0) or spec.time_input,
+          "model.ct_dt = 0 reads each step's length from the data's time column: name it with "
+          "--set task.time_column=COLUMN (a forecast of your file), or give model.ct_dt a step length")
     if config.cell == "esn":
         check(not spec.decoder, "an encoder-decoder trains both of its cores; cell 'esn' is a fixed "
               "reservoir: choose --cell rnn, rnn-relu, lstm, gru or local")

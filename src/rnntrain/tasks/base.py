@@ -78,6 +78,9 @@ class TaskSpec:
     # the loss is a likelihood or pinball loss, so closed-form least-squares readouts and
     # Gauss-Newton curvature do not apply
     distribution: bool = False
+    # the last input feature is each step's duration Δt (irregular sampling; what a timed
+    # continuous-time cell integrates over)
+    time_input: bool = False
 
 
 @dataclass

@@ -10,13 +10,13 @@ forecast over the validation period). Shapes, with W = window, H = horizon::
 where z is the series after the train-fitted :class:`Scaler`. With H = 1 this is
 exactly the seed's ``SineDataset``: ``x = data[idx:idx+seq_len]``, ``y = data[idx+seq_len]``.
 Rows are split in time order. A built-in series builds each split's windows from its own
-rows only (the seed's); a file's validation and test windows read their inputs from the
-rows before (only the forecast rows lie in the split), so every split row is forecast.
+rows only (the seed's); a file's validation and test windows read their inputs from the rows
+before (only the forecast rows lie in the split), so every split row is forecast.
 
 The predicted columns ("outputs") are the targets, then, when every target is an input,
 the inputs that are neither targets nor known-future columns (``task.future``, calendar
-features): those are forecast too, so that a recursive forecast can run past the end of
-the data. Metrics are over the targets only. Known-future inputs are read, never predicted.
+features, time steps): those are forecast too, so that a recursive forecast can run past the
+end of the data. Metrics are over the targets only. Known-future inputs are read, never predicted.
 
 ``task.normalize`` then reads each window relative to itself: ``level`` x_i - c_i, y_i - c_i
 with c_i = the window's last row (at the predicted columns; known-future inputs keep their
@@ -38,7 +38,7 @@ from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
 from .closed_loop import rolled_windows
 from .baselines import errors, mase_scale, season_length, seasonal_naive
 from .forecast_config import ForecastConfig
-from .forecast_data import ForecastData, require_change
+from .forecast_data import DT, ForecastData, require_change
 from .forecast_report import ForecastReport
 from .forecast_roll import RecursiveForecasts
 from .heads import interval_scores, make_head
@@ -74,13 +74,13 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         self.window, self.horizon = config.window, config.horizon
         self.head = make_head(config.head, config.interval, config.quantiles)
         if series is not None:  # one series of a long file (tasks/panel.py)
-            self.series = self._with_calendar(series)
+            self.series = self._derived(series)
         elif config.data:
-            self.series = self._with_calendar(self._read(config.data))
+            self.series = self._derived(self._read(config.data))
         else:
             self.series = builtin_series(config.series, config.length, seed)
             self.calendar = []
-        future = list(config.future) + [c for c in self.series.columns if c in self.calendar_names]
+        future = list(config.future) + [c for c in self.series.columns if c in self.calendar_names + [DT]]
         self._set_columns(self.series.columns, config.columns, config.targets, future)
         self._rolled = None  # this round's closed-loop windows (task.rollout)
         check(not config.rollout or self.out_in_pos is not None,
@@ -90,7 +90,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
             self.series = self._first_rows(self.series, config.end)
         self.bounds = self._bounds(len(self.series))
         a, b = self.bounds["train"]
-        self.scaler = Scaler(config.scale).fit(self.series.values[a:b])
+        self.scaler = Scaler(config.scale).fit(self.series.values[a:b], fixed=self.duration_columns)
         self.season = config.season or season_length(self.series.time)
         train_targets = self.series.values[a:b][:, self.tgt_idx]
         if not config.series_id:  # one flat series of a long file is a series like the others
@@ -133,13 +133,15 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         self.tgt_in_pos = self.out_in_pos[:len(self.targets)] if feedback else None
         # the inputs task.normalize reads relative to the window: all but the known-future ones
         self.norm_pos = [j for j, c in enumerate(self.inputs) if c not in self.future]
+        self.noise_mask = torch.tensor([float(c not in self.future) for c in self.inputs], dtype=self.dtype)
         if self.config.decoder:  # H decoder steps of n_outputs values each
             self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.outputs),
                                  aligned=False, decoder=True, target_tokens=False)
         else:
             self.spec = TaskSpec(input_size=len(self.inputs),
                                  output_size=self.horizon * len(self.outputs) * self.head.size,
-                                 tokens=False, per_step=False, distribution=self.head.interval > 0)
+                                 tokens=False, per_step=False, distribution=self.head.interval > 0,
+                                 time_input=self.inputs[-1:] == [DT])
 
     @property
     def reads_past(self) -> bool:
@@ -166,9 +168,8 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         n = max(0, b - lo - W - H + 1)
         first = lo + np.arange(n)[:, None]  # (N, 1) first row of each window
         y_rows = first + W + np.arange(H)  # (N, H)
-        # the inputs as overlapping views of the rows (unfold), copied once into the model's
-        # dtype: gathering rows by index first held W int64 indices and W float64 values per
-        # window (a 2-million-row file: ~0.5 GB for the training split alone)
+        # the inputs as overlapping views of the rows (unfold), copied once into the model's dtype:
+        # gathering rows by index held W int64 indices and W float64 values per window (~0.5 GB)
         cols = torch.from_numpy(np.ascontiguousarray(self.scaled[:, self.in_idx]))  # (T, F)
         x = cols.unfold(0, W, 1)[lo:lo + n].transpose(1, 2) if n else cols.new_zeros(0, W, len(self.inputs))
         x = x.to(device=self.device, dtype=self.dtype).contiguous()  # (N, W, F)
@@ -181,8 +182,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     # ------------------------------------------------------------ Task protocol
 
     def split_size(self, split: str) -> int:
-        w = self._windows.get(split)
-        return 0 if w is None else len(w.x)
+        return len(self._windows[split].x) if split in self._windows else 0
 
     def batches(self, split: str, batch_size: int, *,
                 generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
@@ -211,9 +211,9 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size].to(self.device)
             x = xs[idx]  # (B, W, n_inputs)
-            if train and self.config.input_noise > 0:
+            if train and self.config.input_noise > 0:  # on observed inputs, not the known-future ones
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
-                x = x + self.config.input_noise * noise.to(self.device)
+                x = x + self.config.input_noise * (noise * self.noise_mask).to(self.device)
             norm = self._window_stats(xs[idx])
             x, y = self._to_window(x, norm), self._to_window(ys[idx], norm, targets=True)
             yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(xs[idx], norm), y))
@@ -362,7 +362,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
                 "future": list(self.future), "outputs": list(self.outputs), "calendar": list(self.calendar),
                 "window": self.window, "horizon": self.horizon, "tail": self.tail.tolist(),
                 "normalize": self.normalize, "season": self.season, "time_tail": self.time_tail,
-                "future_rows": future}
+                "future_rows": future, "time_unit": self.time_unit, "time_numeric": self.time_numeric}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.scaler = Scaler(state["scaler"]["kind"])
@@ -371,6 +371,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         self.normalize = state.get("normalize", "none")  # runs from before task.normalize
         self.season = int(state.get("season", 1))
         self.calendar = list(state.get("calendar", []))  # (runs from before known-future inputs)
+        self.time_unit, self.time_numeric = state.get("time_unit"), state.get("time_numeric", False)
         if self.series is None:
             self.time_tail = state.get("time_tail")
             rows = state.get("future_rows")

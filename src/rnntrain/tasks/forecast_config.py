@@ -71,6 +71,10 @@ class ForecastConfig:
     # std of Gaussian noise added to training inputs (scaled units); stabilises recursive forecasts
     input_noise: float = 0.0
     length: int = 1000  # length of a built-in series (the seed's 1000 points)
+    # irregular sampling: the column of each row's time (numbers, or the date column's name);
+    # the gap since the previous row, in units of the median gap, becomes the last input "dt"
+    # (known-future, unscaled): what --cell ctrnn --set model.ct_dt=0 integrates over
+    time_column: str = ""
 
     def __post_init__(self):
         absolute_paths(self, "data")
@@ -106,6 +110,8 @@ class ForecastConfig:
                                                    "its windows; a decoder feeds itself already (task.sampling)")
         check(self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}")
         check(self.length > 0, f"series length must be > 0, got {self.length}")
+        check(not self.time_column or bool(self.data), "task.time_column names a column of your file: "
+                                                        "give the file with --data")
         check(bool(self.data) or self.series in BUILTIN_SERIES,
               f"unknown series '{self.series}'; choose one of: {', '.join(BUILTIN_SERIES)}, "
               f"or give a CSV file with --data")

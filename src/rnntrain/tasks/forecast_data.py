@@ -11,9 +11,10 @@ import numpy as np
 from ..config.schema import check
 from ..errors import UserError
 from .calendar import calendar_features
-from .series import Series, load_csv, split_bounds
+from .series import Series, load_csv, parse_date, split_bounds
 
 
+DT = "dt"  # the input column of time steps (task.time_column)
 FILE_WINDOW = 12  # task.window = 0 on a file
 STRONG_SEASON = 0.8  # autocorrelation of differences at the season lag that makes normalize=auto seasonal
 
@@ -21,12 +22,63 @@ STRONG_SEASON = 0.8  # autocorrelation of differences at the season lag that mak
 class ForecastData:
     """Reading and cutting the series; uses the task's ``config`` and ``future``."""
 
+    time_unit: Optional[float] = None  # task.time_column: the time between rows that is Δt = 1
+    time_numeric = False  # task.time_column is a column of numbers (not the date column)
+
+    @property
+    def duration_columns(self) -> List[int]:
+        """The columns the scaler leaves in their units: the time steps (a duration)."""
+        return [j for j, c in enumerate(self.series.columns) if c == DT]
+
     def _read(self, path) -> Series:
         """The file's chosen columns (only those must be numeric; no --column: every numeric
         column), the known-future columns among them, trailing target-less rows apart."""
         c = self.config
         wanted = list(dict.fromkeys(c.columns + c.targets + c.future)) if c.columns else None
+        if wanted and c.time_column and c.time_column not in wanted:
+            wanted.append(c.time_column)  # when it is a column of numbers (not the dates)
         return load_csv(path, wanted, c.interpolate, known_future=c.future)
+
+    def _derived(self, series: Series, cycles: Optional[List[str]] = None) -> Series:
+        """The series with its derived known-future inputs appended: calendar features, then
+        the time steps (both continued over its future rows)."""
+        return self._with_time_steps(self._with_calendar(series, cycles))
+
+    def _with_time_steps(self, series: Series) -> Series:
+        """task.time_column: each row's Δt since the row before, in units of the training
+        rows' median gap (``time_unit``, kept for inference; the first row: 1), appended as
+        the last column, "dt"; a column of numbers used as the time is not an input itself."""
+        name = self.config.time_column
+        if not name:
+            return series
+        cols, future = list(series.columns), series.future
+        self.time_numeric = name in cols
+        if name in cols:
+            j = cols.index(name)
+            times = np.concatenate([series.values[:, j], [] if future is None else future[:, j]])
+            keep = [k for k in range(len(cols)) if k != j]
+            values, cols = series.values[:, keep], [cols[k] for k in keep]
+            future = None if future is None else future[:, keep]
+        else:
+            check(series.time is not None, f"task.time_column '{name}' is neither a column of {series.name} "
+                                           f"({', '.join(cols)}) nor its date column")
+            stamps = list(series.time) + list([] if future is None else series.future_time)
+            times = np.array([parse_date(str(t)).timestamp() for t in stamps], dtype=np.float64)
+            values = series.values
+        T = len(values)
+        gaps = np.diff(times)
+        bad = np.flatnonzero(~(gaps[:T - 1] > 0))
+        if len(bad):
+            k = int(bad[0])
+            raise UserError(f"task.time_column '{name}' must increase from row to row, but data rows {k + 1} "
+                            f"and {k + 2} go from {times[k]:g} to {times[k + 1]:g}: sort the rows by time")
+        if self.time_unit is None:  # the observed rows' median gap (a trained run's: kept)
+            self.time_unit = float(np.median(gaps[:T - 1]))
+        dt = np.concatenate([[1.0], gaps / self.time_unit])[:, None]
+        dt[T:][~(dt[T:] > 0)] = np.nan  # future rows without a later time: unknown
+        values = np.concatenate([values, dt[:T]], 1)
+        future = None if future is None else np.concatenate([future, dt[T:]], 1)
+        return Series(values, cols + [DT], series.time, series.name, future, series.future_time)
 
     @property
     def calendar_names(self) -> List[str]:

@@ -21,6 +21,7 @@ from ..config.schema import check
 from ..errors import UserError
 from .base import evaluating
 from .calendar import calendar_features
+from .forecast_data import DT
 from .series import future_dates, load_csv
 
 Levels = Dict[float, np.ndarray]  # {quantile level: (steps, n_targets)}, data units
@@ -57,15 +58,22 @@ class RecursiveForecasts:
     def _known_future(self, steps: int, rows: Optional[np.ndarray], time_tail) -> np.ndarray:
         """(steps - 1, n_inputs) scaled inputs of the rows past the end that a forecast of
         ``steps`` rows past it reads (its last row is forecast, never read): known-future
-        columns from ``rows`` (F, C) (the data's trailing target-less rows) and calendar
-        features of the dates after ``time_tail``; predicted columns 0 (overwritten)."""
+        columns from ``rows`` (F, C) (the data's trailing target-less rows), calendar
+        features of the dates after ``time_tail``, time steps from the rows' times (one
+        median gap, Δt = 1, where they give none); predicted columns 0 (overwritten)."""
         unknown = [c for c in self.inputs if c not in self.outputs and c not in self.future]
         check(not unknown, f"cannot forecast past the end of the data: the run neither predicts "
                            f"input(s) {unknown} nor knows their future (--future-column); start inside "
                            f"the data (--start val/test)")
         need = max(steps - 1, 0)
         out = np.zeros((need, len(self.columns)))
-        given = [c for c in self.future if c not in self.calendar_names]
+        given = [c for c in self.future if c not in self.calendar_names + [DT]]
+        if DT in self.columns and need:
+            j = self.columns.index(DT)
+            out[:, j] = 1.0  # one median gap, unless the rows give their times
+            if rows is not None:
+                known = rows[:need, j]
+                out[:len(known), j] = np.where(np.isnan(known), 1.0, known)
         if given and need:
             have = 0 if rows is None else len(rows)
             idx = [self.columns.index(c) for c in given]
@@ -103,12 +111,13 @@ class RecursiveForecasts:
         """{None: (rows (T, C) of a new file with the run's columns, original units; its dates
         or None; its known-future rows or None)}: one series (a long file's task has one entry
         per series); UserError unless it has the columns and at least one window of rows."""
-        base = [c for c in self.columns if c not in self.calendar_names]
+        base = [c for c in self.columns if c not in self.calendar_names + [DT]]
+        base += [self.config.time_column] if self.time_numeric else []
         return {None: self.tail_of(load_csv(path, base, self.config.interpolate, known_future=self.future), path)}
 
     def tail_of(self, series, path):
         """(rows, dates, known-future rows) of a newly read series, calendar columns added."""
-        series = self._with_calendar(series, self.calendar)
+        series = self._derived(series, self.calendar)
         check(len(series) >= self.window, f"{path} has {len(series)} rows; a forecast starts from "
                                           f"the last {self.window} (the run's window)")
         return series.values, series.time, series.future

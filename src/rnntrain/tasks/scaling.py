@@ -33,8 +33,9 @@ class Scaler:
         self.offset: np.ndarray | None = None  # (C,)
         self.scale: np.ndarray | None = None  # (C,)
 
-    def fit(self, values: np.ndarray) -> "Scaler":
-        """Fit on train values (T, C); returns self."""
+    def fit(self, values: np.ndarray, fixed: Sequence[int] = ()) -> "Scaler":
+        """Fit on train values (T, C); the columns ``fixed`` keep their units (offset 0,
+        scale 1: e.g. a time step Δt, which a model reads as a duration); returns self."""
         values = np.asarray(values, dtype=np.float64)
         if self.kind == "standard":
             offset, scale = values.mean(0), values.std(0)
@@ -45,6 +46,7 @@ class Scaler:
         # relative tolerance: the mean of identical floats can differ from them by an ulp
         flat = scale <= 1e-12 * np.maximum(1.0, np.abs(offset))
         self.offset, self.scale = offset, np.where(flat, 1.0, scale)
+        self.offset[list(fixed)], self.scale[list(fixed)] = 0.0, 1.0
         return self
 
     def _params(self, like):
