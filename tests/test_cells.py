@@ -4,18 +4,17 @@ torch's fused kernel where one exists) computes the same function and the same g
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
 
+import rnntrain
 from rnntrain.algorithms.gradcheck import gradcheck
 from rnntrain.core import Recurrent
 from rnntrain.core.variants import ctrnn_cell, indrnn_cell, layer_norm
 from rnntrain.errors import UserError
 from rnntrain.models import ModelConfig
 
-warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
 
 # (core cell, Recurrent options) of every variant, as the model builder makes them
 VARIANTS = {
@@ -287,3 +286,25 @@ def test_structured_inits_refuse_shapes_they_cannot_fill():
     assert torch.equal(rnn.weight_hh_l0.detach(), torch.full((3,), 0.5))
     with pytest.raises(UserError, match="--proj"):
         initialize(Recurrent("LSTM", 2, 4, 1, proj_size=2), "orthogonal")
+
+
+# ModelConfig keys of every new cell as a user sets them (--cell, --proj, --set)
+USER_CELLS = {"ln-lstm": {}, "ln-gru": {}, "peephole": {}, "indrnn": {}, "ctrnn": {"model.ct_method": "rk4"},
+              "lstm-proj": {"model.cell": "lstm", "model.proj": 3}}
+
+
+def _small(cell, **extra):
+    keys = {"model.cell": cell, **USER_CELLS[cell], "model.hidden": 6, "task.length": 200,
+            "train.epochs": 2, **extra}
+    return rnntrain.load_config(base=keys)
+
+
+@pytest.mark.parametrize("cell", USER_CELLS)
+def test_every_new_cell_resumes_exactly_and_is_analysed(cell, tmp_path, capsys):
+    from conftest import assert_resume_equals_uninterrupted
+    from rnntrain.cli.main import main
+
+    whole, _ = assert_resume_equals_uninterrupted(_small(cell), tmp_path, after=1)
+    for what in ("gradients", "dynamics"):
+        assert main(["analyze", what, str(tmp_path / "whole")]) == 0, capsys.readouterr().err
+    assert main(["forecast", str(tmp_path / "whole"), "--steps", "3"]) == 0

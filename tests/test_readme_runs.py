@@ -55,6 +55,8 @@ def _stand_ins(folder):
     (folder / "pairs.tsv").write_text("\n".join(f"{p}\t{' '.join(reversed(p.split()))}" for p in pairs) + "\n",
                                       encoding="utf-8")
     (folder / "inputs.txt").write_text("to be or not\nthe question\n", encoding="utf-8")
+    t = np.cumsum(rng.exponential(1.0, 300) + 0.05)  # irregular sampling times
+    pd.DataFrame({"t": t.round(4), "value": np.sin(0.3 * t).round(5)}).to_csv(folder / "readings.csv", index=False)
 
 
 def _smaller(argv):

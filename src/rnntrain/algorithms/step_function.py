@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from ..core import CELLS, Recurrent
+from ..core import Recurrent
 
 JACOBIAN_CHUNK_BYTES = 16 << 20  # bound on one group of streams' Jacobian temporaries
 
@@ -182,6 +182,5 @@ class ModelStep(StepFunction):
         # ReLU units are exactly zero (with zero derivative) half the time; tanh has the same
         # structure (elementwise) and no exact zeros, so probe sparsity with it.
         rnn = copy.deepcopy(self.rnn).double()
-        if rnn.cell.name == "rnn_relu":
-            rnn.cell = CELLS["rnn_tanh"]
+        rnn.cell = rnn.cell.smooth or rnn.cell  # ReLU's exact zeros, clamps: probe a smooth twin
         return ModelStep(rnn)

@@ -98,8 +98,10 @@ def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
 
 def core_input(ms, task_spec, values: Optional[Sequence[float]] = None,
                token: Optional[int] = None) -> torch.Tensor:
-    """The constant input of the analysed core (I,): zeros (autonomous) by default; ``values``
-    (task features) or a ``token`` id go through the model's encoder (first core only)."""
+    """The constant input of the analysed core (I,): zeros (autonomous) by default, each step
+    one median gap long where the last input is the step's Δt (``time_input``; Δt = 0 would
+    freeze a continuous-time cell); ``values`` (task features) or a ``token`` id go through
+    the model's encoder (first core only)."""
     model = ms.model
     p = next(model.parameters())
     if token is not None:
@@ -118,6 +120,8 @@ def core_input(ms, task_spec, values: Optional[Sequence[float]] = None,
         x = torch.tensor([[list(values)]], dtype=p.dtype, device=p.device)
         with torch.no_grad():
             return ms.encode(x)[0, 0]
+    if task_spec.time_input:
+        return core_input(ms, task_spec, [0.0] * (task_spec.input_size - 1) + [1.0])
     return torch.zeros(ms.input_size, dtype=p.dtype, device=p.device)
 
 
@@ -174,7 +178,8 @@ def _core_dynamics(loaded, out: Path, name: str, prefix: str, *, values, token, 
              plots.plot_eigenvalues(out / f"{prefix}_eigenvalues.png", points),
              plots.plot_lyapunov(out / f"{prefix}_lyapunov.png", spectrum.exponents, spectrum.running_max)]
     return {"run": str(loaded.path), "core": name, "cell": loaded.config.model.cell, "state_dim": ms.dim,
-            "input": ("token " + str(token)) if token is not None else (list(values) if values else "zeros"),
+            "input": ("token " + str(token)) if token is not None else (
+                list(values) if values else "zeros, dt = 1" if loaded.task.spec.time_input else "zeros"),
             "behaviour": behaviour.summary(),
             "lyapunov": {"largest": spectrum.largest, "exponents": spectrum.exponents.tolist(),
                          "steps": lyapunov_steps},

@@ -32,6 +32,7 @@ stacked recurrent weights ``W_hh (P, G*H, H)``, ``b_hh (P, 1, G*H)`` and states 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -117,13 +118,18 @@ def _gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *
         h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     """
     (h,) = state
-    gh = _linear(recurrent_input(h, keep), w_hh, b_hh)  # (N, 3H)
-    x_r, x_z, x_n = gx.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    return (gru_combine(gx, _linear(recurrent_input(h, keep), w_hh, b_hh), h),)
+
+
+def gru_combine(ax: Tensor, ah: Tensor, h: Tensor) -> Tensor:
+    """The GRU's gates from its input part ``ax`` and recurrent part ``ah`` (both (N, 3H), gate
+    order r, z, n; ``ah`` with b_hh) and h (N, H) -> the new h (the equations above)."""
+    x_r, x_z, x_n = ax.chunk(3, dim=-1)
+    h_r, h_z, h_n = ah.chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)
     z = torch.sigmoid(x_z + h_z)
     n = torch.tanh(x_n + r * h_n)
-    return (n + z * (h - n),)
+    return n + z * (h - n)
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,9 @@ class Cell:
     forget_bias_in: str = "bias_ih"  # which bias holds it (a normalised cell: bias_hh)
     projectable: bool = False  # takes torch's proj_size (W_hr after b_hh)
     reads_dt: bool = False  # each step's length Δt is the raw input's last feature (timed CTRNN)
+    # a twin with the same Jacobian sparsity and no exact zeros (ReLU -> tanh, no clamps), on
+    # which sparsity patterns are probed (SnAp); None: this cell has none to avoid
+    smooth: Optional["Cell"] = None
 
     def advance(self, gx: Tensor, state: State, weights, keep: Optional[Tensor] = None,
                 dt: Optional[Tensor] = None) -> State:
@@ -199,6 +208,11 @@ class Cell:
         return (self.gates * H,) if self.diagonal else (self.gates * H, R)
 
 
+# torch notes on every projected-LSTM call that its oneDNN backend falls back to its default
+# kernel: a fact about speed (docs/cells.md measures it), not something a user can act on
+warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+
+
 def _vf(name: str):
     # torch's own entry points to the fused RNN kernels (what nn.RNN/LSTM/GRU call);
     # looked up lazily so that importing rnntrain never depends on their presence.
@@ -210,7 +224,8 @@ def _vf(name: str):
 
 CELLS = {
     "rnn_tanh": Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh"), True),
-    "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu"), True),
+    "rnn_relu": Cell("rnn_relu", 1, 1, _elman(torch.relu), _vf("rnn_relu"), True,
+                     smooth=Cell("rnn_tanh", 1, 1, _elman(torch.tanh), _vf("rnn_tanh"), True)),
     "lstm": Cell("lstm", 4, 2, _lstm_recur, _vf("lstm"), True, forget_gate=1, projectable=True),
     "gru": Cell("gru", 3, 1, _gru_recur, _vf("gru")),
 }

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cells import CELLS, Cell, Extra, State, _add_linear, _linear, recurrent_input
+from .cells import CELLS, Cell, Extra, State, _add_linear, _linear, gru_combine, recurrent_input
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm's
 
@@ -70,16 +70,8 @@ def _ln_gru_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor]
         n_t &= \tanh(a^x_n + r_t \odot a^h_n), \quad h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     """
     (h,) = state
-    ax = layer_norm(gx, g_x)
     ah = layer_norm(_linear(recurrent_input(h, keep), w_hh), g_h)
-    if b_hh is not None:
-        ah = ah + b_hh
-    x_r, x_z, x_n = ax.chunk(3, dim=-1)
-    h_r, h_z, h_n = ah.chunk(3, dim=-1)
-    r = torch.sigmoid(x_r + h_r)
-    z = torch.sigmoid(x_z + h_z)
-    n = torch.tanh(x_n + r * h_n)
-    return (n + z * (h - n),)
+    return (gru_combine(layer_norm(gx, g_x), ah if b_hh is None else ah + b_hh, h),)
 
 
 def _peephole_recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], w_ch: Tensor, *,
@@ -112,7 +104,7 @@ CELLS["peephole"] = Cell("peephole", 4, 2, _peephole_recur, None, True,
                          extras=(Extra("weight_ch", _gains(3), "uniform"),), forget_gate=1)
 
 
-def indrnn_cell(bound: float = 1.0) -> Cell:
+def indrnn_cell(bound: float = 1.0, *, smooth: bool = False) -> Cell:
     r"""Independently recurrent neural network (Li, Li, Cook, Zhu & Gao 2018, "Independently
     recurrent neural network (IndRNN)", eq. 2): every unit feeds back only to itself,
 
@@ -123,7 +115,7 @@ def indrnn_cell(bound: float = 1.0) -> Cell:
     \sqrt[T]{\gamma}` keeps gradients over T steps within a factor γ) is ``bound``; it is
     applied as a clamp in the step, so every training family sees a constrained network, and
     gradient updates project ``u`` back into it (:meth:`Recurrent.constrain_`), so a weight at
-    the bound keeps its gradient."""
+    the bound keeps its gradient. ``smooth``: tanh and no clamp (the twin patterns are probed on)."""
     b = float(bound)
     if not (b > 0 and math.isfinite(b)):
         raise ValueError(f"IndRNN's recurrent bound must be a positive number, got {bound!r}")
@@ -131,10 +123,12 @@ def indrnn_cell(bound: float = 1.0) -> Cell:
     def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], *,
               keep: Optional[Tensor] = None) -> State:
         (h,) = state
-        pre = gx + w_hh.clamp(-b, b) * recurrent_input(h, keep)
-        return (torch.relu(pre if b_hh is None else pre + b_hh),)
+        pre = gx + (w_hh if smooth else w_hh.clamp(-b, b)) * recurrent_input(h, keep)
+        pre = pre if b_hh is None else pre + b_hh
+        return (torch.tanh(pre) if smooth else torch.relu(pre),)
 
-    return Cell("indrnn", 1, 1, recur, None, True, diagonal=True, bound=b)
+    return Cell("indrnn", 1, 1, recur, None, True, diagonal=True, bound=b,
+                smooth=None if smooth else indrnn_cell(b, smooth=True))
 
 
 CELLS["indrnn"] = indrnn_cell(1.0)
@@ -142,7 +136,7 @@ CELLS["indrnn"] = indrnn_cell(1.0)
 CT_METHODS = ("euler", "rk4")
 
 
-def ctrnn_cell(method: str = "euler", dt: float = 1.0, *, timed: bool = False) -> Cell:
+def ctrnn_cell(method: str = "euler", dt: float = 1.0, *, timed: bool = False, smooth: bool = False) -> Cell:
     r"""Continuous-time RNN (Funahashi & Nakamura 1993; Beer 1995), with learnable time
     constants :math:`\tau = e^{\log\tau}` (``log_tau`` (H,), initialised log-uniform in
     [1, 10] steps):
@@ -159,7 +153,8 @@ def ctrnn_cell(method: str = "euler", dt: float = 1.0, *, timed: bool = False) -
     The ratio r is capped at 1: a time constant shorter than the sampling step cannot be
     resolved from the samples, and the cap keeps an Euler step a convex combination of h and
     φ(h) (so |h| <= 1) and both methods inside their stability regions. Updates project
-    ``log_tau`` to at least log(dt) (the cap's edge; not for a timed cell, whose Δt varies)."""
+    ``log_tau`` to at least log(dt) (the cap's edge; not for a timed cell, whose Δt varies).
+    ``smooth``: without the cap (the twin sparsity patterns are probed on)."""
     if method not in CT_METHODS:
         raise ValueError(f"method must be one of {CT_METHODS}, got {method!r}")
     step = float(dt)
@@ -169,7 +164,8 @@ def ctrnn_cell(method: str = "euler", dt: float = 1.0, *, timed: bool = False) -
     def recur(gx: Tensor, state: State, w_hh: Tensor, b_hh: Optional[Tensor], log_tau: Tensor, *,
               keep: Optional[Tensor] = None, dt: Optional[Tensor] = None) -> State:
         (h,) = state
-        ratio = ((step if dt is None else dt) * torch.exp(-log_tau)).clamp(max=1.0)  # Δt/τ
+        ratio = (step if dt is None else dt) * torch.exp(-log_tau)  # Δt/τ
+        ratio = ratio if smooth else ratio.clamp(max=1.0)
 
         def k(v: Tensor) -> Tensor:  # Δt f(v)
             return ratio * (torch.tanh(_add_linear(gx, recurrent_input(v, keep), w_hh, b_hh)) - v)
@@ -184,7 +180,8 @@ def ctrnn_cell(method: str = "euler", dt: float = 1.0, *, timed: bool = False) -
 
     low = None if timed else math.log(step)
     return Cell("ctrnn", 1, 1, recur, None, True, reads_dt=timed,
-                extras=(Extra("log_tau", _gains(1), "log_uniform:1:10", low=low),))
+                extras=(Extra("log_tau", _gains(1), "log_uniform:1:10", low=low),),
+                smooth=None if smooth else ctrnn_cell(method, dt, timed=timed, smooth=True))
 
 
 CELLS["ctrnn"] = ctrnn_cell()

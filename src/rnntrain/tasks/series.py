@@ -288,8 +288,9 @@ def load_csv(path, columns: Optional[Sequence[str]] = None, interpolate: bool = 
         chosen = [n for n in names if n not in date_cols and n != index_name]
         check(bool(chosen), f"{path} has no numeric columns (only dates: {date_cols}); "
                             f"add a column of values")
-    else:
-        chosen = list(columns)
+    else:  # a date column asked for (as the time: task.time_column) stays the time
+        chosen = [c for c in columns if c not in date_cols]
+        check(bool(chosen), f"the chosen column(s) of {path} are dates, not values: choose columns of values")
         unknown = [c for c in chosen if c not in names]
         check(not unknown, f"unknown column(s) {unknown} in {path}; available columns: "
                            f"{', '.join(names)}")
