@@ -1,6 +1,7 @@
 """The command line: the common path works end to end, and bad input gets one line and exit 2."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -266,3 +267,30 @@ def test_forecasts_of_dated_data_carry_their_dates(tmp_path, capsys):
     code, out, err = run_cli(["forecast", tmp_path / "run", "--start", "test", "--steps", "2"], capsys)
     first_test = months[int(round(0.7 * 120)) + int(round(0.15 * 120))]
     assert code == 0 and out.strip().splitlines()[1].split(",")[1] == first_test
+
+
+def test_help_version_and_a_mistyped_command_import_no_torch():
+    code = ("import sys, contextlib, io\n"
+            "from rnntrain.cli.main import main\n"
+            "for argv in (['--help'], ['--version'], ['trian']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "        try:\n"
+            "            main(argv)\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_the_light_command_table_is_what_the_modules_register():
+    from rnntrain.cli.commands import COMMANDS
+    from rnntrain.cli.main import ALL, build_parser
+
+    full = next(a for a in build_parser(ALL)._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(full.choices) == set(COMMANDS)
+    helps = {c.dest: c.help for c in full._choices_actions}
+    assert helps == {name: help for name, (_, help) in COMMANDS.items()}
+    for name in COMMANDS:  # each command's own parser takes its own flags
+        light = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+        assert light.choices[name].format_help() == full.choices[name].format_help()

@@ -1,7 +1,9 @@
 """Killed at any moment, resumed exactly: for every training family, a run killed with
 SIGKILL in the middle of a round, while its checkpoint is being written, between rounds and
 while its final files are written, then resumed with --resume, ends with the weights, the
-per-round losses and the gradient-flow record of the same run left alone.
+per-round losses, the metrics file and the gradient-flow record of the same run left alone;
+under the default checkpoint policy (after the first round, then on a time interval, at the
+end) and with a checkpoint after every round (``train.checkpoint_every = 0``).
 
 The kill is real (a forked child sends itself SIGKILL, so nothing is flushed or cleaned
 up); what is arranged is only *where*: the child wraps one internal function so that its
@@ -71,6 +73,11 @@ FAMILIES = {
 }
 
 
+def _metrics(run):
+    """metrics.csv's rows without the wall-clock column."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader((run / "metrics.csv").open())]
+
+
 def _ending(run):
     state = load_checkpoint(run / "checkpoint.pt")
     flow = run / "gradient_flow.csv"
@@ -78,13 +85,19 @@ def _ending(run):
     return state, rows
 
 
+EVERY_ROUND = ["--set", "train.checkpoint_every=0"]
+
+
+@pytest.mark.parametrize("policy", ["interval", "every-round"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_path, family):
-    args = [*SMALL, *FAMILIES[family]]
+def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_path, family, policy):
+    args = [*SMALL, *FAMILIES[family], *(EVERY_ROUND if policy == "every-round" else [])]
     assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
     whole, whole_flow = _ending(tmp_path / "whole")
     assert whole["round"] == 3
-    for point in KILL_AT:
+    # every-round: all four moments; the interval policy writes checkpoints after rounds 1 and
+    # 3 only, so a kill in round 2 or at its end resumes from round 1
+    for point in KILL_AT if policy == "every-round" else ("mid-round", "between-rounds", "final-files"):
         run = tmp_path / point
         assert killed_at(point, [*args, "--out", str(run)]) == -9, point  # the kill happened where arranged
         assert main(["train", "--resume", str(run), "--quiet"]) == 0, point
@@ -94,4 +107,5 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_pa
             assert torch.equal(resumed["model"][k], v), (point, k)
         assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]], point
         assert resumed_flow == whole_flow, point  # the record of the round killed is not lost
+        assert _metrics(run) == _metrics(tmp_path / "whole"), point
         assert (run / "summary.json").exists() and not list(run.glob(".*.tmp")), point

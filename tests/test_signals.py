@@ -28,7 +28,10 @@ def test_sigterm_keeps_the_last_checkpoint_and_the_resumed_run_ends_like_an_unin
     assert proc.returncode == 143, err
     assert f"--resume {run}" in err and err.count("\n") == 1
     stopped_at = load_checkpoint(run / "checkpoint.pt")["round"]
-    assert 0 < stopped_at < 120
+    # the last round finished before the signal, not the first round's checkpoint (the next
+    # is due only after train.checkpoint_every seconds), and the metrics file says the same
+    assert 1 < stopped_at < 120
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + stopped_at
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert main(["train", *ARGS, "--out", str(tmp_path / "whole"), "--quiet"]) == 0
     resumed, whole = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(tmp_path / "whole" / "checkpoint.pt")

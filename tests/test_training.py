@@ -1,6 +1,7 @@
 """The trainer and BPTT: learning, reproducibility, resuming, optimizers, early stopping."""
 from __future__ import annotations
 
+import csv
 import math
 
 import pytest
@@ -116,3 +117,30 @@ def test_truncated_gradient_reaches_only_k_steps_back():
     pieces = trainer.algorithm._pieces(next(trainer.task.batches("train", 4)))
     assert [p[0].inputs.shape[1] for p in pieces] == [3, 3, 3, 1]
     assert [p[1] is None for p in pieces] == [True, True, True, False]
+
+
+def test_validation_runs_every_eval_every_rounds_and_the_best_round_is_among_them(tmp_path):
+    config = rnntrain.load_config(base={"train.epochs": 7, "train.eval_every": 3, "task.length": 200,
+                                        "model.hidden": 6})
+    result = rnntrain.train(config, tmp_path / "run")
+    evaluated = [r["round"] for r in result.history if "val_loss" in r]
+    assert evaluated == [1, 3, 6, 7]  # every third, and the first and the last
+    assert result.summary["best_round"] in evaluated
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [r["round"] for r in rows] == [str(k) for k in range(1, 8)]
+    assert [r["val_loss"] != "" for r in rows] == [k in evaluated for k in range(1, 8)]
+
+
+def test_metrics_csv_grows_by_one_appended_row_per_round(tmp_path):
+    from rnntrain.training.run_dir import RunDir
+    run = RunDir(tmp_path)
+    history = [{"round": 1, "train_loss": 0.5}]
+    run.write_metrics(history)
+    first = (tmp_path / "metrics.csv").stat().st_ino
+    history.append({"round": 2, "train_loss": 0.25})
+    run.write_metrics(history)
+    assert (tmp_path / "metrics.csv").stat().st_ino == first  # appended, not replaced
+    history.append({"round": 3, "train_loss": 0.125, "val_loss": 1.0})  # a new column: rewritten
+    run.write_metrics(history)
+    assert (tmp_path / "metrics.csv").read_text() == ("round,train_loss,val_loss\n1,0.5,\n2,0.25,\n"
+                                                      "3,0.125,1\n")

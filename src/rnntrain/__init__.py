@@ -13,11 +13,10 @@ The layers (see ARCHITECTURE.md): ``core`` (cells and ``Recurrent``), ``models``
 protocol, many training algorithms), ``optim``, ``training`` (trainer, run
 directories, checkpoints), ``config``, ``cli``.
 """
-from .core import Recurrent
-
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Recurrent": ("core", "Recurrent"),
     "train": ("training", "train"), "resume": ("training", "resume"),
     "load_run": ("training", "load_run"), "Trainer": ("training", "Trainer"),
     "load_config": ("config.run", "load_config"), "RunConfig": ("config.run", "RunConfig"),
@@ -29,7 +28,8 @@ _LAZY = {
 
 
 def __getattr__(name):
-    # Lazy so that `import rnntrain` (e.g. for Recurrent alone) stays light.
+    # Lazy, so that `import rnntrain` imports no torch until something needs it (the CLI's
+    # `rnntrain --help` answers in a tenth of a second).
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -37,4 +37,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'rnntrain' has no attribute {name!r}")
 
 
-__all__ = ["Recurrent", "__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY]

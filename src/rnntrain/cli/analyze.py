@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from .commands import help_of
+
 
 def register(sub) -> None:
-    p = sub.add_parser("analyze", help="gradient flow or learned dynamics of a run")
+    p = sub.add_parser("analyze", help=help_of("analyze"))
     what = p.add_subparsers(dest="what", required=True, parser_class=type(p),
                            help="gradients or dynamics")
     g = what.add_parser("gradients", help="vanishing/exploding gradients: ‖∂L/∂h_k‖, "

@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from .commands import help_of
 
 
 def register(sub) -> None:
     from .train import add_config_arguments
 
-    p = sub.add_parser("backtest", help="rolling-origin evaluation of a forecasting run or config: "
-                       "errors per fold against the baselines")
+    p = sub.add_parser("backtest", help=help_of("backtest"))
     p.set_defaults(func=cmd_backtest)
     p.add_argument("source", nargs="?", help="a run directory (its model; folds from its test split), "
                    "or a TOML config (default: the config the flags make)")

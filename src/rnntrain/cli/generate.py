@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from .commands import help_of
 from .infer import write_table
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="closed-loop generation (outputs fed back, state carried) "
-                                        "from a forecasting run, e.g. an echo state network")
+    p = sub.add_parser("generate", help=help_of("generate"))
     p.set_defaults(func=cmd_generate)
     p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--steps", type=int, default=100, help="steps to generate (default 100)")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from .commands import help_of
+
 
 def register(sub) -> None:
-    p = sub.add_parser("gradcheck", help="check an online algorithm's gradient in float64")
+    p = sub.add_parser("gradcheck", help=help_of("gradcheck"))
     p.set_defaults(func=cmd_gradcheck)
     p.add_argument("--algorithm", default="rtrl", help="rtrl, uoro, snap1, snap2 or crbp")
     p.add_argument("--cell", default="rnn", help="rnn, rnn-relu, lstm, gru or local")

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .commands import help_of
 
 
 def register(sub) -> None:
-    p = sub.add_parser("forecast", help="recursive forecast from a trained forecasting run")
+    p = sub.add_parser("forecast", help=help_of("forecast"))
     p.set_defaults(func=cmd_forecast)
     p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--steps", type=int, help="steps to forecast (default: the split's length with --start val/test, else 100)")
@@ -18,8 +19,7 @@ def register(sub) -> None:
     p.add_argument("--data", metavar="FILE.csv", help="forecast after the end of this new file (the run's "
                    "columns; scaled as in training)")
     p.add_argument("--output", "-o", metavar="FILE.csv", help="write CSV here instead of stdout")
-    p = sub.add_parser("predict", help="label the sequences of a file with a classify/regress/tag/"
-                       "transcribe run, or decode each line with a seq2seq run")
+    p = sub.add_parser("predict", help=help_of("predict"))
     p.set_defaults(func=cmd_predict)
     p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--data", required=True, metavar="FILE", help="sequences in the training data's format "
@@ -27,12 +27,12 @@ def register(sub) -> None:
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout (CSV; TSV for .tsv)")
     p.add_argument("--beam-width", dest="beam_width", type=int, help="seq2seq: beam width (1 = greedy; "
                    "default: the run's task.decode)")
-    p = sub.add_parser("translate", help="decode one input with a seq2seq run")
+    p = sub.add_parser("translate", help=help_of("translate"))
     p.set_defaults(func=cmd_translate)
     p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("text", help="the source sequence (as a line of the training data's source side)")
     p.add_argument("--beam-width", dest="beam_width", type=int, help="beam width (1 = greedy; default: the run's)")
-    p = sub.add_parser("sample", help="sample text from a trained text run")
+    p = sub.add_parser("sample", help=help_of("sample"))
     p.set_defaults(func=cmd_sample)
     p.add_argument("run_dir", help="a run directory written by rnntrain train")
     p.add_argument("--length", type=int, default=500, help="characters to generate")

@@ -1,7 +1,8 @@
 """``rnntrain`` command line: a thin layer over the Python API.
 
 Each subcommand is a module with ``register(subparsers)`` that adds its parser and sets
-``func``; adding a command is adding a module to ``COMMAND_MODULES``. Errors the user
+``func``; adding a command is adding it to ``commands.COMMANDS``. Only the chosen command's
+module is imported (``rnntrain --help`` imports no torch). Errors the user
 can fix (rnntrain.errors.UserError) print one line on stderr and exit 2, without a
 traceback; a failed write exits 1; Ctrl-C exits 130 and SIGTERM 143, saying whether a
 checkpoint is there to resume. The last checkpoint stays intact.
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import UserError
+from .commands import COMMANDS
 
-COMMAND_MODULES = ["train", "infer", "generate", "analyze", "gradcheck", "backtest"]
+ALL = "*"  # build_parser(ALL): every command's full parser
 
 
 class Parser(argparse.ArgumentParser):
@@ -30,14 +32,27 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> Parser:
+def build_parser(command: Optional[str] = ALL) -> Parser:
+    """The parser with ``command``'s module loaded (ALL: every module); the other commands
+    are listed with their help only (None: no module at all, for --help and --version)."""
     from .. import __version__
     parser = Parser(prog="rnntrain", description="Train recurrent neural networks.")
     parser.add_argument("--version", action="version", version=f"rnntrain {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f".{name}", __package__).register(sub)
+    loaded = set()
+    for name, (module, help) in COMMANDS.items():
+        if command == ALL or COMMANDS.get(command, (None,))[0] == module:
+            if module not in loaded:
+                importlib.import_module(f".{module}", __package__).register(sub)
+                loaded.add(module)
+        else:
+            sub.add_parser(name, help=help)
     return parser
+
+
+def _command(argv: List[str]) -> Optional[str]:
+    """The subcommand argv names (its first word that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 class Terminated(KeyboardInterrupt):
@@ -62,7 +77,8 @@ def out_of_memory(e: BaseException) -> Optional[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)

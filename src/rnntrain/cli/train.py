@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..errors import UserError
+from .commands import help_of
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model; with no arguments, the seed sine example")
+    p = sub.add_parser("train", help=help_of("train"))
     p.set_defaults(func=cmd_train)
     p.add_argument("config", nargs="?", help="TOML config file (everything has a default)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")

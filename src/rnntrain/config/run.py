@@ -48,9 +48,20 @@ class TrainConfig:
     # highest; losses and errors: the lowest); "auto": the task's (the loss, or seq2seq's
     # token_error: its teacher-forced loss keeps rising while decoding still improves)
     select: str = "auto"
+    # evaluate the validation split every N rounds (and after the first and the last); the
+    # best round and early stopping (patience then counts evaluations) see those rounds only
+    eval_every: int = 1
+    # seconds between checkpoints: one after the first round, then when this much time has
+    # passed, at the end, and on Ctrl-C/SIGTERM (the last finished round, kept in memory);
+    # 0: after every round. A crash loses at most this much training, and --resume still
+    # ends exactly like an uninterrupted run
+    checkpoint_every: float = 30.0
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, f"epochs must be positive, got {self.epochs} (--epochs)")
+        check(self.eval_every >= 1, f"eval_every counts rounds: >= 1, got {self.eval_every} (train.eval_every)")
+        check(self.checkpoint_every >= 0, f"checkpoint_every is in seconds: >= 0 (0: every round), got "
+                                          f"{self.checkpoint_every} (train.checkpoint_every)")
         check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size} (--batch-size)")
         check(self.patience >= 0, f"patience must be >= 0 (0 = no early stopping), got {self.patience}")
         check(self.min_delta >= 0, f"min_delta must be >= 0, got {self.min_delta}")

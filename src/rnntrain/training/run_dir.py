@@ -24,7 +24,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..config.run import RunConfig, dumps, from_dict, read_toml
 from ..errors import UserError
@@ -93,6 +93,7 @@ def _remove(path: Path) -> None:
 class RunDir:
     def __init__(self, path) -> None:
         self.path = Path(path)
+        self._metrics: Optional[Tuple[List[str], int]] = None  # metrics.csv as last written: columns, rows
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -206,15 +207,23 @@ class RunDir:
         return from_dict(read_toml(self.path / CONFIG))
 
     def write_metrics(self, history: List[Dict[str, Any]]) -> None:
-        keys: List[str] = []
-        for row in history:
+        """metrics.csv holding ``history``'s rows: the newest row appended when the file holds
+        all the others under the same columns (one write call, so a kill never leaves half a
+        row: the cost per round stays constant), else the whole file rewritten atomically."""
+        path = self.path / METRICS
+        appending = bool(history) and self._metrics is not None and self._metrics[1] == len(history) - 1
+        keys: List[str] = list(self._metrics[0]) if appending else []
+        for row in history[-1:] if appending else history:  # the columns: constant time per round
             keys += [k for k in row if k not in keys]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()})
-        atomic_write_text(self.path / METRICS, buf.getvalue())
+        if appending and keys == self._metrics[0] and path.is_file():
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, _csv_rows(keys, history[-1:], header=False).encode("utf-8"))
+            finally:
+                os.close(fd)
+        else:
+            atomic_write_text(path, _csv_rows(keys, history, header=True))
+        self._metrics = (keys, len(history))
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
         """summary.json; a non-finite number is written as null (JSON has no NaN)."""
@@ -223,3 +232,13 @@ class RunDir:
 
     def read_summary(self) -> Dict[str, Any]:
         return json.loads((self.path / SUMMARY).read_text(encoding="utf-8"))
+
+
+def _csv_rows(keys: List[str], rows: List[Dict[str, Any]], *, header: bool) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()

@@ -129,6 +129,8 @@ class Trainer:
         self._told = False  # warned that train.select names no validation metric
         self.stop_reason: Optional[str] = None
         self.elapsed = 0.0
+        self._saved_at = time.monotonic()  # when the last checkpoint was written
+        self._unsaved: Optional[Dict[str, Any]] = None  # the last finished round, when not yet saved
 
     # -- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -158,10 +160,22 @@ class Trainer:
         """Whether this process writes the run directory (rank 0 only under torch.distributed)."""
         return self.run is not None and is_main_process()
 
-    def save(self) -> None:
+    def save(self, state: Optional[Dict[str, Any]] = None) -> None:
         if self.writes:
-            save_checkpoint(self.run.checkpoint, self.state_dict())
+            save_checkpoint(self.run.checkpoint, state or self.state_dict())
             self.run.commit()  # the run an --overwrite replaces goes once this one can resume
+        self._saved_at, self._unsaved = time.monotonic(), None
+
+    def _keep(self) -> None:
+        """After a round: its checkpoint when one is due (train.checkpoint_every; the first
+        round, the last, a stop), else a copy in memory that Ctrl-C or SIGTERM saves."""
+        every, done = self.config.train.checkpoint_every, self.round >= self.config.train.epochs
+        if every == 0 or self.round == 1 or done or self.stop_reason is not None \
+                or time.monotonic() - self._saved_at >= every:
+            self.save()
+        elif self.writes:  # history rows and the best weights are replaced, never changed: shared
+            state, shared = self.state_dict(), {"history": list(self.history), "best": dict(self.best)}
+            self._unsaved = {**_detached({k: v for k, v in state.items() if k not in shared}), **shared}
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> RunResult:
@@ -172,6 +186,9 @@ class Trainer:
         wanted = cfg.threads or auto_threads(self.model, self.algorithm.sequences_per_step())
         if wanted:  # for this run only: restored below, so runs in one process don't leak
             torch.set_num_threads(wanted)
+        if self.writes and self.round:  # resumed: the rows after the checkpoint's round go
+            self.run.write_metrics(self.history)
+        self._saved_at = time.monotonic()
         try:
             while self.round < total and self.stop_reason is None:
                 t0 = time.perf_counter()
@@ -181,7 +198,9 @@ class Trainer:
                 train = self.algorithm.run_round(progress.step)
                 if self._diverged(train, good):
                     break
-                val = self.task.evaluate(self.model, "val")
+                every = cfg.train.eval_every
+                due = every == 1 or self.round == 0 or (self.round + 1) % every == 0 or self.round + 1 == total
+                val = self.task.evaluate(self.model, "val") if due else {}
                 self.round += 1
                 self.elapsed += time.perf_counter() - t0
                 row: Dict[str, Any] = {"round": self.round}
@@ -189,19 +208,26 @@ class Trainer:
                 row.update({f"val_{k}": v for k, v in val.items()})
                 row["seconds"] = self.elapsed
                 self.history.append(row)
-                self._early_stopping(row)
+                if due:
+                    self._early_stopping(row)
                 self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
                 for monitor in self.monitors:
                     monitor(self.round, row)
-                self.save()
+                self._keep()
                 if self.writes:
                     self.run.write_metrics(self.history)
                 progress.end_round(row)
                 for callback in self.callbacks:
                     callback(self.round, row)
+            if self._unsaved is not None:  # a diverged round ended the loop before the round's save
+                self.save(self._unsaved)
             result = self.finish()
             release_process_group()  # every rank done: end a group rnntrain itself joined
             return result
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last finished round becomes the checkpoint
+            if self._unsaved is not None:
+                self.save(self._unsaved)
+            raise
         finally:
             progress.close()
             torch.set_num_threads(threads)
@@ -281,6 +307,19 @@ class Trainer:
             self.run.write_summary(summary)
         return RunResult(cfg, self.model, self.task, self.history, summary,
                          self.run.path if self.run else None)
+
+
+def _detached(state: Any) -> Any:
+    """A copy of a state_dict that later training cannot change: its containers copied, its
+    tensors and arrays cloned, other leaves (numbers, strings) shared; a third of
+    ``copy.deepcopy``'s time, which the snapshot of every round cannot afford at small scale."""
+    if isinstance(state, dict):
+        return {k: _detached(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_detached(v) for v in state)
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    return state.copy() if hasattr(state, "copy") and not isinstance(state, (str, bytes)) else state
 
 
 def train(config: RunConfig, out_dir: Union[str, Path, None] = None, *, overwrite: bool = False,

@@ -1,0 +1,23 @@
+"""The subcommands, their modules and one-line help: light (no torch), so that ``rnntrain
+--help`` and a mistyped command answer at once, and a command imports only its own module."""
+from __future__ import annotations
+
+# command -> (module of rnntrain.cli that registers it, its one-line help)
+COMMANDS = {
+    "train": ("train", "train a model; with no arguments, the seed sine example"),
+    "forecast": ("infer", "recursive forecast from a trained forecasting run"),
+    "predict": ("infer", "label the sequences of a file with a classify/regress/tag/transcribe run, "
+                         "or decode each line with a seq2seq run"),
+    "translate": ("infer", "decode one input with a seq2seq run"),
+    "sample": ("infer", "sample text from a trained text run"),
+    "generate": ("generate", "closed-loop generation (outputs fed back, state carried) from a "
+                             "forecasting run, e.g. an echo state network"),
+    "analyze": ("analyze", "gradient flow or learned dynamics of a run"),
+    "gradcheck": ("gradcheck", "check an online algorithm's gradient in float64"),
+    "backtest": ("backtest", "rolling-origin evaluation of a forecasting run or config: errors per "
+                             "fold against the baselines"),
+}
+
+
+def help_of(command: str) -> str:
+    return COMMANDS[command][1]
