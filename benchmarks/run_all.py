@@ -30,6 +30,7 @@ SECTIONS = [
     ("Population search vs pygad and pyswarms", "bench_population", "main"),
     ("Echo state networks vs reservoirpy", "bench_esn", "main"),
     ("Hessian-free optimisation", "bench_hf", "main"),
+    ("TensorBoard tracking overhead", "bench_tracking", "run"),
     ("Dynamics analysis", "bench_analysis", "main"),
 ]
 

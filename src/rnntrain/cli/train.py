@@ -98,6 +98,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patience", type=int, help="early stopping patience in rounds (0 = off)")
     g.add_argument("--seed", type=int, help="seed of every random draw: the same seed repeats a CPU "
                    "run bit for bit")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help="write TensorBoard event files into RUN_DIR/tensorboard every round "
+                        "(monitor.tensorboard_every = 1; the track extra)")
     g.add_argument("--device", help="cpu or cuda")
     g.add_argument("--dtype", help="float32 or float64")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -199,7 +202,8 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
                        ("algorithm.update_every", a.update_every), ("algorithm.population", a.population),
                        ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
                        ("train.patience", a.patience), ("optim.name", a.optimizer), ("optim.lr", a.lr),
-                       ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype)):
+                       ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype),
+                       ("monitor.tensorboard_every", a.tensorboard and 1)):
         if value is not None:
             out[key] = value
     return out

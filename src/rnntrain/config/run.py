@@ -72,10 +72,14 @@ class MonitorConfig:
     """Measurements taken during training (rnntrain.training.monitors); 0 = off."""
 
     gradient_flow_every: int = 0  # record gradient-flow statistics every N rounds (rnntrain analyze gradients)
+    # TensorBoard event files in RUN_DIR/tensorboard (training/tracking.py; the track extra):
+    tensorboard_every: int = 0  # the metrics row as scalars every N rounds, the config as text (--tensorboard: 1)
+    histograms_every: int = 0  # histograms of every weight tensor and its gradient every N rounds
 
     def __post_init__(self) -> None:
-        check(self.gradient_flow_every >= 0,
-              f"monitor.gradient_flow_every must be >= 0 (0 = off), got {self.gradient_flow_every}")
+        for name in ("gradient_flow_every", "tensorboard_every", "histograms_every"):
+            value = getattr(self, name)
+            check(value >= 0, f"monitor.{name} must be >= 0 (0 = off), got {value}")
 
 
 @dataclass(frozen=True)

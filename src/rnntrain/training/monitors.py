@@ -17,6 +17,8 @@ from typing import List, Optional
 # called as f(model, task, every=N, out_dir=DIR)
 MONITORS = {
     "gradient_flow_every": ("rnntrain.analysis.gradient_flow:GradientFlowMonitor", ("gradient_flow.csv",)),
+    "tensorboard_every": ("rnntrain.training.tracking:ScalarTracker", ("tensorboard",)),
+    "histograms_every": ("rnntrain.training.tracking:HistogramTracker", ("tensorboard",)),
 }
 
 
