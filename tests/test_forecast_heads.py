@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import rnntrain
 from rnntrain.errors import UserError
-from rnntrain.tasks.heads import GaussianHead, QuantileHead, interval_scores, make_head
+from rnntrain.tasks.heads import GaussianHead, interval_scores, make_head
 
 
 def test_the_gaussian_heads_loss_is_the_normal_negative_log_likelihood():

@@ -41,7 +41,6 @@ def test_hochreiter_adding_uses_end_markers_and_the_scaled_target():
     assert first.max() < 49 and second.max() < 49 and (ones[:, :10].sum(1) >= 1).all()
     end_marks = (x[:, 0, 1] == -1) | ones[:, 0]
     assert end_marks.all() and (x[:, -1, 1] == -1).all()
-    rows = torch.arange(len(x))
     counted = torch.where(ones, x[..., 0], torch.zeros_like(x[..., 0]))
     counted[:, 0] = 0  # a value marked at step 0 counts as 0
     assert torch.allclose(y[:, 0], 0.5 + counted.sum(1) / 4)

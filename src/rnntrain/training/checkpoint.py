@@ -89,3 +89,16 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path} is a torch file but not an rnntrain checkpoint (it lacks {', '.join(missing)}); "
                         f"restore the run's own checkpoint.pt, or start a new run")
     return state
+
+
+def detached(state: Any) -> Any:
+    """A copy of a state_dict that later training cannot change: its containers copied, its
+    tensors and arrays cloned, other leaves (numbers, strings) shared; a third of
+    ``copy.deepcopy``'s time, which the snapshot of every round cannot afford at small scale."""
+    if isinstance(state, dict):
+        return {k: detached(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(detached(v) for v in state)
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    return state.copy() if hasattr(state, "copy") and not isinstance(state, (str, bytes)) else state

@@ -27,7 +27,7 @@ LOG_DIR = "tensorboard"
 def require_tensorboard() -> None:
     """A one-line UserError unless the tensorboard package is installed."""
     try:
-        import tensorboard  # noqa: F401
+        import tensorboard  # noqa: F401  (only whether it is there)
     except ImportError:
         raise UserError("TensorBoard tracking needs the tensorboard package: pip install "
                         "'rnntrain[track]' (or pip install tensorboard), or drop monitor.tensorboard_every "

@@ -34,7 +34,7 @@ from ..models import SequenceModel, build_model
 from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import detached, load_checkpoint, save_checkpoint
 from .monitors import build_monitors
 from .processes import is_main_process, release_process_group
 from .progress import Progress
@@ -175,7 +175,7 @@ class Trainer:
             self.save()
         elif self.writes:  # history rows and the best weights are replaced, never changed: shared
             state, shared = self.state_dict(), {"history": list(self.history), "best": dict(self.best)}
-            self._unsaved = {**_detached({k: v for k, v in state.items() if k not in shared}), **shared}
+            self._unsaved = {**detached({k: v for k, v in state.items() if k not in shared}), **shared}
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> RunResult:
@@ -307,19 +307,6 @@ class Trainer:
             self.run.write_summary(summary)
         return RunResult(cfg, self.model, self.task, self.history, summary,
                          self.run.path if self.run else None)
-
-
-def _detached(state: Any) -> Any:
-    """A copy of a state_dict that later training cannot change: its containers copied, its
-    tensors and arrays cloned, other leaves (numbers, strings) shared; a third of
-    ``copy.deepcopy``'s time, which the snapshot of every round cannot afford at small scale."""
-    if isinstance(state, dict):
-        return {k: _detached(v) for k, v in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_detached(v) for v in state)
-    if isinstance(state, torch.Tensor):
-        return state.detach().clone()
-    return state.copy() if hasattr(state, "copy") and not isinstance(state, (str, bytes)) else state
 
 
 def train(config: RunConfig, out_dir: Union[str, Path, None] = None, *, overwrite: bool = False,
