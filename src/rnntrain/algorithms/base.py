@@ -69,7 +69,7 @@ class Algorithm(ABC):
             acts = "acts" if len(model.regularizers) == 1 else "act"
             return (f"{', '.join(model.regularizers)} {acts} while a network trains on whole sequences "
                     f"by backpropagation, which {cls.name} does not do: use --algorithm bptt, or "
-                    f"drop them")
+                    f"drop {'it' if len(model.regularizers) == 1 else 'them'}")
         return cls.refusal(spec, model, options)
 
     @classmethod

@@ -148,12 +148,12 @@ def _structured(rnn: nn.Module, scheme: str, rho: float, generator: Optional[tor
         if w_hh.dim() == 1:  # one recurrent weight per unit (IndRNN): only a scale applies
             if scheme != "identity":
                 raise UserError(f"init '{scheme}' shapes recurrent matrices; this cell has one "
-                                f"recurrent weight per unit: use init default or identity")
+                                f"recurrent weight per unit: use --init default or --init identity")
             w_hh.fill_(rho)
             continue
         if getattr(rnn, "proj_size", 0):
             raise UserError(f"init '{scheme}' shapes square recurrent blocks; a projected LSTM's are "
-                            f"(H, proj): use init default, or drop --proj")
+                            f"(H, proj): use --init default, or drop --proj")
         H = w_hh.shape[1]
         for block in w_hh.split(H, dim=0):  # G views of (H, H), one per gate
             if scheme == "orthogonal":

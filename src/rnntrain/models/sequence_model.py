@@ -119,7 +119,8 @@ class ModelConfig:
             check(0.0 <= value < 1.0, f"{key} must be a probability in [0, 1), got {value} (model.{key})")
         check(not (self.fixed_reservoir and self.regularizers),
               f"cell 'esn' is a fixed reservoir with a fitted readout; {', '.join(self.regularizers)} "
-              f"act while a network trains: drop them, or choose a trained cell")
+              f"{'acts' if len(self.regularizers) == 1 else 'act'} while a network trains: drop "
+              f"{'it' if len(self.regularizers) == 1 else 'them'}, or choose a trained cell")
 
     @property
     def regularizers(self) -> List[str]:
