@@ -16,6 +16,7 @@ resumed run writes again.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -47,8 +48,9 @@ def scalar_tag(key: str) -> str:
     return f"{split}/{name}" if split in ("train", "val", "test") and name else key
 
 
-class _Tracker:
-    """A round callback that writes to the run's event files every ``every`` rounds."""
+class _Tracker(ABC):
+    """A round callback that writes to the run's event files every ``every`` rounds: what
+    to write is the subclass's ``write``; ``started`` runs once, with the writer's first use."""
 
     def __init__(self, model, task, every: int = 1, out_dir: Optional[Path] = None) -> None:
         self.model, self.every = model, every
@@ -67,10 +69,11 @@ class _Tracker:
         self.writer.flush()
 
     def started(self) -> None:
-        pass
+        """Anything written once per process (the config); nothing by default."""
 
+    @abstractmethod
     def write(self, round_: int, row: Dict[str, Any]) -> None:
-        raise NotImplementedError
+        """This round's events."""
 
 
 class ScalarTracker(_Tracker):
