@@ -261,6 +261,7 @@ def test_a_timed_ctrnn_reads_each_steps_dt_from_the_last_input_feature():
     ({"cell": "indrnn", "recurrent_max": 0}, "recurrent_max"),
     ({"cell": "ctrnn", "ct_method": "midpoint"}, "euler, rk4"),
     ({"cell": "ctrnn", "ct_dt": -1}, "ct_dt"),
+    ({"cell": "ctrnn", "ct_dt": 0, "bidirectional": True}, "drop --bidirectional"),
     ({"cell": "gru", "forget_bias": 1.0}, "--cell lstm, ln-lstm, peephole"),
     ({"cell": "esn", "zoneout": 0.1}, "fixed reservoir"),
 ])

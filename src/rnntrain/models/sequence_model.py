@@ -114,6 +114,9 @@ class ModelConfig:
               f"got '{self.ct_method}'")
         check(self.ct_dt >= 0 and math.isfinite(self.ct_dt), f"ct_dt must be a positive step length (0: from "
               f"the data's time column), got {self.ct_dt}")
+        check(not (self.cell == "ctrnn" and self.ct_dt == 0 and self.bidirectional),
+              "model.ct_dt = 0 integrates each step over the gap before it, forwards in time; a "
+              "bidirectional core would read the gaps backwards: drop --bidirectional")
         for key in NOISE_KEYS:
             value = getattr(self, key)
             check(0.0 <= value < 1.0, f"{key} must be a probability in [0, 1), got {value} (model.{key})")
