@@ -75,3 +75,13 @@ def test_switching_oscillator_changes_its_drive_and_stays_continuous():
     force = s[:, 2]
     assert abs(force[99] - force[100]) > 0.5 or abs(force[199] - force[200]) > 0.5
     assert max(abs(s[100, 0] - s[99, 0]), abs(s[200, 0] - s[199, 0])) < 0.2  # x is continuous
+
+
+@pytest.mark.parametrize("algorithm,hidden", [("rtrl", 32), ("snap2", 32), ("uoro", 64), ("bptt", 64)])
+def test_a_family_sizes_the_model_where_the_user_set_no_size(algorithm, hidden):
+    """RTRL and SnAp-2 cost n⁴ per step: without --hidden they get 32 units, not the seed's 64;
+    a size the user gives is kept, and a task's own suggestions still apply beside it."""
+    assert rnntrain.load_config(base={"algorithm.name": algorithm}).model.hidden == hidden
+    assert rnntrain.load_config(base={"algorithm.name": algorithm, "model.hidden": 8}).model.hidden == 8
+    labelled = rnntrain.load_config(base={"algorithm.name": algorithm, "task.kind": "classify"})
+    assert (labelled.model.hidden, labelled.model.cell, labelled.train.batch_size) == (hidden, "gru", 16)

@@ -61,6 +61,9 @@ class Algorithm(ABC):
     # whole-sequence gradient training. The others would fit a function other than the one
     # they evaluate (populations, online steps) or than the one whose curvature they take (HF).
     regularized: ClassVar[bool] = False
+    # settings that suit the family, used where the user set none (config/run.py), e.g. a
+    # model size its cost allows: {"model": {"hidden": 32}}
+    SUGGESTED: ClassVar[Dict[str, Dict[str, Any]]] = {}
 
     @classmethod
     def why_not(cls, spec: TaskSpec, model: Any, options: Any) -> Optional[str]:

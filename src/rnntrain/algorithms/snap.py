@@ -193,4 +193,6 @@ class SnAp2(_SnAp):
     """SnAp-2: influence kept on the entries each parameter reaches in two steps."""
 
     name = "snap2"
+    # two-step patterns of a dense cell are dense: RTRL's n⁴ cost and the same model size (rtrl.py)
+    SUGGESTED = {"model": {"hidden": 32}}
     k = 2

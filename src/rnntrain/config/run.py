@@ -124,14 +124,17 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
     kind = task.pop("kind", "forecast")
     if kind not in TASKS:
         raise UserError(f"unknown task kind '{kind}'{closest(str(kind), TASKS)}: choose one of {', '.join(TASKS)}")
-    # a task may say which settings suit it (labelled sequences: bidirectional GRUs, ...);
-    # each applies where the user set nothing, and the suggested architecture (cell,
-    # direction) only when the user chose no cell (a chosen cell keeps ModelConfig's
+    # a task may say which settings suit it (labelled sequences: bidirectional GRUs, ...), and
+    # so may an algorithm (RTRL: a network small enough for its n⁴ cost); each applies where
+    # the user set nothing (the algorithm's over the task's), and a suggested architecture
+    # (cell, direction) only when the user chose no cell (a chosen cell keeps ModelConfig's
     # defaults: --cell lstm is a plain forward network unless --bidirectional)
     algo = dict(data.pop("algorithm", {}))
     name = algo.pop("name", "bptt")
     algo_cls = get_algorithm(str(name))
-    for table, suits in getattr(TASKS[kind][1], "SUGGESTED", {}).items():
+    suggested = getattr(TASKS[kind][1], "SUGGESTED", {})
+    for table in dict.fromkeys([*suggested, *algo_cls.SUGGESTED]):
+        suits = {**suggested.get(table, {}), **algo_cls.SUGGESTED.get(table, {})}
         mine = dict(data.get(table, {}))
         if table == "model" and "cell" in mine:
             suits = {k: v for k, v in suits.items() if k not in ("cell", "bidirectional")}

@@ -11,7 +11,8 @@ from torch.func import functional_call, vmap
 
 from ..config.schema import check
 from ..core import Noise, Recurrent
-from ..core.variants import ctrnn_cell, indrnn_cell
+from ..core import Cell, get_cell
+from ..core.variants import CT_METHODS, ctrnn_cell, indrnn_cell
 from ..errors import UserError
 from ..tasks.base import START_ID, STOP_ID, TaskSpec
 from .attention import ALIASES, ATTENTION, Attention
@@ -29,8 +30,9 @@ CELL_NAMES = {"rnn": ("RNN", "tanh"), "rnn-relu": ("RNN", "relu"),
               "peephole": ("peephole", "tanh"),  # LSTM whose gates read the cell state
               "indrnn": ("indrnn", "relu"),  # independently recurrent (ReLU, |u| <= recurrent_max)
               "ctrnn": ("ctrnn", "tanh")}  # continuous-time, Euler or RK4 steps of ct_dt
-FORGET_GATE_CELLS = ("lstm", "ln-lstm", "peephole")
-CT_METHODS = ("euler", "rk4")
+# the cells with a forget gate, and those that take a projection: read from the cells themselves
+FORGET_GATE_CELLS = tuple(n for n, (m, f) in CELL_NAMES.items() if get_cell(m, f).forget_gate is not None)
+PROJECTABLE_CELLS = tuple(n for n, (m, f) in CELL_NAMES.items() if get_cell(m, f).projectable)
 # the regularisers that act while training (core/regularize.py), beside model.dropout
 NOISE_KEYS = ("input_dropout", "output_dropout", "recurrent_dropout", "zoneout", "weight_drop")
 
@@ -105,8 +107,8 @@ class ModelConfig:
               f"none, {', '.join(ATTENTION)} (or bahdanau = additive, luong = general) (--attention)")
         check(self.bridge in BRIDGES, f"unknown bridge '{self.bridge}': choose {', '.join(BRIDGES)}")
         check(self.proj >= 0, f"proj must be >= 0 units (0: no projection), got {self.proj} (--proj)")
-        check(self.proj == 0 or self.cell == "lstm", f"proj is an LSTM's projection of h; the cell is "
-              f"'{self.cell}': use --cell lstm, or drop --proj")
+        check(self.proj == 0 or self.cell in PROJECTABLE_CELLS, f"proj is an LSTM's projection of h; the "
+              f"cell is '{self.cell}': use --cell {', '.join(PROJECTABLE_CELLS)}, or drop --proj")
         check(self.proj < self.hidden, f"proj must be fewer units than hidden ({self.hidden}), got {self.proj}")
         check(self.recurrent_max > 0 and math.isfinite(self.recurrent_max),
               f"recurrent_max must be a positive number, got {self.recurrent_max}")
@@ -114,7 +116,7 @@ class ModelConfig:
               f"got '{self.ct_method}'")
         check(self.ct_dt >= 0 and math.isfinite(self.ct_dt), f"ct_dt must be a positive step length (0: from "
               f"the data's time column), got {self.ct_dt}")
-        check(not (self.cell == "ctrnn" and self.ct_dt == 0 and self.bidirectional),
+        check(not (self.core_cell().reads_dt and self.bidirectional),
               "model.ct_dt = 0 integrates each step over the gap before it, forwards in time; a "
               "bidirectional core would read the gaps backwards: drop --bidirectional")
         for key in NOISE_KEYS:
@@ -135,13 +137,13 @@ class ModelConfig:
         return Noise(self.input_dropout, self.output_dropout, self.variational,
                      self.recurrent_dropout, self.zoneout, self.weight_drop)
 
-    def core_cell(self):
-        """The core's cell (core/cells.py): a name Recurrent takes, or a configured Cell."""
+    def core_cell(self) -> Cell:
+        """The core's cell (core/cells.py, core/variants.py), configured by this config."""
         if self.cell == "indrnn":
             return indrnn_cell(self.recurrent_max)
         if self.cell == "ctrnn":
             return ctrnn_cell(self.ct_method, self.ct_dt or 1.0, timed=self.ct_dt == 0)
-        return CELL_NAMES[self.cell][0]
+        return get_cell(*CELL_NAMES[self.cell])
 
     @property
     def fixed_reservoir(self) -> bool:
@@ -291,7 +293,7 @@ def top_layer(core: Recurrent, states: Tensor) -> Tensor:
 def build_model(config: ModelConfig, spec: TaskSpec, *, generator: Optional[torch.Generator] = None,
                 device=None, dtype=None) -> SequenceModel:
     """The model a task needs (input/output sizes from ``spec``), initialised per ``config``."""
-    check(not (config.cell == "ctrnn" and config.ct_dt == 0) or spec.time_input,
+    check(not config.core_cell().reads_dt or spec.time_input,
           "model.ct_dt = 0 reads each step's length from the data's time column: name it with "
           "--set task.time_column=COLUMN (a forecast of your file), or give model.ct_dt a step length")
     if config.cell == "esn":

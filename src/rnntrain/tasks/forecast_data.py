@@ -45,7 +45,7 @@ class ForecastData:
         return self._with_time_steps(self._with_calendar(series, cycles))
 
     def _with_time_steps(self, series: Series) -> Series:
-        """task.time_column: each row's Δt since the row before, in units of the training
+        """task.time_column: each row's Δt since the row before, in units of the observed
         rows' median gap (``time_unit``, kept for inference; the first row: 1), appended as
         the last column, "dt"; a column of numbers used as the time is not an input itself."""
         name = self.config.time_column
@@ -63,7 +63,8 @@ class ForecastData:
             check(series.time is not None, f"task.time_column '{name}' is neither a column of {series.name} "
                                            f"({', '.join(cols)}) nor its date column")
             stamps = list(series.time) + list([] if future is None else series.future_time)
-            times = np.array([parse_date(str(t)).timestamp() for t in stamps], dtype=np.float64)
+            dates = [parse_date(str(t)) for t in stamps]  # a future row without a date: unknown
+            times = np.array([np.nan if d is None else d.timestamp() for d in dates], dtype=np.float64)
             values = series.values
         T = len(values)
         gaps = np.diff(times)
