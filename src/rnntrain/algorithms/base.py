@@ -19,7 +19,7 @@ populations, ...) is :meth:`Algorithm.state_dict`, saved in every checkpoint, so
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, Optional, Type
 
 import torch
@@ -38,6 +38,29 @@ class NoOptions:
     """The [algorithm] table of an algorithm without settings of its own (only ``name``)."""
 
 
+# The common unit of work: one *forward-step equivalent* is one sequence advanced one time step
+# by the model's forward pass. Every family counts what it does in it, so a GA generation, a
+# BPTT epoch and an RTRL stretch sit on one axis (`rnntrain compare`). Costs of the other
+# passes, from automatic differentiation's cheap-gradient results (Griewank & Walther 2008,
+# ch. 4: a reverse sweep costs a small multiple of the function, a forward tangent about one):
+FORWARD = 1.0
+TANGENT = 1.0   # each forward-mode tangent carried along a step (jvp)
+COTANGENT = 2.0  # each reverse-mode cotangent pulled back through a step (vjp, backward)
+TRAIN_STEP = FORWARD + COTANGENT  # forward + backward: the 3x of a gradient step
+
+
+class Work:
+    """Forward-step equivalents spent so far; algorithms :meth:`add` as they compute (the
+    trainer reads the total after each round into the ``work`` column of metrics.csv)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def add(self, sequence_steps: float, cost: float = FORWARD) -> None:
+        """``sequence_steps`` sequence-steps, each costing ``cost`` forward steps."""
+        self.total += float(sequence_steps) * cost
+
+
 @dataclass
 class Context:
     model: nn.Module
@@ -46,6 +69,7 @@ class Context:
     rounds: int  # total rounds planned (schedules need it)
     batch_size: int
     generator: torch.Generator  # all randomness of the algorithm and its data order
+    work: Work = field(default_factory=Work)  # shared by copies (a memetic phase's BPTT)
 
 
 class Algorithm(ABC):

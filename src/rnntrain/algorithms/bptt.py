@@ -30,7 +30,7 @@ from ..core import detach_state
 from ..errors import UserError
 from ..optim import Updater
 from ..tasks.base import Batch
-from .base import Algorithm, Context, StepCallback, register
+from .base import FORWARD, TRAIN_STEP, Algorithm, Context, StepCallback, register
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class BPTT(Algorithm):
                 if who is None:  # nobody's target here: the piece only moves the state forward
                     with torch.no_grad():
                         _, state = model(piece.inputs, state, lengths=piece.lengths)
+                    self.ctx.work.add(piece.work_steps, FORWARD)
                     continue
                 updater.zero_grad()
                 out, state = model(piece.inputs, state, lengths=piece.lengths, final_state=need_state,
@@ -108,6 +109,7 @@ class BPTT(Algorithm):
                 else:  # the sequences that end in this piece
                     loss = task.loss(out[who.to(out.device)], piece.select(who))
                 loss.backward()
+                self.ctx.work.add(piece.work_steps, TRAIN_STEP)
                 updater.step()
                 state = detach_state(state)
                 n = int(who.sum())

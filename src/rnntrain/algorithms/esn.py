@@ -122,6 +122,7 @@ class ESN(Algorithm):
             stream = task.stream("train")
             if stream is not None:
                 feats, _ = model.features(stream.inputs)  # (1, T, D)
+                self.ctx.work.add(feats.shape[1])
                 if feats.shape[1] <= wash:
                     raise UserError(f"the training stream has {feats.shape[1]} steps but washout "
                                     f"drops {wash}: use a smaller algorithm.washout or more data")
@@ -133,6 +134,7 @@ class ESN(Algorithm):
                     state = None
                 fresh = state is None
                 feats, state = model.features(batch.inputs, state, batch.lengths)  # (N, L, D)
+                self.ctx.work.add(batch.work_steps)
                 if model.per_step:  # every valid step after the washout is a row
                     # (labelled sequences, which carry lengths, start from the zero state by
                     # definition: no washout for them)

@@ -49,7 +49,9 @@ from torch.func import functional_call, grad, jvp, vjp
 from ..config.schema import check
 from ..core import constrain
 from ..tasks.base import Batch
-from .base import Algorithm, Context, StepCallback, register
+from .base import COTANGENT, FORWARD, TANGENT, TRAIN_STEP, Algorithm, Context, StepCallback, register
+
+GN_PRODUCT = FORWARD + TANGENT + COTANGENT  # G v = J^T H J v: a jvp, then a vjp (Work's unit)
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class HessianFree(Algorithm):
                 out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False,
                                                                    "decoder": b.decoder})[0]
                 total += w * float(self.ctx.task.loss(out, b))
+                self.ctx.work.add(b.work_steps, FORWARD)
         return total
 
     def _gradient(self, chunks: Chunks) -> Tuple[float, Tensor]:
@@ -218,6 +221,7 @@ class HessianFree(Algorithm):
             out = self.ctx.model(b.inputs, lengths=b.lengths, final_state=False, decoder=b.decoder)[0]
             loss = w * self.ctx.task.loss(out, b)
             loss.backward()  # accumulates into .grad, one chunk's graph at a time
+            self.ctx.work.add(b.work_steps, TRAIN_STEP)
             total += float(loss.detach())
         g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
         for p in self.params:
@@ -272,6 +276,7 @@ class HessianFree(Algorithm):
         """
         lc0, gc = self._gradient(chunks)
         model = float(gc @ p + 0.5 * p @ curv.product(p, structural=False))
+        self.ctx.work.add(sum(b.work_steps for b in chunks), GN_PRODUCT)
         if not model < 0:
             return -math.inf
         return (self._loss_at(theta + p, chunks) - lc0) / model
@@ -285,9 +290,11 @@ class HessianFree(Algorithm):
         curv_chunks = [b.select(torch.arange(m)) for b in chunks
                        for m in [max(1, int(round(o.curvature_fraction * len(b))))]]
         lam = self.damping
+        curv_steps = sum(b.work_steps for b in curv_chunks)
         curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping)
 
         def apply(v: Tensor) -> Tensor:
+            self.ctx.work.add(curv_steps, GN_PRODUCT)
             return curv.product(v) + lam * v
 
         theta = curv.theta

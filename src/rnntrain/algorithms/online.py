@@ -55,6 +55,11 @@ class Sensitivity(ABC):
         self.fn = fn
         self.generator = generator
 
+    @property
+    @abstractmethod
+    def cost(self) -> float:
+        """Forward-step equivalents of one stream's step (:class:`~rnntrain.algorithms.base.Work`)."""
+
     @abstractmethod
     def reset(self, batch: int, like: Tensor) -> None:
         """Zero influence for ``batch`` fresh streams (dtype and device of ``like``)."""
@@ -206,6 +211,7 @@ class OnlineAlgorithm(Algorithm):
         for t in range(L):
             with torch.no_grad():
                 self.state = self.sens.advance(self.fn.theta(), self.state, x[:, t])  # (N, S)
+            self.ctx.work.add(N, self.sens.cost)
             if per_step:
                 target, who = batch.piece(t, t + 1, True), None
                 n = N if batch.lengths is None else int((batch.lengths > t).sum())

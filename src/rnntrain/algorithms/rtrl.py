@@ -18,8 +18,15 @@ from typing import Any, Dict
 import torch
 from torch import Tensor
 
-from .base import register
+from .base import COTANGENT, FORWARD, register
 from .online import OnlineAlgorithm, Sensitivity, StepFunction
+
+
+def dense_influence_cost(S: int) -> float:
+    """Forward-step equivalents of an exact step of a dense influence: the forward, S
+    cotangents for D and I, and D·M's S·S·P multiply-adds, S² forward steps (a step of the
+    core is about P multiply-adds, one per recurrent parameter): (S + 1)² with the forward."""
+    return FORWARD + COTANGENT * S + S * S
 
 
 class RTRLSensitivity(Sensitivity):
@@ -31,6 +38,10 @@ class RTRLSensitivity(Sensitivity):
     """
 
     M: Tensor
+
+    @property
+    def cost(self) -> float:
+        return dense_influence_cost(self.fn.S)
 
     def reset(self, batch: int, like: Tensor) -> None:
         self.M = like.new_zeros(batch, self.fn.S, self.fn.P)

@@ -31,8 +31,9 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor
 
-from .base import register
+from .base import COTANGENT, FORWARD, TANGENT, register
 from .online import OnlineAlgorithm, Sensitivity, StepFunction
+from .rtrl import dense_influence_cost
 
 DENSE_ABOVE = 0.25  # keep M densely (masked) when the pattern holds more than this fraction
 PROBES = 2  # random probes whose Jacobian patterns are united
@@ -127,6 +128,14 @@ class SparseSensitivity(Sensitivity):
         self.V = torch.nn.functional.one_hot(self.r_colour, int(self.r_colour.max()) + 1).t()  # (Ki, S)
         self.e_index = self.r_colour[rows] * self.fn.P + cols  # into the (Ki, P) vjp results
         self.jvps, self.vjps = self.U.shape[0], self.V.shape[0]
+
+    @property
+    def cost(self) -> float:
+        """Dense: RTRL's, masked. Sparse: the forward, a tangent per colour of D's columns, a
+        cotangent per colour of the pattern's rows, and one multiply-add per pair, P per step."""
+        if self.dense:
+            return dense_influence_cost(self.fn.S)
+        return FORWARD + TANGENT * self.jvps + COTANGENT * self.vjps + len(self.dst) / self.fn.P
 
     def reset(self, batch: int, like: Tensor) -> None:
         if self.dense:

@@ -24,7 +24,7 @@ from typing import Any, Dict
 import torch
 from torch import Tensor
 
-from .base import register
+from .base import COTANGENT, FORWARD, TANGENT, register
 from .online import OnlineAlgorithm, Sensitivity, StepFunction
 
 EPS = 1e-7  # the paper's stabilisers of rho_0 and rho_1
@@ -35,6 +35,7 @@ class UOROSensitivity(Sensitivity):
 
     s_tilde: Tensor
     theta_tilde: Tensor
+    cost = FORWARD + TANGENT + COTANGENT  # one jvp along s̃ and one vjp along ν per step
 
     def reset(self, batch: int, like: Tensor) -> None:
         self.s_tilde = like.new_zeros(batch, self.fn.S)

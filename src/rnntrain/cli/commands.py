@@ -16,6 +16,9 @@ COMMANDS = {
     "gradcheck": ("gradcheck", "check an online algorithm's gradient in float64"),
     "backtest": ("backtest", "rolling-origin evaluation of a forecasting run or config: errors per "
                              "fold against the baselines"),
+    "compare": ("compare", "runs side by side: one table (final metrics, baselines, time, work) and "
+                           "curves, as compare.html (self-contained) and compare.md"),
+    "report": ("compare", "rewrite a run's report.html (e.g. after rnntrain analyze)"),
 }
 
 

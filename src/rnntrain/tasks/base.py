@@ -152,6 +152,16 @@ class Batch:
         N, L = self.inputs.shape[0], self.inputs.shape[1]
         return N * L if self.lengths is None else int(self.lengths.sum())
 
+    @cached_property
+    def work_steps(self) -> int:
+        """Sequence-steps a forward pass advances: the valid input steps, plus the decoder's
+        steps of an encoder-decoder (the unit of :class:`rnntrain.algorithms.base.Work`)."""
+        d = self.decoder
+        if d is None:
+            return self.valid_steps
+        M, T = d.inputs.shape[0], d.inputs.shape[1]
+        return self.valid_steps + (M * T if d.lengths is None else int(d.lengths.sum()))
+
     def select(self, idx: Tensor) -> "Batch":
         """The sequences ``idx`` (a CPU index tensor or bool mask) as a batch of their own."""
         idx = idx.nonzero()[:, 0] if idx.dtype == torch.bool else idx
@@ -183,6 +193,9 @@ class Task(ABC):
     # the validation metric that picks the best round and early-stops, unless train.select
     # names another
     selection: str = "loss"
+    # the metric a reader judges the task by (`rnntrain compare`'s column; baselines report it
+    # as BASELINE_<headline>, e.g. persistence_mase)
+    headline: str = "loss"
     # glob patterns of the files :meth:`report` writes into a run directory: the run
     # directory knows every file a run may hold from these (--overwrite replaces only them)
     FILES: Tuple[str, ...] = ()

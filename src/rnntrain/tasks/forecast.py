@@ -64,6 +64,8 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     per_step=False. The loss is the head's (MSE for a point forecast) in scaled units.
     """
 
+    headline = "mase"
+
     name = "forecast"
     forcing = 1.0  # the decoder's teacher-forcing probability this round (task.sampling)
 

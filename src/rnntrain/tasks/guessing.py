@@ -74,6 +74,8 @@ class GuessingConfig:
 class GuessingTask(Task):
     """Latch or parity sequences; see the module docstring."""
 
+    headline = "accuracy"
+
     name = "guessing"
     spec = TaskSpec(input_size=1, output_size=1, tokens=False, per_step=False)
 

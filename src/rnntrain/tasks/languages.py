@@ -127,6 +127,8 @@ class LanguageConfig:
 class LanguageTask(Task):
     """spec: input_size = output_size = |alphabet| + 2 (^ and $), tokens, per_step."""
 
+    headline = "accuracy"
+
     name = "language"
 
     def __init__(self, config: LanguageConfig, *, seed: int = 0, device="cpu",

@@ -39,6 +39,8 @@ PLOTTED = 4  # forecast-<id>.png for the first few series
 class PanelForecastTask(Task):
     """kind "forecast" with ``task.series_id``: the protocol over many ForecastTasks."""
 
+    headline = "mase"
+
     name = "forecast"
 
     def __init__(self, config: ForecastConfig, *, seed: int = 0, device="cpu",
@@ -190,6 +192,7 @@ class Forecasting:
     many in a long file (:class:`PanelForecastTask`, ``task.series_id``)."""
 
     FILES = ForecastTask.FILES + PanelForecastTask.FILES
+    headline = ForecastTask.headline
 
     def __call__(self, config: ForecastConfig, **kw) -> Task:
         return (PanelForecastTask if config.series_id else ForecastTask)(config, **kw)

@@ -112,6 +112,8 @@ def _randint(lo: int, hi: int, n: int, g: torch.Generator) -> Tensor:
 class PathologicalTask(Task):
     """Fresh minibatches of one pathological problem; see the module docstring."""
 
+    headline = "wrong_fraction"
+
     name = "pathological"
 
     def __init__(self, config: PathologicalConfig, *, seed: int = 0, device="cpu",

@@ -83,6 +83,8 @@ class CharTask(Task):
     spec: input_size = output_size = V (vocabulary size), tokens=True, per_step=True.
     """
 
+    headline = "bpc"
+
     name = "text"
 
     def __init__(self, config: TextConfig, *, seed: int = 0, device="cpu",

@@ -9,6 +9,7 @@
       summary.json     final metrics on every split, stop reason, timings, task extras
       loss.png         train/validation loss curves
       train_metrics.png  every other train_* metric family (fitness, diversity, lr, ...)
+      report.html      all of the above in one self-contained page (reporting/compare.py)
       ...              the task's own plots (forecast.png) and samples (sample.txt)
 """
 from __future__ import annotations
@@ -40,7 +41,8 @@ LOCK = ".rnntrain.lock"  # the pid of the process writing the run (RunDir.locked
 PREVIOUS = ".replaced-run"
 # what the trainer itself writes; .NAME.*.tmp: a write (training/checkpoint.py:
 # atomic_write) that a kill cut short, removed when the run restarts
-TRAINER_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", LOCK, PREVIOUS, ".*.tmp")
+TRAINER_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "report.html", LOCK,
+                 PREVIOUS, ".*.tmp")
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
 

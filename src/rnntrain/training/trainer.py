@@ -31,6 +31,7 @@ from ..config.run import RunConfig
 from ..config.schema import check
 from ..errors import UserError
 from ..models import SequenceModel, build_model
+from ..reporting.compare import run_report
 from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
@@ -195,7 +196,9 @@ class Trainer:
                 # schedules over training (scheduled sampling), data the model makes (rollouts)
                 self.task.start_round(self.round, self.model)
                 good = [p.detach().clone() for p in self.model.parameters()]
+                work = self.algorithm.ctx.work.total
                 train = self.algorithm.run_round(progress.step)
+                work = self.algorithm.ctx.work.total - work
                 if self._diverged(train, good):
                     break
                 every = cfg.train.eval_every
@@ -207,6 +210,8 @@ class Trainer:
                 row.update({f"train_{k}": v for k, v in train.items()})
                 row.update({f"val_{k}": v for k, v in val.items()})
                 row["seconds"] = self.elapsed
+                # forward-step equivalents so far (algorithms/base.py: Work), every family alike
+                row["work"] = (self.history[-1].get("work", 0.0) if self.history else 0.0) + work
                 self.history.append(row)
                 if due:
                     self._early_stopping(row)
@@ -290,11 +295,13 @@ class Trainer:
             "stop_reason": self.stop_reason or f"completed {cfg.train.epochs} rounds",
             "diverged_round": self.diverged,
             "best_round": self.best["round"],
+            "headline": self.task.headline,
             "selected_by": next((k for k in (f"val_{self.selection}", "val_loss", "train_loss")
                                  if any(k in r for r in self.history)), None),
             "restored_best": bool(cfg.train.restore_best and self.best["model"] is not None),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "seconds": round(self.elapsed, 3),
+            "work": self.history[-1].get("work") if self.history else 0.0,
             "metrics": {k: v for k, v in metrics.items() if v},
             "environment": {"torch": torch.__version__, "python": platform.python_version(),
                             "device": cfg.device, "threads": torch.get_num_threads()},
@@ -305,6 +312,7 @@ class Trainer:
                 plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
                 plot_metric_families(self.history, self.run.file("train_metrics.png"), self.algorithm.unit)
             self.run.write_summary(summary)
+            run_report(self.run.path)
         return RunResult(cfg, self.model, self.task, self.history, summary,
                          self.run.path if self.run else None)
 

@@ -119,6 +119,7 @@ class PopulationAlgorithm(Algorithm):
         if better:
             self.best, self.best_loss, self.best_within = pop[i].clone(), float(losses[i]), float(within[i])
         self.evaluations += len(pop)
+        self.ctx.work.add(len(pop) * self.evaluator.work_steps)
         self.last_losses = losses
         self.diversity = float(pop.double().std(0).mean()) if len(pop) > 1 else 0.0
         return losses

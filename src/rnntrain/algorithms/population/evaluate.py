@@ -51,6 +51,7 @@ class PopulationEvaluator:
         order = torch.Generator().manual_seed(0)
         self.batches: List[Batch] = list(task.batches("train", n, generator=order))
         self.examples = sum(len(b) for b in self.batches)
+        self.work_steps = sum(b.work_steps for b in self.batches)  # one network over the split
         self.chunk = self._chunk_size(memory_mb)
         self.fast = True  # population-first layout (False: plain vmap of functional_call)
         self.rank, self.world = _distributed()

@@ -79,6 +79,8 @@ class ClassTargets:
 class ClassifyTask(ClassTargets, LabelledTask):
     """One class per sequence; see the module docstring."""
 
+    headline = "accuracy"
+
     name = "classify"
     default_dataset = "waves"
 

@@ -24,6 +24,8 @@ from .task import LabelledTask
 class RegressTask(LabelledTask):
     """One real value or vector per sequence; see the module docstring."""
 
+    headline = "mse"
+
     name = "regress"
     default_dataset = "waves-frequency"
 

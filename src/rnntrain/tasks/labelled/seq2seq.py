@@ -109,6 +109,8 @@ def corpus_bleu(hyps: List[str], refs: List[str]) -> Optional[float]:
 class Seq2SeqTask(LabelledTask):
     """Sequence-to-sequence transduction; see the module docstring."""
 
+    headline = "token_error"
+
     name = "seq2seq"
     default_dataset = "reverse"
     aligned = False  # the target has its own length: whole sequences only

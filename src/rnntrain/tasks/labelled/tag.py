@@ -39,6 +39,8 @@ class TagConfig(LabelledConfig):
 class TagTask(ClassTargets, LabelledTask):
     """A class at every step; see the module docstring."""
 
+    headline = "accuracy"
+
     name = "tag"
     default_dataset = "segments"
     per_step = True

@@ -52,6 +52,8 @@ class TranscribeConfig(LabelledConfig):
 class TranscribeTask(LabelledTask):
     """CTC transcription; see the module docstring."""
 
+    headline = "ler"
+
     name = "transcribe"
     default_dataset = "spelling"
     per_step = True
