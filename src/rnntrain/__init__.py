@@ -23,7 +23,7 @@ _LAZY = {
     "SequenceModel": ("models", "SequenceModel"), "build_model": ("models", "build_model"),
     "forecast": ("api", "forecast"), "sample": ("api", "sample"),
     "generate": ("api", "generate"), "predict": ("api", "predict"), "translate": ("api", "translate"),
-    "UserError": ("errors", "UserError"),
+    "UserError": ("errors", "UserError"), "export": ("exporting", "export"),
     "compare": ("reporting.compare", "compare"), "run_report": ("reporting.compare", "run_report"),
 }
 

@@ -18,6 +18,8 @@ COMMANDS = {
                              "fold against the baselines"),
     "compare": ("compare", "runs side by side: one table (final metrics, baselines, time, work) and "
                            "curves, as compare.html (self-contained) and compare.md"),
+    "export": ("export", "the model of a run as ONNX or TorchScript (whole sequences, and one step with "
+                         "the state in and out), checked against rnntrain's outputs"),
     "report": ("compare", "rewrite a run's report.html (e.g. after rnntrain analyze)"),
 }
 

@@ -28,7 +28,7 @@ def layer_norm(a: Tensor, gain: Tensor, shift: Optional[Tensor] = None) -> Tenso
     axis (Ba, Kiros & Hinton 2016, eq. 4): torch's fused normalisation, then the gain and
     shift applied apart, so that they may carry a population axis ((P, 1, K) with a (P, N, K)
     input)."""
-    out = F.layer_norm(a, a.shape[-1:], eps=LN_EPS) * gain
+    out = F.layer_norm(a, (gain.shape[-1],), eps=LN_EPS) * gain  # a constant shape: exporters trace it
     return out if shift is None else out + shift
 
 

@@ -48,7 +48,7 @@ def _csr32(w: Tensor) -> Tensor:
 def _needs_graph(*tensors: Optional[Tensor]) -> bool:
     """Whether the collection must be differentiable or transformable (then: the core's unroll)."""
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    return grad or _under_transform(tensors)
+    return grad or _under_transform(tensors) or torch.jit.is_tracing()  # (an export traces it)
 
 
 def collect_states(x: Tensor, x0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
