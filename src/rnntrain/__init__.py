@@ -24,6 +24,7 @@ _LAZY = {
     "forecast": ("api", "forecast"), "sample": ("api", "sample"),
     "generate": ("api", "generate"), "predict": ("api", "predict"), "translate": ("api", "translate"),
     "UserError": ("errors", "UserError"), "export": ("exporting", "export"),
+    "tune": ("training.tune", "tune"), "raw_config": ("config.run", "raw_config"),
     "compare": ("reporting.compare", "compare"), "run_report": ("reporting.compare", "run_report"),
 }
 

@@ -20,6 +20,8 @@ COMMANDS = {
                            "curves, as compare.html (self-contained) and compare.md"),
     "export": ("export", "the model of a run as ONNX or TorchScript (whole sequences, and one step with "
                          "the state in and out), checked against rnntrain's outputs"),
+    "tune": ("tune", "hyperparameter search on Optuna over any config key (--param KEY=SPEC), with "
+                     "pruning and an optional shared storage (--storage sqlite:///study.db)"),
     "report": ("compare", "rewrite a run's report.html (e.g. after rnntrain analyze)"),
 }
 

@@ -211,10 +211,16 @@ def apply_overrides(data: MutableMapping[str, Any], overrides: Iterable[str]) ->
         set_path(data, key.strip(), parse_value(value.strip()))
 
 
-def load_config(path=None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> RunConfig:
-    """Config from an optional TOML file, then ``base`` entries, then ``--set`` overrides."""
+def raw_config(path=None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> Dict[str, Any]:
+    """The config as the user wrote it (TOML file, then ``base`` entries, then ``--set``
+    overrides), before validation fills in defaults: what a search varies keys of."""
     data: Dict[str, Any] = read_toml(Path(path)) if path else {}
     for dotted, value in (base or {}).items():
         set_path(data, dotted, value)
     apply_overrides(data, overrides)
-    return from_dict(data)
+    return data
+
+
+def load_config(path=None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> RunConfig:
+    """Config from an optional TOML file, then ``base`` entries, then ``--set`` overrides."""
+    return from_dict(raw_config(path, overrides, base))

@@ -192,7 +192,7 @@ class Forecasting:
     many in a long file (:class:`PanelForecastTask`, ``task.series_id``)."""
 
     FILES = ForecastTask.FILES + PanelForecastTask.FILES
-    headline = ForecastTask.headline
+    headline, selection = ForecastTask.headline, ForecastTask.selection
 
     def __call__(self, config: ForecastConfig, **kw) -> Task:
         return (PanelForecastTask if config.series_id else ForecastTask)(config, **kw)
