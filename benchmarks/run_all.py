@@ -31,6 +31,7 @@ SECTIONS = [
     ("Echo state networks vs reservoirpy", "bench_esn", "main"),
     ("Hessian-free optimisation", "bench_hf", "main"),
     ("TensorBoard tracking overhead", "bench_tracking", "run"),
+    ("Data-parallel BPTT: one process vs two (torchrun)", "bench_ddp", "run"),
     ("The trainer's own cost per round (GA generations)", "bench_trainer", "run"),
     ("Dynamics analysis", "bench_analysis", "main"),
 ]

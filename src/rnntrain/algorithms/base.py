@@ -28,6 +28,7 @@ from torch import nn
 from ..config.schema import closest
 from ..errors import UserError
 from ..optim import OptimConfig
+from ..parallel import Distributed
 from ..tasks.base import Task, TaskSpec
 
 StepCallback = Callable[[float], None]  # called with the latest training loss, for progress display
@@ -51,7 +52,9 @@ TRAIN_STEP = FORWARD + COTANGENT  # forward + backward: the 3x of a gradient ste
 
 class Work:
     """Forward-step equivalents spent so far; algorithms :meth:`add` as they compute (the
-    trainer reads the total after each round into the ``work`` column of metrics.csv)."""
+    trainer reads the total after each round into the ``work`` column of metrics.csv). Under
+    torchrun each process counts its own share (its rows, its individuals) and the trainer
+    sums them: work is what every process together spent."""
 
     def __init__(self) -> None:
         self.total = 0.0
@@ -70,6 +73,7 @@ class Context:
     batch_size: int
     generator: torch.Generator  # all randomness of the algorithm and its data order
     work: Work = field(default_factory=Work)  # shared by copies (a memetic phase's BPTT)
+    dist: Distributed = field(default_factory=Distributed)  # the processes training this run
 
 
 class Algorithm(ABC):
@@ -88,6 +92,10 @@ class Algorithm(ABC):
     # settings that suit the family, used where the user set none (config/run.py), e.g. a
     # model size its cost allows: {"model": {"hidden": 32}}
     SUGGESTED: ClassVar[Dict[str, Dict[str, Any]]] = {}
+    # what it shares among processes under torchrun (rnntrain/parallel.py): "data" (each takes
+    # its rows of every batch), "population" (each evaluates its individuals), or None (it
+    # refuses to start under torchrun)
+    parallel: ClassVar[Optional[str]] = None
 
     @classmethod
     def why_not(cls, spec: TaskSpec, model: Any, options: Any) -> Optional[str]:

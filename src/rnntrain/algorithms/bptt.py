@@ -29,6 +29,7 @@ from ..config.schema import check
 from ..core import detach_state
 from ..errors import UserError
 from ..optim import Updater
+from ..parallel import sum_gradients
 from ..tasks.base import Batch
 from .base import FORWARD, TRAIN_STEP, Algorithm, Context, StepCallback, register
 
@@ -50,6 +51,7 @@ class BPTT(Algorithm):
     Options = BPTTOptions
 
     regularized = True  # dropout, zoneout, weight-drop act in its training forward
+    parallel = "data"  # under torchrun: rows of every batch per process, gradients summed
 
     @classmethod
     def refusal(cls, spec, model, options) -> Optional[str]:
@@ -84,7 +86,11 @@ class BPTT(Algorithm):
         return pieces
 
     def run_round(self, on_step: Optional[StepCallback] = None) -> Dict[str, float]:
-        model, task, updater = self.ctx.model, self.ctx.task, self.updater
+        """One epoch. Under torchrun each process takes its rows of every batch (a stream's
+        rows are its streams) and the gradients are summed over processes, each weighted by
+        its rows' share of the batch's loss (``Task.loss_weight``): every process takes the
+        step one process would take on the whole batch (rnntrain/parallel.py)."""
+        model, task, updater, dist = self.ctx.model, self.ctx.task, self.updater, self.ctx.dist
         model.train()
         total = torch.zeros((), dtype=torch.float64)
         count = 0
@@ -93,23 +99,32 @@ class BPTT(Algorithm):
         for batch in task.batches("train", self.ctx.batch_size, generator=self.ctx.generator):
             if not batch.continues:
                 state = None
+            rows = dist.shard(len(batch)) if dist.active else None
             for piece, who in self._pieces(batch):
                 # the state is read on only by the next piece or a continuing batch
                 need_state = carry or batch.lengths is None
+                mine = piece if rows is None else piece.select(rows)
+                if len(mine) == 0:  # a last batch smaller than the processes: this one has no rows
+                    if who is not None:
+                        updater.zero_grad()
+                        (loss,) = sum_gradients(dist, updater.params, torch.zeros(()))
+                        updater.step()
+                        total += loss.double().cpu() * int(who.sum())
+                        count += int(who.sum())
+                    continue
                 if who is None:  # nobody's target here: the piece only moves the state forward
                     with torch.no_grad():
-                        _, state = model(piece.inputs, state, lengths=piece.lengths)
-                    self.ctx.work.add(piece.work_steps, FORWARD)
+                        _, state = model(mine.inputs, state, lengths=mine.lengths)
+                    self.ctx.work.add(mine.work_steps, FORWARD)
                     continue
                 updater.zero_grad()
-                out, state = model(piece.inputs, state, lengths=piece.lengths, final_state=need_state,
-                                   decoder=piece.decoder)
-                if bool(who.all()):
-                    loss = task.loss(out, piece)
-                else:  # the sequences that end in this piece
-                    loss = task.loss(out[who.to(out.device)], piece.select(who))
+                out, state = model(mine.inputs, state, lengths=mine.lengths, final_state=need_state,
+                                   decoder=mine.decoder)
+                mine_who = who if rows is None else who[rows]
+                loss = self._loss(out, mine, mine_who, piece.select(who) if rows is not None else None)
                 loss.backward()
-                self.ctx.work.add(piece.work_steps, TRAIN_STEP)
+                self.ctx.work.add(mine.work_steps, TRAIN_STEP)
+                (loss,) = sum_gradients(dist, updater.params, loss.detach())
                 updater.step()
                 state = detach_state(state)
                 n = int(who.sum())
@@ -120,6 +135,18 @@ class BPTT(Algorithm):
         metrics = {"loss": float(total) / max(count, 1)}
         metrics.update(updater.end_round())
         return metrics
+
+    def _loss(self, out: Tensor, rows: Batch, who: Tensor, whole: Optional[Batch]) -> Tensor:
+        """The loss over the sequences ``who`` of ``rows``; with ``whole`` (the piece's scored
+        sequences in every process), weighted by these rows' share of its loss."""
+        task = self.ctx.task
+        if not bool(who.any()):  # none of this process's rows is scored here: zero gradients
+            return out.sum() * 0.0
+        scored = rows if bool(who.all()) else rows.select(who)
+        loss = task.loss(out if bool(who.all()) else out[who.to(out.device)], scored)
+        if whole is None:
+            return loss
+        return loss * (task.loss_weight(scored) / task.loss_weight(whole))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"updater": self.updater.state_dict()}

@@ -214,6 +214,12 @@ class Task(ABC):
         """Scalar mean loss of model outputs against ``batch.targets`` (the quantity trained
         on); per-step losses are the mean over valid steps only (``batch.mask``)."""
 
+    def loss_weight(self, batch: Batch) -> float:
+        """What :meth:`loss` divides by on ``batch``: valid steps for per-step losses, else
+        sequences (a task with another mean, e.g. class-weighted, says so). The loss of rows
+        split among processes is their losses weighted by their share of it (parallel.py)."""
+        return float(batch.valid_steps if self.spec.per_step else len(batch))
+
     @abstractmethod
     def evaluate(self, model, split: str) -> Dict[str, float]:
         """Metrics of ``model`` on ``split``: always "loss", plus the task's own metrics.

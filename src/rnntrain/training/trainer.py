@@ -37,7 +37,7 @@ from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
 from .checkpoint import detached, load_checkpoint, save_checkpoint
 from .monitors import build_monitors
-from .processes import is_main_process, release_process_group
+from ..parallel import Distributed, is_main_process
 from .progress import Progress
 from .run_dir import RunDir
 
@@ -107,15 +107,25 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.task = make_task(config)
         algo_cls = get_algorithm(config.algorithm_name)
+        # the processes training this run (torchrun): joined before anything else, so every
+        # process sees the same refusals
+        self.dist = Distributed.from_environment(resolve_device(config.device))
+        if self.dist.active and algo_cls.parallel is None:
+            self.dist.release()
+            raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
+                            f"algorithm that shares its work among processes (bptt, or a population method)")
         # the family says whether it can train this task and model, before anything is built
         refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
         if refusal:
             raise UserError(refusal)
         self.model = make_model(config, self.task.spec)
+        if self.dist.rank:  # training noise (dropout masks) of its own in every other process
+            torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         # One generator for all of the algorithm's randomness (data order, noise, populations).
         self.generator = torch.Generator().manual_seed(config.seed + 1)
         self.algorithm = algo_cls(Context(self.model, self.task, config.optim, config.train.epochs,
-                                          config.train.batch_size, self.generator), config.algorithm)
+                                          config.train.batch_size, self.generator, dist=self.dist),
+                                  config.algorithm)
         # [monitor] measurements (e.g. gradient flow), called like round callbacks but before
         # the round's checkpoint, so a kill never loses a record the checkpoint claims (a
         # round redone after a kill rewrites its own record); every process measures, only
@@ -132,12 +142,13 @@ class Trainer:
         self.elapsed = 0.0
         self._saved_at = time.monotonic()  # when the last checkpoint was written
         self._unsaved: Optional[Dict[str, Any]] = None  # the last finished round, when not yet saved
+        self._ranks_rng: List[Dict[str, Any]] = []  # every process's RNG states (torchrun)
 
     # -- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         return {"format": 1, "round": self.round, "model": self.model.state_dict(), "data": self.data_files,
                 "algorithm": self.algorithm.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+                "rng": self._rng_states(),
                 "history": self.history, "best": self.best, "bad_rounds": self.bad_rounds,
                 "stop_reason": self.stop_reason, "elapsed": self.elapsed,
                 "task": self.task.state_dict()}
@@ -150,11 +161,30 @@ class Trainer:
                   f"on other data; restore the file, or start a new run")
         load_weights(self.model, state["model"])
         self.algorithm.load_state_dict(state["algorithm"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["generator"])
+        rng = state["rng"]
+        ranks = rng.get("ranks", [rng])
+        check(len(ranks) == self.dist.world,
+              f"this run was trained by {len(ranks)} process(es) and is resumed by {self.dist.world}: "
+              f"resume it with torchrun --nproc_per_node {len(ranks)}" if len(ranks) > 1 else
+              "this run was trained by one process: resume it without torchrun")
+        torch.set_rng_state(ranks[self.dist.rank]["torch"])
+        self.generator.set_state(ranks[self.dist.rank]["generator"])
         self.round, self.history = state["round"], list(state["history"])
         self.best, self.bad_rounds = state["best"], state["bad_rounds"]
         self.stop_reason, self.elapsed = state["stop_reason"], state["elapsed"]
+
+    def _rng_states(self) -> Dict[str, Any]:
+        """This process's RNG states; with several processes, every process's (gathered at
+        the end of each round by :meth:`_gather_rng`), so a resume restores each its own."""
+        mine = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if not self.dist.active:
+            return mine
+        return {**mine, "ranks": self._ranks_rng}
+
+    def _gather_rng(self) -> None:
+        if self.dist.active:  # every process, every round: a collective no process may skip
+            self._ranks_rng = self.dist.gather({"torch": torch.get_rng_state(),
+                                                "generator": self.generator.get_state()})
 
     @property
     def writes(self) -> bool:
@@ -198,7 +228,9 @@ class Trainer:
                 good = [p.detach().clone() for p in self.model.parameters()]
                 work = self.algorithm.ctx.work.total
                 train = self.algorithm.run_round(progress.step)
-                work = self.algorithm.ctx.work.total - work
+                # every process's work (each counts its own share: rows, individuals)
+                work = float(self.dist.sum_(torch.tensor(self.algorithm.ctx.work.total - work,
+                                                         dtype=torch.float64)))
                 if self._diverged(train, good):
                     break
                 every = cfg.train.eval_every
@@ -218,6 +250,7 @@ class Trainer:
                 self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
                 for monitor in self.monitors:
                     monitor(self.round, row)
+                self._gather_rng()
                 self._keep()
                 if self.writes:
                     self.run.write_metrics(self.history)
@@ -227,7 +260,7 @@ class Trainer:
             if self._unsaved is not None:  # a diverged round ended the loop before the round's save
                 self.save(self._unsaved)
             result = self.finish()
-            release_process_group()  # every rank done: end a group rnntrain itself joined
+            self.dist.release()  # every rank done: end a group rnntrain itself joined
             return result
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last finished round becomes the checkpoint
             if self._unsaved is not None:

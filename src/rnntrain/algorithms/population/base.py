@@ -63,6 +63,7 @@ class PopulationAlgorithm(Algorithm):
 
     unit = "generation"
     label = "population search"  # for stop reasons
+    parallel = "population"  # under torchrun each process evaluates its share of the individuals
 
     def __init__(self, ctx: Context, options: PopulationOptions) -> None:
         super().__init__(ctx, options)
@@ -70,7 +71,8 @@ class PopulationAlgorithm(Algorithm):
         if self.generations < 1:
             raise UserError(f"finetune_epochs = {options.finetune_epochs} leaves no generations of "
                             f"{ctx.rounds} rounds: raise --generations or lower finetune_epochs")
-        self.evaluator = PopulationEvaluator(ctx.model, ctx.task, options.tolerance, options.memory_mb)
+        self.evaluator = PopulationEvaluator(ctx.model, ctx.task, options.tolerance, options.memory_mb,
+                                             ctx.dist)
         self.layout = self.evaluator.layout
         self.D = self.layout.size
         self.dtype = next(ctx.model.parameters()).dtype
@@ -119,7 +121,7 @@ class PopulationAlgorithm(Algorithm):
         if better:
             self.best, self.best_loss, self.best_within = pop[i].clone(), float(losses[i]), float(within[i])
         self.evaluations += len(pop)
-        self.ctx.work.add(len(pop) * self.evaluator.work_steps)
+        self.ctx.work.add(self.evaluator.evaluated * self.evaluator.work_steps)  # this process's share
         self.last_losses = losses
         self.diversity = float(pop.double().std(0).mean()) if len(pop) > 1 else 0.0
         return losses

@@ -17,20 +17,15 @@ being drawn from the same seeded generator everywhere, the same next population.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from ...models.vector import WeightLayout
+from ...parallel import Distributed
 from ...tasks.base import Batch, Task
-
-
-def _distributed() -> Tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun (gloo)."""
-    from ...training.processes import join_process_group
-    return join_process_group()
 
 
 class PopulationEvaluator:
@@ -41,9 +36,11 @@ class PopulationEvaluator:
         task: gives the training split (``batches("train", ...)``) and the loss.
         tolerance: per-example criterion of :meth:`Task.within_tolerance`.
         memory_mb: activation budget of one chunk of individuals.
+        dist: the processes of the run (rnntrain/parallel.py): each evaluates its share.
     """
 
-    def __init__(self, model: nn.Module, task: Task, tolerance: float, memory_mb: int) -> None:
+    def __init__(self, model: nn.Module, task: Task, tolerance: float, memory_mb: int,
+                 dist: Optional[Distributed] = None) -> None:
         self.model, self.task, self.tolerance = model, task, tolerance
         self.layout = WeightLayout(model)
         # The whole training split, in a fixed order (the loss is a mean: order is irrelevant).
@@ -52,9 +49,11 @@ class PopulationEvaluator:
         self.batches: List[Batch] = list(task.batches("train", n, generator=order))
         self.examples = sum(len(b) for b in self.batches)
         self.work_steps = sum(b.work_steps for b in self.batches)  # one network over the split
+        self.evaluated = 0  # networks this process evaluated in the last call (its share)
         self.chunk = self._chunk_size(memory_mb)
         self.fast = True  # population-first layout (False: plain vmap of functional_call)
-        self.rank, self.world = _distributed()
+        dist = dist or Distributed()
+        self.rank, self.world = dist.rank, dist.world
 
     def _chunk_size(self, memory_mb: int) -> int:
         """Individuals per batched call: activations ~ N*L*(G+3)*H*layers*D floats each."""
@@ -88,6 +87,7 @@ class PopulationEvaluator:
 
     def _local(self, pop: Tensor) -> Tuple[Tensor, Tensor]:
         """Losses and within-tolerance counts of the rows of ``pop`` (P, D) in this process."""
+        self.evaluated = len(pop)
         losses, within = [], []
         batched = self._fast if self.fast else self._plain
         was_training = self.model.training

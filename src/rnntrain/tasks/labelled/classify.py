@@ -110,6 +110,11 @@ class ClassifyTask(ClassTargets, LabelledTask):
             self._weight = self.class_weight(self.config.class_weights, outputs.device, outputs.dtype)
         return F.cross_entropy(outputs, batch.targets, weight=self._weight)
 
+    def loss_weight(self, batch: Batch) -> float:
+        """F.cross_entropy's mean divides by the targets' class weights."""
+        w = self.class_weight(self.config.class_weights, batch.targets.device, torch.float64)
+        return float(len(batch) if w is None else w[batch.targets].sum())
+
     def metrics(self, outputs: List[Tensor], batches: List[Batch], split: str) -> Dict[str, float]:
         truth = torch.cat([b.targets for b in batches]).cpu().numpy()
         pred = torch.cat([o.argmax(-1) for o in outputs]).cpu().numpy()

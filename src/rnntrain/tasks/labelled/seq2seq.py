@@ -185,6 +185,9 @@ class Seq2SeqTask(LabelledTask):
         valid = (batch.targets != PAD_ID).to(nll.dtype)
         return (nll * valid).sum() / valid.sum().clamp(min=1)
 
+    def loss_weight(self, batch: Batch) -> float:
+        return float((batch.targets != PAD_ID).sum())  # valid target tokens, as loss()
+
     def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
         """Every target token right under teacher forcing."""
         return ((outputs.argmax(-1) == batch.targets) | (batch.targets == PAD_ID)).all(1)

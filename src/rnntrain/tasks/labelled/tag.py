@@ -91,6 +91,12 @@ class TagTask(ClassTargets, LabelledTask):
         w = self._weight[batch.targets] * m  # weighted mean over valid steps, as F.cross_entropy's
         return (per * m).sum() / w.sum().clamp(min=1e-12)
 
+    def loss_weight(self, batch: Batch) -> float:
+        """The valid steps, each counted by its target's class weight (as :meth:`loss`)."""
+        w = self.class_weight(self.config.class_weights, batch.targets.device, torch.float64)
+        m = batch.mask.to(torch.float64)
+        return float(m.sum() if w is None else (w[batch.targets] * m).sum())
+
     def _flat(self, outputs: List[Tensor], batches: List[Batch]):
         truth = np.concatenate([b.targets[b.mask].cpu().numpy() for b in batches])
         pred = np.concatenate([o.argmax(-1)[b.mask].cpu().numpy() for o, b in zip(outputs, batches)])
