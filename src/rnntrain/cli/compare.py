@@ -16,7 +16,7 @@ def register(sub) -> None:
                    help="where compare.html, compare.md, compare.csv and compare.png go (default: ./compare)")
     p = sub.add_parser("report", help=help_of("report"))
     p.set_defaults(func=cmd_report)
-    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("run", metavar="RUN_DIR", help="the run directory whose report.html to write")
 
 
 def cmd_compare(a: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ def register(sub) -> None:
     from ..exporting import FORMATS, FORMS
     p = sub.add_parser("export", help=help_of("export"))
     p.set_defaults(func=cmd_export)
-    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("run", metavar="RUN_DIR", help="the run directory whose model to export")
     p.add_argument("--format", dest="fmt", choices=FORMATS, default="onnx", help="onnx (default) or torchscript")
     p.add_argument("--form", choices=FORMS + ("both",), default="both",
                    help="sequence: whole sequences of --steps steps; step: one step, state in and out "
