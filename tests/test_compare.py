@@ -165,3 +165,17 @@ def test_the_pages_render_in_chromium_without_console_errors(runs, tmp_path):
     coloured = lambda a: float((a.max(-1) - a.min(-1) > 0.4).mean())  # the curves' colours
     assert dark(top) > 0.005  # the table is drawn
     assert coloured(plots) > 0.001  # and so are the curves
+
+
+def test_the_best_baseline_is_a_baseline_not_a_metric_ending_in_the_headline():
+    """classify: balanced_accuracy ends in "_accuracy" but is a metric of the model; the
+    majority class is the baseline (it reports the model's metrics under its name)."""
+    config = rnntrain.load_config(base={"task.kind": "classify"})
+    split = {"accuracy": 0.8, "balanced_accuracy": 0.7, "macro_f1": 0.6, "majority_accuracy": 0.3,
+             "majority_balanced_accuracy": 0.1, "majority_macro_f1": 0.05}
+    record = RunRecord(Path("run"), config, {"headline": "accuracy", "metrics": {"test": split}})
+    assert record.best_baseline() == ("majority", 0.3)
+    forecast = {"mase": 1.2, "mse": 0.1, "persistence_mase": 0.9, "persistence_mse": 0.2,
+                "mean_mase": 3.0, "mean_mse": 1.0}
+    record = RunRecord(Path("run"), rnntrain.load_config(), {"headline": "mase", "metrics": {"val": forecast}})
+    assert record.best_baseline() == ("persistence", 0.9)  # the lower MASE of the two

@@ -78,8 +78,8 @@ class Exported:
 def _example(loaded, steps: Optional[int]) -> Tensor:
     """Inputs to export and check with: the run's validation (else training) sequences, cut to
     the steps they all have; random inputs of the run's shape when its data is gone."""
-    from .analysis.runs import _data_task
-    task = _data_task(loaded)
+    from .analysis.runs import data_task
+    task = data_task(loaded)
     batch = None
     for split in ("val", "train"):
         try:

@@ -94,14 +94,16 @@ class Distributed:
         dist.all_gather_object(out, obj)
         return out
 
-    def release(self) -> None:
+    def release(self, wait: bool = True) -> None:
         """End a group rnntrain joined: wait for every rank (rank 0 finishes later, as it
         alone writes the run directory), then destroy it. A process that exits with a live
-        gloo group can abort ("terminate called without an active exception")."""
+        gloo group can abort ("terminate called without an active exception"). ``wait=False``:
+        this process is failing on its own (the others may never reach a barrier)."""
         import torch.distributed as dist
 
         if self.joined and dist.is_available() and dist.is_initialized():
-            dist.barrier()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
         self.joined = False
 

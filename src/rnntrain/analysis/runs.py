@@ -36,7 +36,7 @@ def _out(run_path: Path, out_dir: Optional[PathLike]) -> Path:
     return out
 
 
-def _data_task(loaded):
+def data_task(loaded):
     """The run's task with its data (the task rebuilt for inference may have none)."""
     from ..training.trainer import make_task  # local: training imports analysis (monitors)
     try:
@@ -55,7 +55,7 @@ def analyze_gradients(run_dir: PathLike, out_dir: Optional[PathLike] = None, *,
 
     loaded = load_run(run_dir)
     out = _out(loaded.path, out_dir)
-    batch = probe_batch(_data_task(loaded), batch_size)
+    batch = probe_batch(data_task(loaded), batch_size)
     if batch is None:
         raise UserError(f"the task of {loaded.path} has no data to run a batch through; "
                         "make its data file available at the path in config.toml")

@@ -90,11 +90,18 @@ class RunRecord:
         return "test" if metrics.get("test") else "val"
 
     def best_baseline(self) -> Optional[Tuple[str, float]]:
-        """(name, value) of the task's best baseline on :attr:`judged`, by the headline metric."""
+        """(name, value) of the task's best baseline on :attr:`judged`, by the headline metric.
+        A baseline B reports the model's metrics as B_<metric> (persistence_mase, majority_
+        accuracy): B counts when it has the headline and another of the model's metrics, so
+        that a metric whose own name ends in the headline (balanced_accuracy) is none."""
         h = self.headline
         split = self.summary.get("metrics", {}).get(self.judged, {})
-        found = [(k[:-len(h) - 1], v) for k, v in split.items()
-                 if k.endswith("_" + h) and k != h and isinstance(v, (int, float))]
+        found = []
+        for key, value in split.items():
+            if key.endswith("_" + h) and isinstance(value, (int, float)):
+                name = key[:-len(h) - 1]
+                if any(f"{name}_{m}" in split for m in split if m != h and not m.startswith(name + "_")):
+                    found.append((name, value))
         if not found:
             return None
         return (max if h in HIGHER_IS_BETTER else min)(found, key=lambda kv: kv[1])

@@ -31,13 +31,13 @@ from ..config.run import RunConfig
 from ..config.schema import check
 from ..errors import UserError
 from ..models import SequenceModel, build_model
+from ..parallel import Distributed, is_main_process
 from ..reporting.compare import run_report
 from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
 from .checkpoint import detached, load_checkpoint, save_checkpoint
 from .monitors import build_monitors
-from ..parallel import Distributed, is_main_process
 from .progress import Progress
 from .run_dir import RunDir
 
@@ -110,15 +110,18 @@ class Trainer:
         # the processes training this run (torchrun): joined before anything else, so every
         # process sees the same refusals
         self.dist = Distributed.from_environment(resolve_device(config.device))
-        if self.dist.active and algo_cls.parallel is None:
-            self.dist.release()
-            raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
-                            f"algorithm that shares its work among processes (bptt, or a population method)")
-        # the family says whether it can train this task and model, before anything is built
-        refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
-        if refusal:
-            raise UserError(refusal)
-        self.model = make_model(config, self.task.spec)
+        try:
+            if self.dist.active and algo_cls.parallel is None:
+                raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
+                                f"algorithm that shares its work among processes (bptt, or a population method)")
+            # the family says whether it can train this task and model, before anything is built
+            refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
+            if refusal:
+                raise UserError(refusal)
+            self.model = make_model(config, self.task.spec)
+        except BaseException:
+            self.dist.release(wait=False)
+            raise
         if self.dist.rank:  # training noise (dropout masks) of its own in every other process
             torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         # One generator for all of the algorithm's randomness (data order, noise, populations).
@@ -345,7 +348,11 @@ class Trainer:
                 plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
                 plot_metric_families(self.history, self.run.file("train_metrics.png"), self.algorithm.unit)
             self.run.write_summary(summary)
-            run_report(self.run.path)
+            try:
+                run_report(self.run.path)
+            except Exception as e:  # the run is whole without its page: say so, never fail the run
+                warnings.warn(f"report.html not written ({type(e).__name__}: {e}); "
+                              f"`rnntrain report {self.run.path}` tries again", stacklevel=2)
         return RunResult(cfg, self.model, self.task, self.history, summary,
                          self.run.path if self.run else None)
 
