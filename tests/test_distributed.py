@@ -85,3 +85,23 @@ def test_rows_are_shared_out_contiguously_and_all_of_them():
         assert torch.equal(torch.cat(parts), torch.arange(n))
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
     assert torch.equal(Distributed().shard(4), torch.arange(4))
+
+
+def test_every_task_kind_trains_data_parallel_as_in_one_process(tmp_path):
+    """Each task's loss_weight makes the shards' weighted losses the whole batch's: two
+    processes end with one process's weights on every kind (ragged, class-weighted, CTC,
+    encoder-decoder, streams)."""
+    script = Path(__file__).with_name("dist_kinds.py")
+    (tmp_path / "text.txt").write_text(TEXT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    for name, head in (("one", [sys.executable]),
+                       ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        done = subprocess.run([*head, str(script), str(tmp_path / f"{name}.pt"), str(tmp_path / "text.txt")],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert set(one) == set(two)
+    for kind in one:
+        assert one[kind]["losses"] == pytest.approx(two[kind]["losses"], rel=1e-9), kind
+        for k, w in one[kind]["weights"].items():
+            assert torch.allclose(w, two[kind]["weights"][k], rtol=0, atol=1e-10), (kind, k)

@@ -110,6 +110,11 @@ class TranscribeTask(LabelledTask):
             return F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, blank=0,
                               reduction="mean", zero_infinity=True)
 
+    def loss_weight(self, batch: Batch) -> float:
+        """CTC's "mean" divides each sequence's loss by its label length, then averages over
+        sequences: the sequences are what it divides by."""
+        return float(len(batch))
+
     def within_tolerance(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tensor:
         """No example counts as learned by an output tolerance (a transcription is decoded,
         not compared step by step): population methods stop on loss or generations."""
