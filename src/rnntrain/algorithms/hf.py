@@ -48,6 +48,7 @@ from torch.func import functional_call, grad, jvp, vjp
 
 from ..config.schema import check
 from ..core import constrain
+from ..parallel import Distributed, sum_gradients
 from ..tasks.base import Batch
 from .base import COTANGENT, FORWARD, TANGENT, TRAIN_STEP, Algorithm, Context, StepCallback, register
 
@@ -106,7 +107,7 @@ class Curvature:
     """
 
     def __init__(self, model: nn.Module, loss: Callable[[Tensor, Batch], Tensor], batch: Batch,
-                 *, structural: float = 0.0) -> None:
+                 *, structural: float = 0.0, steps: Optional[int] = None) -> None:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.names = ["model." + n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -122,7 +123,9 @@ class Curvature:
         self.f = f
         (self.out, self.states), self._vjp = vjp(f, self.theta)
         self._loss_grad = grad(lambda z: loss(z, batch))  # dL/dz, differentiated once more by jvp below
-        self.steps = batch.valid_steps  # N * L without padding (padded states are constant zeros)
+        # N * L without padding (padded states are constant zeros); a process's rows of a batch
+        # divide by the whole batch's (``steps``)
+        self.steps = steps or batch.valid_steps
 
     def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
         """The product with ``v``; ``structural=False`` leaves out the structural term."""
@@ -153,20 +156,46 @@ def _weights(chunks: Chunks) -> List[float]:
     return [n / sum(sizes) for n in sizes]
 
 
+# A chunk as this process computes it: (its rows of the chunk, the chunk's weight n_i / N,
+# these rows' share of the chunk's loss (Task.loss_weight; 1 in one process), the chunk's
+# valid steps). Every quantity is the sum of the processes' weighted parts (rnntrain/parallel.py).
+Part = Tuple[Batch, float, float, int]
+
+
+def _parts(chunks: Chunks, dist: Distributed, task) -> List[Part]:
+    out = []
+    for b, w in zip(chunks, _weights(chunks)):
+        if not dist.active:
+            out.append((b, w, 1.0, b.valid_steps))
+            continue
+        mine = b.select(dist.shard(len(b)))
+        if len(mine):
+            out.append((mine, w, task.loss_weight(mine) / task.loss_weight(b), b.valid_steps))
+    return out
+
+
 class _Curvatures:
     """The Gauss-Newton products of a minibatch of chunks: the chunks' :class:`Curvature`
-    products weighted by their share of the sequences (so the mean over all sequences)."""
+    products weighted by their share of the sequences (so the mean over all sequences),
+    summed over processes (each takes its rows; the structural term is over the whole chunk's
+    steps and not scaled by a row's share of the loss)."""
 
-    def __init__(self, model: nn.Module, loss, chunks: Chunks, *, structural: float) -> None:
-        self.parts = [Curvature(model, loss, b, structural=structural) for b in chunks]
-        self.weights = _weights(chunks)
-        self.theta = self.parts[0].theta
+    def __init__(self, model: nn.Module, loss, chunks: Chunks, *, structural: float,
+                 dist: Optional[Distributed] = None, task=None) -> None:
+        dist = dist or Distributed()  # (one process: ``task`` is not asked for weights)
+        parts = _parts(chunks, dist, task)
+        self.parts = [Curvature(model, loss, b, structural=structural / share, steps=steps)
+                      for b, _, share, steps in parts]
+        self.weights = [w * share for _, w, share, _ in parts]
+        self.steps = sum(b.work_steps for b, *_ in parts)  # this process's sequence-steps (Work)
+        self.dist = dist
+        self.theta = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
 
     def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
         out = torch.zeros_like(v)
         for part, w in zip(self.parts, self.weights):
             out += w * part.product(v, structural=structural)
-        return out
+        return self.dist.sum_(out)
 
 
 @register
@@ -176,6 +205,7 @@ class HessianFree(Algorithm):
     name = "hf"
     unit = "epoch"
     Options = HFOptions
+    parallel = "data"  # under torchrun: each process its rows of every chunk, every product summed
 
     @classmethod
     def refusal(cls, spec, model, options) -> Optional[str]:
@@ -204,29 +234,30 @@ class HessianFree(Algorithm):
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         params = {n: t.view(p.shape) for n, t, p in zip(names, theta.split([p.numel() for p in self.params]),
                                                         self.params)}
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64)
         with torch.no_grad():
-            for b, w in zip(chunks, _weights(chunks)):
+            for b, w, share, _ in _parts(chunks, self.ctx.dist, self.ctx.task):
                 out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False,
                                                                    "decoder": b.decoder})[0]
-                total += w * float(self.ctx.task.loss(out, b))
+                total += w * share * float(self.ctx.task.loss(out, b))
                 self.ctx.work.add(b.work_steps, FORWARD)
-        return total
+        return float(self.ctx.dist.sum_(total))
 
     def _gradient(self, chunks: Chunks) -> Tuple[float, Tensor]:
         for p in self.params:
             p.grad = None
-        total = 0.0
-        for b, w in zip(chunks, _weights(chunks)):
+        total = torch.zeros((), dtype=torch.float64)
+        for b, w, share, _ in _parts(chunks, self.ctx.dist, self.ctx.task):
             out = self.ctx.model(b.inputs, lengths=b.lengths, final_state=False, decoder=b.decoder)[0]
-            loss = w * self.ctx.task.loss(out, b)
+            loss = (w * share) * self.ctx.task.loss(out, b)
             loss.backward()  # accumulates into .grad, one chunk's graph at a time
             self.ctx.work.add(b.work_steps, TRAIN_STEP)
             total += float(loss.detach())
+        (total,) = sum_gradients(self.ctx.dist, self.params, total)  # every process's rows
         g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
         for p in self.params:
             p.grad = None
-        return total, g
+        return float(total), g
 
     def _cg(self, apply: Callable[[Tensor], Tensor], g: Tensor, x0: Tensor):
         """Minimise q(p) = g.p + p.A p / 2 from x0; returns (saved iterates [(i, p, q)], iters)."""
@@ -276,7 +307,7 @@ class HessianFree(Algorithm):
         """
         lc0, gc = self._gradient(chunks)
         model = float(gc @ p + 0.5 * p @ curv.product(p, structural=False))
-        self.ctx.work.add(sum(b.work_steps for b in chunks), GN_PRODUCT)
+        self.ctx.work.add(curv.steps, GN_PRODUCT)
         if not model < 0:
             return -math.inf
         return (self._loss_at(theta + p, chunks) - lc0) / model
@@ -290,11 +321,11 @@ class HessianFree(Algorithm):
         curv_chunks = [b.select(torch.arange(m)) for b in chunks
                        for m in [max(1, int(round(o.curvature_fraction * len(b))))]]
         lam = self.damping
-        curv_steps = sum(b.work_steps for b in curv_chunks)
-        curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping)
+        curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping,
+                           dist=self.ctx.dist, task=self.ctx.task)
 
         def apply(v: Tensor) -> Tensor:
-            self.ctx.work.add(curv_steps, GN_PRODUCT)
+            self.ctx.work.add(curv.steps, GN_PRODUCT)
             return curv.product(v) + lam * v
 
         theta = curv.theta

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
-from ..algorithms import Context, get_algorithm
+from ..algorithms import ALGORITHMS, Context, get_algorithm
 from ..config.run import RunConfig
 from ..config.schema import check
 from ..errors import UserError
@@ -112,8 +112,9 @@ class Trainer:
         self.dist = Distributed.from_environment(resolve_device(config.device))
         try:
             if self.dist.active and algo_cls.parallel is None:
+                sharing = ", ".join(sorted(n for n, a in ALGORITHMS.items() if a.parallel))
                 raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
-                                f"algorithm that shares its work among processes (bptt, or a population method)")
+                                f"algorithm that shares its work among processes ({sharing})")
             # the family says whether it can train this task and model, before anything is built
             refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
             if refusal:
