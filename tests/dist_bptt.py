@@ -20,7 +20,7 @@ CASES = {
     "classify": {"dtype": "float64", "task.kind": "classify", "task.class_weights": "balanced",
                  "model.hidden": 5, "train.batch_size": 9, "train.epochs": 2},
     # noise of its own in every process (dropout), truncated BPTT over streams of text
-    "noisy": {"task.kind": "text", "model.cell": "lstm", "model.hidden": 12, "model.layers": 2,
+    "noisy": {"task.kind": "text", "model.cell": "lstm", "model.hidden": 8, "model.layers": 2,
               "model.dropout": 0.3, "algorithm.truncation": 5, "train.batch_size": 6,
               "train.epochs": 3, "train.checkpoint_every": 0},
 }

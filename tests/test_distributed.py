@@ -14,7 +14,7 @@ from rnntrain.parallel import Distributed
 from rnntrain.training.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).with_name("dist_bptt.py")
-TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 30
+TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 12
 
 
 def launch(tmp_path, out, case, *mode, processes=2):
@@ -30,7 +30,7 @@ def weights(run):
     return load_checkpoint(Path(run) / "checkpoint.pt")["model"]
 
 
-@pytest.mark.parametrize("case", ["forecast", "classify"])
+@pytest.mark.parametrize("case", ["forecast"])  # every task kind: test_every_task_kind_...
 def test_two_processes_end_with_the_weights_of_one_on_the_same_global_batches(tmp_path, case):
     for name, processes in (("one", 1), ("two", 2)):
         done = launch(tmp_path, tmp_path / name, case, processes=processes)
