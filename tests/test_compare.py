@@ -113,8 +113,10 @@ def test_pages_are_self_contained(runs, tmp_path):
     rnntrain.compare(list(runs.values()), tmp_path)
     for page in [tmp_path / "compare.html", *(p / "report.html" for p in runs.values())]:
         text = page.read_text()
-        assert not re.search(r'(src|href)="(?!data:)', text), page  # nothing fetched
+        assert not re.search(r'src="(?!data:)|<link', text), page  # nothing fetched
         assert text.count("data:image/png;base64,") >= 1
+    links = re.findall(r'<a href="([^"]+)">', (tmp_path / "compare.html").read_text())
+    assert [(tmp_path / link).resolve() for link in links] == [(p / "report.html").resolve() for p in runs.values()]
     report = (runs["bptt"] / "report.html").read_text()
     for name in ("loss.png", "forecast.png", "train_metrics.png"):
         assert f'alt="{name}"' in report
@@ -156,6 +158,7 @@ def test_the_pages_render_in_chromium_without_console_errors(runs, tmp_path):
         assert 'data-images="ok"' in dom  # every embedded plot decoded (checked on load)
     dom, _ = chromium(tmp_path / "compare.html", tmp_path / "profile", "--dump-dom")
     assert dom.count("<tr>") == 2 * (1 + len(FAMILIES))  # the table and the list of runs: header + a row each
+    assert dom.count("report.html</a>") == len(FAMILIES)
     shot = tmp_path / "shot.png"
     chromium(tmp_path / "compare.html", tmp_path / "profile", f"--screenshot={shot}", "--window-size=1300,1100")
     import matplotlib.image

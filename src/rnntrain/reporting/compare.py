@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -189,15 +190,24 @@ class Comparison:
         fig.savefig(path, dpi=100)
         plt.close(fig)
 
-    def to_html(self, curves: Path) -> str:
+    def to_html(self, curves: Path, out: Optional[Path] = None) -> str:
         note = ("work counts forward-step equivalents: one sequence advanced one step by a forward pass = 1; "
                 "a gradient step (forward + backward) = 3 (rnntrain.algorithms.base.Work)")
         return H.page("rnntrain: runs compared", [
             "<h2>Final metrics</h2>", H.table(COLUMNS, self.rows()), f'<p class="muted">{H.esc(note)}</p>',
             "<h2>Curves</h2>", H.image(curves, "validation loss against rounds, time and work"),
-            "<h2>Runs</h2>", H.table(("run", "directory"), [[n, str(r.path)] for n, r in zip(self.names, self.runs)],
+            "<h2>Runs</h2>", H.table(("run", "directory", "its report"),
+                                      [[n, str(r.path), _report_link(r.path, out)] for n, r in zip(self.names, self.runs)],
                                       sortable=False)],
             subtitle=f"{len(self.runs)} runs")
+
+
+def _report_link(run: Path, out: Optional[Path]):
+    """A link from the comparison in ``out`` to the run's report.html, when it has one."""
+    page = run / "report.html"
+    if out is None or not page.is_file():
+        return ""
+    return H.Link("report.html", os.path.relpath(page.resolve(), out.resolve()))
 
 
 def compare(run_dirs: Sequence[PathLike], out_dir: PathLike) -> Comparison:
@@ -211,7 +221,7 @@ def compare(run_dirs: Sequence[PathLike], out_dir: PathLike) -> Comparison:
     (out / "compare.md").write_text(comparison.to_markdown(), encoding="utf-8")
     comparison.to_csv(out / "compare.csv")
     comparison.plot(out / "compare.png")
-    (out / "compare.html").write_text(comparison.to_html(out / "compare.png"), encoding="utf-8")
+    (out / "compare.html").write_text(comparison.to_html(out / "compare.png", out), encoding="utf-8")
     return comparison
 
 

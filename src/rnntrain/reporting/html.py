@@ -54,6 +54,15 @@ window.addEventListener("load", function () {
 """
 
 
+class Link(str):
+    """A table cell that links to ``href`` (a relative path: a page beside it, never fetched)."""
+
+    def __new__(cls, text: str, href: str) -> "Link":
+        out = super().__new__(cls, text)
+        out.href = href
+        return out
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -87,7 +96,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: boo
     for row in rows:
         out.append("<tr>")
         for v in row:
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+            if isinstance(v, Link):
+                out.append(f'<td><a href="{esc(v.href)}">{esc(v)}</a></td>')
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
                 out.append(f'<td class="n" data-v="{v!r}">{esc(number(v))}</td>')
             else:
                 out.append(f"<td>{esc('' if v is None else number(v))}</td>")
