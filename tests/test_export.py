@@ -11,7 +11,7 @@ import rnntrain
 from rnntrain.cli.main import main
 from rnntrain.exporting import runner
 from rnntrain.models.sequence_model import CELL_NAMES
-from rnntrain.training.trainer import load_run
+from rnntrain.training import load_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

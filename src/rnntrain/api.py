@@ -12,7 +12,8 @@ import torch
 
 from .errors import UserError
 from .tasks.series import future_dates
-from .training.trainer import load_run, make_task
+from .training.loaded import load_run
+from .training.trainer import make_task
 
 PathLike = Union[str, Path]
 

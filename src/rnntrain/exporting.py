@@ -198,7 +198,7 @@ def export(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = None, *,
            forms: Tuple[str, ...] = FORMS, steps: Optional[int] = None) -> Exported:
     """Export the model of ``run_dir`` in each of ``forms`` to ``out_dir`` (default
     RUN_DIR/export) and check each file against rnntrain's outputs (module docstring)."""
-    from .training.trainer import load_run
+    from .training.loaded import load_run
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}': choose {' or '.join(FORMATS)} (--format)")
     loaded = load_run(run_dir)

@@ -65,7 +65,6 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     """
 
     headline = "mase"
-
     name = "forecast"
     forcing = 1.0  # the decoder's teacher-forcing probability this round (task.sampling)
 

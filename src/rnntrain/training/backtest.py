@@ -28,7 +28,8 @@ from ..config.run import RunConfig
 from ..config.schema import check
 from ..errors import UserError
 from .run_dir import RunDir
-from .trainer import load_run, make_task, train
+from .loaded import load_run
+from .trainer import make_task, train
 
 MEASURES = ("mase", "nrmse", "mae", "mse", "coverage", "crps")  # what a fold's row keeps
 BASELINES = ("persistence", "seasonal_naive", "mean")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import hashlib
 import io
 import json
 import math
@@ -244,3 +245,20 @@ def _csv_rows(keys: List[str], rows: List[Dict[str, Any]], *, header: bool) -> s
     for row in rows:
         writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()})
     return buf.getvalue()
+
+
+DATA_FIELDS = ("data", "test_data", "text")  # task config fields that name the user's files
+
+
+def data_fingerprints(task_config) -> Dict[str, str]:
+    """{path: SHA-256} of the files a task config reads (a resumed run must read the same)."""
+    out = {}
+    for name in DATA_FIELDS:
+        value = getattr(task_config, name, "")
+        if isinstance(value, str) and value and Path(value).is_file():
+            digest = hashlib.sha256()
+            with open(value, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[value] = digest.hexdigest()
+    return out

@@ -14,7 +14,6 @@ run ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import platform
 import time
@@ -37,9 +36,10 @@ from ..reporting.plots import plot_losses, plot_metric_families
 from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
 from .checkpoint import detached, load_checkpoint, save_checkpoint
+from .loaded import load_weights
 from .monitors import build_monitors
 from .progress import Progress
-from .run_dir import RunDir
+from .run_dir import RunDir, data_fingerprints
 
 RoundCallback = Callable[[int, Dict[str, Any]], None]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -386,58 +386,3 @@ def resume(out_dir: Union[str, Path], *, progress: Optional[str] = "off",
             run.clean_orphans()
         trainer.load_state_dict(load_checkpoint(run.checkpoint))
         return trainer.fit()
-
-
-@dataclass
-class LoadedRun:
-    """A finished (or interrupted) run loaded for inference: config, model with its weights, task."""
-
-    config: RunConfig
-    model: SequenceModel
-    task: Task
-    path: Path
-
-
-DATA_FIELDS = ("data", "test_data", "text")  # task config fields that name the user's files
-
-
-def data_fingerprints(task_config) -> Dict[str, str]:
-    """{path: SHA-256} of the files a task config reads (a resumed run must read the same)."""
-    out = {}
-    for name in DATA_FIELDS:
-        value = getattr(task_config, name, "")
-        if isinstance(value, str) and value and Path(value).is_file():
-            digest = hashlib.sha256()
-            with open(value, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            out[value] = digest.hexdigest()
-    return out
-
-
-def load_weights(model, weights) -> None:
-    """model.load_state_dict(weights), or one line when they do not fit the model the
-    run's config.toml builds (a hand-edited config)."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        detail = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise UserError(f"the checkpoint's weights do not fit the model config.toml describes ({detail[:160]}); "
-                        f"was config.toml edited? restore it, or start a new run") from None
-
-
-def load_run(out_dir: Union[str, Path]) -> LoadedRun:
-    """The model of a run directory (best weights if the run restored them) and its task,
-    rebuilt for inference from the checkpoint alone (no training data needed)."""
-    run = RunDir(out_dir)
-    run.require_run()
-    config = run.read_config()
-    state = load_checkpoint(run.checkpoint)
-    _, task_cls = TASKS[config.task_kind]
-    task = task_cls.for_inference(config.task, state["task"], device=resolve_device(config.device),
-                                  dtype=DTYPES[config.dtype])
-    model = make_model(config, task.spec)
-    best = state["best"]["model"]
-    load_weights(model, best if (config.train.restore_best and best is not None) else state["model"])
-    model.eval()
-    return LoadedRun(config, model, task, run.path)
