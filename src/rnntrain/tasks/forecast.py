@@ -61,8 +61,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     """Many-to-one regression of the next ``horizon`` rows from ``window`` past rows.
 
     spec: input_size = n_inputs, output_size = horizon * n_outputs * k, tokens=False,
-    per_step=False. The loss is the head's (MSE for a point forecast) in scaled units.
-    """
+    per_step=False. The loss is the head's (MSE for a point forecast) in scaled units."""
 
     headline = "mase"
     name = "forecast"
