@@ -34,15 +34,9 @@ def test_a_pruned_study_in_sqlite_resumes_where_it_stopped(tmp_path, capsys):
     assert main([*args, "--trials", "3"]) == 0  # the same study, one more trial
     trials = study_of(db).trials
     assert [t.number for t in trials] == [0, 1, 2]
-    states = {t.state for t in trials}
-    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
-    assert optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.PRUNED in states
-    for t in trials:  # the median rule: a pruned trial was worse than the median of those before
-        if t.state == optuna.trial.TrialState.PRUNED:
-            step = max(t.intermediate_values)
-            before = [u.intermediate_values[step] for u in trials[:t.number] if step in u.intermediate_values]
-            assert t.intermediate_values[step] > statistics.median(before)
-            assert step < 4  # stopped before its last round
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert trials[0].state == optuna.trial.TrialState.COMPLETE  # nothing to compare the first with
+    assert_median_rule(trials)
     table = rows(out)
     assert [r["state"] for r in table] == [t.state.name.lower() for t in trials]
     best = study_of(db).best_trial
@@ -52,6 +46,30 @@ def test_a_pruned_study_in_sqlite_resumes_where_it_stopped(tmp_path, capsys):
     assert (out / "trials" / f"trial-{best.number:04d}" / "report.html").is_file()
     assert (out / "tune_history.png").is_file()
     assert "best: trial" in capsys.readouterr().out
+
+
+def assert_median_rule(trials):
+    """A pruned trial was worse than the median of the earlier trials at the round it stopped."""
+    for t in trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            step = max(t.intermediate_values)
+            before = [u.intermediate_values[step] for u in trials[:t.number] if step in u.intermediate_values]
+            assert t.intermediate_values[step] > statistics.median(before)
+            assert step < 4  # stopped before its last round
+
+
+def test_a_study_in_memory_repeats_and_prunes_poor_trials(tmp_path):
+    """Seeded by the config's seed (a shared storage adds each worker's own, so that workers
+    propose different points): the same study twice is the same trials, and with a learning
+    rate that cannot learn among the choices some trial is pruned."""
+    base = rnntrain.raw_config(overrides=["model.hidden=8", "train.epochs=4", "seed=4"])
+    space = ["optim.lr=choice:0.01,0.000001", "model.cell=choice:rnn,gru"]  # seed 4: lr 1e-6 third
+    first, again = (rnntrain.tune(base, space, trials=3, out_dir=tmp_path / name, prune_after=1)
+                    for name in ("a", "b"))
+    assert [t.params for t in first.trials] == [t.params for t in again.trials]
+    assert [t.value for t in first.trials] == [t.value for t in again.trials]
+    assert optuna.trial.TrialState.PRUNED in {t.state for t in first.trials}
+    assert_median_rule(first.trials)
 
 
 def test_a_study_chooses_between_families_and_their_own_keys(tmp_path):

@@ -11,6 +11,8 @@ or task does not have (``algorithm.truncation`` for CMA-ES) is not sampled in th
     int:LOW:HIGH[:log]        e.g. model.hidden=int:8:128:log
     choice:A,B,...            e.g. algorithm.name=choice:bptt,uoro,cmaes (values read as TOML)
 
+The sampler is seeded by the config's seed (a study in memory repeats), and with a shared
+storage also by each worker's host and process, so that workers propose different points.
 The objective is the validation metric that selects a run's best round (``train.select``;
 ``--metric`` names another), minimised or, for accuracy-like metrics, maximised. After every
 round the trial reports it, and Optuna's median pruner stops trials worse than the median of
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
+import socket
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -203,9 +207,12 @@ def tune(base: Mapping[str, Any], params: Sequence[Union[str, Param]], trials: i
                 raise UserError(f"--storage {storage}: cannot open it ({type(e).__name__}); "
                                 f"use e.g. sqlite:///study.db") from None
     pruner = optuna.pruners.MedianPruner(n_startup_trials=prune_after) if prune else optuna.pruners.NopPruner()
+    # the sampler's seed: the config's, so a study in memory repeats; with a shared storage,
+    # each worker's own too (the same seed everywhere would propose the same first points)
+    seed = config0.seed if not storage else hash((config0.seed, socket.gethostname(), os.getpid())) % 2 ** 31
     try:
         study = optuna.create_study(storage=store, study_name=study_name, load_if_exists=True, direction=direction,
-                                    sampler=optuna.samplers.TPESampler(seed=config0.seed), pruner=pruner)
+                                    sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     except ValueError as e:  # e.g. an existing study with the other direction
         raise UserError(f"study '{study_name}': {e}") from None
 
