@@ -20,6 +20,7 @@ other methods too. One flat all-reduce per step is what DDP's buckets do for mod
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, List
@@ -42,6 +43,15 @@ def is_main_process() -> bool:
     return _environment_world() <= 1 or int(os.environ.get("RANK", "0")) == 0
 
 
+def _end_group() -> None:
+    """At exit: end the process group rnntrain joined (a process that exits with a live gloo
+    group can abort: "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @dataclass
 class Distributed:
     """This process's place among those training one run: rank, world size, and the
@@ -49,24 +59,25 @@ class Distributed:
 
     rank: int = 0
     world: int = 1
-    joined: bool = False  # rnntrain created the process group (and ends it)
 
     @classmethod
     def from_environment(cls, device: torch.device) -> "Distributed":
-        """One process, or the group torchrun launched this one into (joined here, with gloo
-        on the CPU and NCCL on CUDA, unless the user's program already made one)."""
+        """One process, or the group torchrun launched this one into: joined here (gloo on the
+        CPU, NCCL on CUDA) unless the user's program already made one, and kept until the
+        process exits, so that several runs in one process (a backtest's folds) share it.
+        Ending and joining a group again between runs can hang (measured: one process
+        re-joining while the other is already in the next run's first all-reduce)."""
         import torch.distributed as dist
 
         if not dist.is_available():
             return cls()
-        joined = False
         if not dist.is_initialized() and _environment_world() > 1:
             if device.type == "cuda":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            joined = True
+            atexit.register(_end_group)
         if dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), joined)
+            return cls(dist.get_rank(), dist.get_world_size())
         return cls()
 
     @property
@@ -93,19 +104,6 @@ class Distributed:
         out: List[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
-
-    def release(self, wait: bool = True) -> None:
-        """End a group rnntrain joined: wait for every rank (rank 0 finishes later, as it
-        alone writes the run directory), then destroy it. A process that exits with a live
-        gloo group can abort ("terminate called without an active exception"). ``wait=False``:
-        this process is failing on its own (the others may never reach a barrier)."""
-        import torch.distributed as dist
-
-        if self.joined and dist.is_available() and dist.is_initialized():
-            if wait:
-                dist.barrier()
-            dist.destroy_process_group()
-        self.joined = False
 
 
 def sum_gradients(dist: Distributed, params: List[torch.nn.Parameter], *extra: Tensor) -> List[Tensor]:

@@ -108,21 +108,17 @@ class Trainer:
         self.task = make_task(config)
         algo_cls = get_algorithm(config.algorithm_name)
         # the processes training this run (torchrun): joined before anything else, so every
-        # process sees the same refusals
+        # process sees the same refusals; the group lasts as long as the process
         self.dist = Distributed.from_environment(resolve_device(config.device))
-        try:
-            if self.dist.active and algo_cls.parallel is None:
-                sharing = ", ".join(sorted(n for n, a in ALGORITHMS.items() if a.parallel))
-                raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
-                                f"algorithm that shares its work among processes ({sharing})")
-            # the family says whether it can train this task and model, before anything is built
-            refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
-            if refusal:
-                raise UserError(refusal)
-            self.model = make_model(config, self.task.spec)
-        except BaseException:
-            self.dist.release(wait=False)
-            raise
+        if self.dist.active and algo_cls.parallel is None:
+            sharing = ", ".join(sorted(n for n, a in ALGORITHMS.items() if a.parallel))
+            raise UserError(f"{algo_cls.name} trains in one process; run it without torchrun, or use an "
+                            f"algorithm that shares its work among processes ({sharing})")
+        # the family says whether it can train this task and model, before anything is built
+        refusal = algo_cls.why_not(self.task.spec, config.model, config.algorithm)
+        if refusal:
+            raise UserError(refusal)
+        self.model = make_model(config, self.task.spec)
         if self.dist.rank:  # training noise (dropout masks) of its own in every other process
             torch.manual_seed(config.seed + 1_000_003 * self.dist.rank)
         # One generator for all of the algorithm's randomness (data order, noise, populations).
@@ -264,7 +260,6 @@ class Trainer:
             if self._unsaved is not None:  # a diverged round ended the loop before the round's save
                 self.save(self._unsaved)
             result = self.finish()
-            self.dist.release()  # every rank done: end a group rnntrain itself joined
             return result
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last finished round becomes the checkpoint
             if self._unsaved is not None:
