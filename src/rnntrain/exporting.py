@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -115,14 +116,14 @@ def _state_names(core) -> List[str]:
     return ["h", "c"][:k] if k <= 2 else [f"s{i}" for i in range(k)]
 
 
+@contextmanager
 def _quiet():
     """The exporters' progress lines and deprecation notes: not the user's business."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("onnxscript").setLevel(logging.ERROR)
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore")
-    return ctx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _save(graph: nn.Module, args: Tuple[Tensor, ...], names: Tuple[List[str], List[str]],
@@ -216,8 +217,7 @@ def export(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = None, *,
     meta: Dict[str, Any] = {"format": fmt, "run": str(loaded.path), "tolerance": TOLERANCE,
                             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                             "tokens": bool(loaded.task.spec.tokens), "forms": {}}
-    quiet = _quiet()
-    try:
+    with _quiet():
         with torch.no_grad():
             want = model(x, None, final_state=False)[0]
             for form in forms:
@@ -246,8 +246,6 @@ def export(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = None, *,
                 result.files[form], result.errors[form] = path, error
                 meta["forms"][form] = {"file": path.name, "inputs": names[0], "outputs": names[1],
                                        "shapes": shapes, "max_error": error}
-    finally:
-        quiet.__exit__(None, None, None)
     meta["skipped"] = result.skipped
     meta["steps"] = int(x.shape[1])
     result.meta = out / "export.json"

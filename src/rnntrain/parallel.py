@@ -4,11 +4,11 @@ algorithms (``Context.dist``), and which process writes the run directory.
 Under ``torchrun`` every process runs the same training: the same seed builds the same
 model and the same global batches in every process. What each family does with several:
 
-- gradient algorithms (BPTT) are data-parallel: each process takes its rows of every global
-  batch (:meth:`Distributed.shard`; for a stream, its own streams), and the gradients, each
-  weighted by its share of the batch's loss, are summed over processes
-  (:meth:`Distributed.sum_`), so every process takes the step a single process would take on
-  the whole batch;
+- gradient algorithms (BPTT, Hessian-free) are data-parallel: each process takes its rows of
+  every global batch (:meth:`Distributed.shard`; for a stream, its own streams), and the
+  gradients, each weighted by its rows' share of the batch's loss (``Task.loss_weight``), are
+  summed over processes (:meth:`Distributed.sum_`), so every process takes the step a single
+  process would take on the whole batch;
 - population methods shard the individuals they evaluate;
 - the others refuse to start under torchrun (one line).
 

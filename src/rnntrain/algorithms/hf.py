@@ -107,7 +107,7 @@ class Curvature:
     """
 
     def __init__(self, model: nn.Module, loss: Callable[[Tensor, Batch], Tensor], batch: Batch,
-                 *, structural: float = 0.0, steps: Optional[int] = None) -> None:
+                 *, structural: float = 0.0, steps: Optional[int] = None, loss_scale: float = 1.0) -> None:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.names = ["model." + n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -126,11 +126,13 @@ class Curvature:
         # N * L without padding (padded states are constant zeros); a process's rows of a batch
         # divide by the whole batch's (``steps``)
         self.steps = steps or batch.valid_steps
+        self.loss_scale = loss_scale  # a process's rows: their share of the batch's loss (not of the structural term)
 
     def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
         """The product with ``v``; ``structural=False`` leaves out the structural term."""
         _, (jv, jh) = jvp(self.f, (self.theta,), (v,))  # J v (outputs), J_h v (hidden states)
         _, hjv = jvp(self._loss_grad, (self.out,), (jv,))  # H_L J v, on the outputs only
+        hjv = hjv * self.loss_scale if self.loss_scale != 1.0 else hjv
         gamma = self.structural if structural else 0.0
         cot_h = jh * (gamma / self.steps) if gamma else torch.zeros_like(jh)
         (gv,) = self._vjp((hjv, cot_h))  # J^T H_L J v + gamma J_h^T J_h v / (N L)
@@ -184,9 +186,9 @@ class _Curvatures:
                  dist: Optional[Distributed] = None, task=None) -> None:
         dist = dist or Distributed()  # (one process: ``task`` is not asked for weights)
         parts = _parts(chunks, dist, task)
-        self.parts = [Curvature(model, loss, b, structural=structural / share, steps=steps)
+        self.parts = [Curvature(model, loss, b, structural=structural, steps=steps, loss_scale=share)
                       for b, _, share, steps in parts]
-        self.weights = [w * share for _, w, share, _ in parts]
+        self.weights = [w for _, w, _, _ in parts]
         self.steps = sum(b.work_steps for b, *_ in parts)  # this process's sequence-steps (Work)
         self.dist = dist
         self.theta = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
