@@ -10,10 +10,12 @@ STAMP  := $(VENV)/.installed
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, from the exact pin (a CPU build on this machine's disk), then the project.
+# torch first, from the exact pin (a CPU build on this machine's disk), then the project, then
+# the compiled recurrent kernel, built against that torch (about 30 s; a failure only warns).
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PY) -c "from rnntrain.core.compiled import main; main()"
 	touch $(STAMP)
 
 install: $(STAMP)

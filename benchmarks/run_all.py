@@ -22,6 +22,7 @@ import torch
 # (title, module, function(quick) -> markdown), in the order they run.
 SECTIONS = [
     ("Throughput: rnntrain.Recurrent vs torch.nn", "bench_throughput", "run"),
+    ("The compiled recurrent kernel vs torch's, 1 and 2 threads", "bench_kernel", "run"),
     ("Cell variants and regularisers vs the plain LSTM and hand-written loops", "bench_cells", "run"),
     ("Seed PyTorch program vs rnntrain", "bench_seed", "run"),
     ("Variable-length batches vs equal-length batches", "bench_ragged", "run"),

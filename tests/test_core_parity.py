@@ -23,7 +23,7 @@ CELLS = {
     "lstm": ("LSTM", "tanh", nn.LSTM),
     "gru": ("GRU", "tanh", nn.GRU),
 }
-PATHS = ("fused", "step")
+PATHS = ("fused", "step", "compiled")
 TOLS = {torch.float32: 1e-5, torch.float64: 1e-10}
 SHAPES = {
     "1layer": dict(num_layers=1),

@@ -36,7 +36,7 @@ def _flat(hn):
     return torch.cat([h.reshape(-1) for h in (hn if isinstance(hn, tuple) else (hn,))])
 
 
-@pytest.mark.parametrize("path", ["fused", "step"])
+@pytest.mark.parametrize("path", ["fused", "step", "compiled"])
 @pytest.mark.parametrize("cell,bidirectional,layers", CASES, ids=IDS)
 def test_packed_input_equals_torch_outputs_and_final_states(cell, bidirectional, layers, path):
     (mode, nl) = cell
@@ -53,7 +53,7 @@ def test_packed_input_equals_torch_outputs_and_final_states(cell, bidirectional,
     assert (_flat(got_hn) - _flat(want_hn)).abs().max() <= 1e-10
 
 
-@pytest.mark.parametrize("path", ["fused", "step"])
+@pytest.mark.parametrize("path", ["fused", "step", "compiled"])
 @pytest.mark.parametrize("cell,bidirectional,layers", CASES, ids=IDS)
 def test_padded_input_with_lengths_equals_torch_packed(cell, bidirectional, layers, path):
     (mode, nl) = cell
@@ -78,7 +78,7 @@ def test_garbage_after_a_sequences_length_changes_no_output_state_or_gradient(ce
     x = torch.randn(6, 7, 3, generator=g, dtype=torch.float64)
     valid = torch.arange(7)[None, :, None] < LENGTHS[:, None, None]
     noisy = torch.where(valid, x, 1e3 * torch.randn(x.shape, generator=g, dtype=torch.float64))
-    for path, final_state in (("fused", True), ("fused", False), ("step", True)):
+    for path, final_state in (("fused", True), ("fused", False), ("step", True), ("compiled", True)):
         results = []
         for inp in (x, noisy):
             ours.zero_grad()
@@ -96,7 +96,7 @@ def test_a_sequence_of_length_zero_keeps_its_initial_state():
     _, ours = _pair("LSTM", "tanh", True, 1, batch_first=True)
     x = torch.randn(3, 4, 3, dtype=torch.float64)
     hx = _hidden("LSTM", True, 1, 3, torch.Generator().manual_seed(4))
-    for path in ("fused", "step"):
+    for path in ("fused", "step", "compiled"):
         out, (h, c) = ours(x, hx, lengths=torch.tensor([4, 0, 2]), path=path)
         assert torch.equal(h[:, 1], hx[0][:, 1]) and torch.equal(c[:, 1], hx[1][:, 1])
         assert (out[1] == 0).all()

@@ -2,10 +2,12 @@ r"""``Recurrent``: a drop-in for ``torch.nn.RNN``, ``torch.nn.LSTM`` and ``torch
 
 Same constructor arguments, call signature, return values, ``state_dict`` keys and
 tensor layouts as torch's modules, so a state_dict saved from ``torch.nn.LSTM`` loads
-and gives the same outputs and gradients. Two execution paths compute the same function:
+and gives the same outputs and gradients. Three execution paths compute the same function:
 
-- **fused** (default when nothing needs the step path): torch's fused kernel
-  (``torch._VF.rnn_tanh/rnn_relu/lstm/gru``, what torch's own modules call);
+- **compiled** (auto's choice where it is faster, :data:`.compiled.AUTO`): rnntrain's own
+  C++ time loop for Elman, LSTM and GRU on CPU (:mod:`.compiled`);
+- **fused**: torch's fused kernel (``torch._VF.rnn_tanh/rnn_relu/lstm/gru``, what torch's
+  own modules call);
 - **step**: a Python loop over time that calls the cell's single step
   (:mod:`rnntrain.core.cells`). This is the path algorithms that need per-step access
   use (real-time recurrent learning, analysis, generation), and the one that works
@@ -53,7 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import fused
+from . import compiled, fused
 from .cells import Cell, fill_parameter, get_cell
 from .fused import as_tuple, from_tuple
 from .lengths import LengthsArg, as_lengths, step_mask
@@ -61,7 +63,7 @@ from .state import HiddenArg, StateLayout
 from .regularize import Noise, drop_weight, recurrent_keep, sequence_dropout, zone
 from .unroll import _under_transform, unroll_layer
 
-PATHS = ("auto", "fused", "step")
+PATHS = ("auto", "fused", "step", "compiled")
 Weights = Tuple[Optional[Tensor], ...]  # one layer and direction: (W_ih, W_hh, b_ih, b_hh, *rest)
 
 
@@ -82,7 +84,8 @@ class Recurrent(StateLayout, nn.Module):
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         nonlinearity: exactly as for ``torch.nn.RNN`` (``nonlinearity`` applies to "RNN").
         proj_size: as ``torch.nn.LSTM``'s (h has proj_size units; a cell that takes it).
-        path: "auto" (fused kernel unless a step path is needed), "fused" or "step".
+        path: "auto" (the fastest kernel unless a step path is needed), "compiled", "fused"
+            or "step".
         noise: the regularisers applied in training (:class:`~.regularize.Noise`).
         device, dtype: factory arguments for the parameters.
     """
@@ -255,7 +258,7 @@ class Recurrent(StateLayout, nn.Module):
         x = input.transpose(0, 1) if self.batch_first else input  # (L, N, H_in)
         n = as_lengths(lengths, batch, x.shape[0])
         weights = self.effective_weights()
-        path = self._resolve(path, x, hx)
+        path = self._resolve(path, x, hx, weights)
         locked = self.training and self.noise.variational and self.dropout > 0 and self.num_layers > 1
         lstm_final = self.state_arity == 2 and final_state
         if path == "fused" and locked and n is not None and lstm_final:
@@ -263,7 +266,9 @@ class Recurrent(StateLayout, nn.Module):
         if path == "fused" and n is None and not locked:  # the kernel reads batch-first input as it is
             output, hn = fused.forward_whole(self, input, hx, weights)
         else:
-            if path == "step":
+            if path == "compiled":
+                output, hn = compiled.forward_compiled(self, x, hx, n, weights)
+            elif path == "step":
                 output, hn = self._forward_step(x, hx, n, weights)
             elif lstm_final and n is not None:  # c_n is not among the outputs: pack
                 output, hn = fused.forward_packed(self, x, hx, n, weights)
@@ -289,14 +294,15 @@ class Recurrent(StateLayout, nn.Module):
         self._check_hidden(hx, batch, unbatched)
         return hx
 
-    def _resolve(self, path: str, x: Tensor, hx: HiddenArg) -> str:
-        """"fused" or "step": auto takes the kernel unless a torch.func transform needs the
-        step path; cells without a kernel, and masks inside the time loop, always step."""
+    def _resolve(self, path: str, x: Tensor, hx: HiddenArg, weights: List[Weights]) -> str:
+        """The path that runs: auto takes the fastest kernel (compiled where
+        :func:`.compiled.preferred`, else torch's) unless a torch.func transform needs the step
+        path; cells without a kernel, and masks inside the time loop, always step."""
         if self.cell.fused is None or self.noise.needs_steps(self.training):
             return "step"
-        if path == "auto":
-            return "step" if _under_transform([x, *as_tuple(hx), *self.parameters()]) else "fused"
-        return path
+        if path in ("auto", "compiled") and _under_transform([x, *as_tuple(hx), *fused.flat_weights(weights)]):
+            return "step"
+        return compiled.choose(self, path, x) if path in ("auto", "compiled") else path
 
     def layers_through(self, x: Tensor, hx: HiddenArg, run) -> Tuple[Tensor, HiddenArg]:
         """x (L, N, H_in) through every layer and direction, one layer and direction at a
@@ -320,7 +326,7 @@ class Recurrent(StateLayout, nn.Module):
             x = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (L, N, D*R)
         if not all(finals):
             return x, None
-        return x, from_tuple(tuple(torch.stack(f) for f in finals))
+        return x, from_tuple(tuple(f[0][None] if len(f) == 1 else torch.stack(f) for f in finals))
 
     def _forward_step(self, x: Tensor, hx: HiddenArg, n: Optional[Tensor], weights: List[Weights]):
         """x (L, N, H_in) time-major through the cells' own step, masked with lengths n."""
@@ -343,9 +349,9 @@ class Recurrent(StateLayout, nn.Module):
             hx = tuple(hx)
         hx = self._prepare_hidden(hx, batch, False, packed.data)
         weights = self.effective_weights()
-        path = self._resolve(path, packed.data, hx)
+        path = self._resolve(path, packed.data, hx, weights)
         locked = self.training and self.noise.variational and self.dropout > 0 and self.num_layers > 1
-        if path == "fused" and not locked:
+        if path in ("fused", "compiled") and not locked:  # packed data: torch's packed kernel
             return fused.run_packed(self, packed, hx, weights)
         x, n = pad_packed_sequence(packed)  # (L, N, H_in) in the caller's order, lengths (N,)
         out, hn = self._forward_step(x, hx, as_lengths(n, batch, x.shape[0]), weights)

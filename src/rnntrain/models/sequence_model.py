@@ -101,7 +101,7 @@ class ModelConfig:
         check(all(h > 0 for h in self.readout_hidden),
               f"readout_hidden sizes must be positive, got {list(self.readout_hidden)}")
         check(self.embedding >= 0, f"embedding must be >= 0 (0 = one-hot), got {self.embedding}")
-        check(self.path in ("auto", "fused", "step"), f"path must be auto, fused or step, got '{self.path}'")
+        check(self.path in ("auto", "fused", "step", "compiled"), f"path must be auto, compiled, fused or step, got '{self.path}'")
         object.__setattr__(self, "attention", ALIASES.get(self.attention, self.attention))
         check(self.attention in ("none", *ATTENTION), f"unknown attention '{self.attention}': choose "
               f"none, {', '.join(ATTENTION)} (or bahdanau = additive, luong = general) (--attention)")

@@ -1,0 +1,149 @@
+"""The compiled recurrent kernel (core/compiled.py, core/kernels/recurrent.cpp).
+
+Its equations have one definition, the cells' single steps (core/cells.py): the kernel's
+outputs, final states and gradients equal autograd's through those steps (the step path) to
+1e-10 in float64, on ragged, bidirectional and stacked batches, and to finite differences.
+torch parity (every shape, float32 and float64) is in test_core_parity.py and
+test_ragged.py, which run the compiled path too. Where the kernel cannot be built, torch's
+kernels run after one warning.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.func import functional_call, grad
+
+from rnntrain import Recurrent
+from rnntrain.core import compiled
+
+MODES = {"rnn_tanh": ("RNN", "tanh"), "rnn_relu": ("RNN", "relu"), "lstm": ("LSTM", "tanh"),
+         "gru": ("GRU", "tanh")}
+LENGTHS = torch.tensor([7, 3, 0, 7, 1])  # one empty sequence, one of a single step
+
+
+@pytest.fixture(autouse=True)
+def _kernel_built():
+    assert compiled.kernel() is not None, "the compiled kernel did not build on this machine"
+
+
+def make(cell: str, dtype=torch.float64, **kw) -> Recurrent:
+    mode, nonlinearity = MODES[cell]
+    torch.manual_seed(0)
+    return Recurrent(mode, 3, 6, nonlinearity=nonlinearity, dtype=dtype, **kw)
+
+
+def loss_and_grads(rnn: Recurrent, x, hx, lengths, path: str):
+    """A loss reading every output and final state with distinct weights, and its gradient
+    with respect to the input, the initial state and every parameter."""
+    out, hn = rnn(x, hx, lengths=lengths, path=path)
+    finals = hn if isinstance(hn, tuple) else (hn,)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    loss = (out * w).sum() + sum((h * h.detach().sin()).sum() for h in finals)
+    inputs = [x, *(hx if isinstance(hx, tuple) else (hx,)), *rnn.parameters()]
+    return [out, *finals], torch.autograd.grad(loss, inputs)
+
+
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "ragged"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", list(MODES))
+def test_outputs_and_gradients_equal_autograd_through_the_cells_steps(cell, bidirectional, lengths):
+    rnn = make(cell, num_layers=2, bidirectional=bidirectional)
+    D = 2 if bidirectional else 1
+    x = torch.randn(7, 5, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2 * D, 5, 6, dtype=torch.float64, requires_grad=True)
+    hx = (h0, torch.randn_like(h0).requires_grad_()) if cell == "lstm" else h0
+    got, got_grads = loss_and_grads(rnn, x, hx, lengths, "compiled")
+    want, want_grads = loss_and_grads(rnn, x, hx, lengths, "step")
+    for a, b in zip(got + list(got_grads), want + list(want_grads)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cell", list(MODES))
+def test_gradients_equal_finite_differences(cell):
+    rnn = make(cell)
+    lengths = torch.tensor([4, 2, 3])
+    names, params = zip(*rnn.named_parameters())
+
+    def f(x, *weights):
+        out, hn = functional_call(rnn, dict(zip(names, weights)), (x,),
+                                  {"lengths": lengths, "path": "compiled"})
+        return out.sin().sum() + (hn[0] if isinstance(hn, tuple) else hn).sum()
+
+    x = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (x, *params), atol=1e-7)
+
+
+def test_float32_matches_torch_and_repeats_bit_for_bit():
+    for cell, cls in (("rnn_tanh", torch.nn.RNN), ("gru", torch.nn.GRU), ("lstm", torch.nn.LSTM)):
+        rnn = make(cell, dtype=torch.float32)
+        ref = cls(3, 6)
+        ref.load_state_dict(rnn.state_dict())
+        x = torch.randn(50, 8, 3) * 3  # pre-activations well into the saturated range
+        out, _ = rnn(x, path="compiled")
+        torch.testing.assert_close(out, ref(x)[0], atol=2e-6, rtol=1e-5)
+        assert torch.equal(out, rnn(x, path="compiled")[0]), cell
+
+
+def test_auto_runs_the_kernel_for_the_cells_measured_faster_and_torchs_for_the_rest(monkeypatch):
+    calls = []
+    real = compiled.forward_compiled
+    monkeypatch.setattr(compiled, "forward_compiled", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(5, 2, 3)
+    for cell in MODES:
+        calls.clear()
+        make(cell, dtype=torch.float32)(x)
+        assert bool(calls) == (cell in compiled.AUTO), cell
+    calls.clear()
+    Recurrent("LSTM", 3, 6, proj_size=2)(x, path="auto")  # a projection: torch's kernel
+    rnn = make("rnn_tanh", dtype=torch.float32)
+    params = dict(rnn.named_parameters())
+    grad(lambda p: functional_call(rnn, p, (x,))[0].sum())(params)  # under torch.func: the step path
+    assert not calls
+
+
+def test_a_module_the_kernel_does_not_run_is_refused_by_name():
+    with pytest.raises(ValueError, match="path='compiled' runs"):
+        Recurrent("LSTM", 3, 6, proj_size=2)(torch.randn(4, 2, 3), path="compiled")
+    with pytest.raises(ValueError, match="path='compiled' runs"):
+        Recurrent("RNN", 3, 6, dtype=torch.float16)(torch.randn(4, 2, 3, dtype=torch.float16), path="compiled")
+
+
+def test_without_a_kernel_torchs_kernels_run_after_one_warning(monkeypatch):
+    monkeypatch.setattr(compiled, "_module", compiled._UNSET)
+    monkeypatch.setattr(compiled, "build", lambda verbose=False: (_ for _ in ()).throw(
+        OSError("error: command 'g++' not found")))
+    rnn = make("gru", dtype=torch.float32)
+    x = torch.randn(5, 2, 3)
+    with pytest.warns(RuntimeWarning, match=r"could not be built \(error: command 'g\+\+' not found\)"):
+        out, _ = rnn(x, path="compiled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: later calls are quiet
+        torch.testing.assert_close(rnn(x)[0], out)
+        torch.testing.assert_close(rnn(x, path="fused")[0], out)
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setattr(compiled, "_module", compiled._UNSET)
+    monkeypatch.setenv("RNNTRAIN_KERNEL", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compiled.kernel() is None
+        assert not compiled.preferred(make("rnn_tanh", dtype=torch.float32), torch.randn(2, 2, 3))
+
+
+def test_float32_tanh_keeps_torchs_accuracy():
+    """The kernel's float32 tanh (from exp, a series near 0) against float64's, over the whole
+    range: within a few float32 ulps, relative, everywhere (an Elman layer with identity
+    weights reads tanh of its input straight off)."""
+    rnn = Recurrent("RNN", 1, 1, bias=False)
+    with torch.no_grad():
+        rnn.weight_ih_l0.fill_(1.0)
+        rnn.weight_hh_l0.zero_()
+    x = torch.cat([torch.linspace(-12, 12, 200001), torch.logspace(-30, 1, 1000),
+                   -torch.logspace(-30, 1, 1000)]).view(1, -1, 1)  # one step, a wide batch
+    got = rnn(x, path="compiled")[0].double().flatten()
+    want = torch.tanh(x.double()).flatten()
+    rel = ((got - want).abs() / want.abs().clamp(min=1e-38)).max().item()
+    assert rel < 4 * torch.finfo(torch.float32).eps, rel
