@@ -97,6 +97,7 @@ def test_auto_runs_the_kernel_for_the_cells_measured_faster_and_torchs_for_the_r
         assert bool(calls) == (cell in compiled.AUTO), cell
     calls.clear()
     Recurrent("LSTM", 3, 6, proj_size=2)(x, path="auto")  # a projection: torch's kernel
+    Recurrent("GRU", 3, 256)(torch.randn(5, 256, 3))  # a step of 256 x 3 x 256 gates: torch's
     rnn = make("rnn_tanh", dtype=torch.float32)
     params = dict(rnn.named_parameters())
     grad(lambda p: functional_call(rnn, p, (x,))[0].sum())(params)  # under torch.func: the step path

@@ -44,10 +44,13 @@ from .lengths import reversal_index, reverse_within
 
 SOURCE = Path(__file__).with_name("kernels") / "recurrent.cpp"
 KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # the cells the kernel implements
-# the cells auto runs compiled, by measurement (benchmarks/bench_kernel.py, 1 and 2 threads):
-# Elman 1.2-2.6x torch's kernel, GRU 1.6-3x up to 128 units and even at 256; the LSTM
-# 0.98-1.1x: torch's CPU LSTM is oneDNN's fused primitive, already at the GEMM rate
+# Where auto runs compiled, by measurement (benchmarks/bench_kernel.py, 1 and 2 threads): Elman
+# and GRU layers whose step has at most AUTO_GATES gate values (batch x gates x hidden): 1.5-3.4x
+# torch's kernel there; above it (256 x 3 x 256) both are GEMM-bound and torch's parallel
+# elementwise work wins with 2 threads (GRU 0.8x). The LSTM stays torch's at every size:
+# its CPU LSTM is oneDNN's fused primitive, already at the GEMM rate (0.8-1.1x).
 AUTO = frozenset({"rnn_tanh", "rnn_relu", "gru"})
+AUTO_GATES = 1 << 15
 DTYPES = (torch.float32, torch.float64)
 # torch's own names for the CPU's vector units -> the flags its kernels of that kind are built
 # with; at::vec's headers select their implementation by these macros
@@ -129,9 +132,11 @@ def supports(rnn, x: Tensor) -> bool:
 
 
 def preferred(rnn, x: Tensor) -> bool:
-    """Whether ``path="auto"`` runs compiled: where it supports the module and the cell is
-    one the kernel was measured faster for (:data:`AUTO`)."""
-    return rnn.cell.name in AUTO and supports(rnn, x)
+    """Whether ``path="auto"`` runs compiled: where it supports the module and input x
+    (L, N, H_in), for the cells and sizes it was measured faster for (:data:`AUTO`)."""
+    batch = x.shape[1] if x.dim() == 3 else 1
+    return (rnn.cell.name in AUTO and batch * rnn.cell.gates * rnn.hidden_size <= AUTO_GATES
+            and supports(rnn, x))
 
 
 def choose(rnn, path: str, x: Tensor) -> str:

@@ -21,6 +21,7 @@
 //                     n, W_hn h + b_hn (S = 4); Elman nothing (h_t is in out)
 // A sequence's state is frozen after its length (lengths (N,) int64, optional).
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <cstring>
@@ -92,6 +93,16 @@ inline at::vec::Vectorized<float> tanh_(const at::vec::Vectorized<float>& x) {
   Vec small = a + a * a2 * p;
   Vec y = Vec::blendv(big, small, a < Vec(0.25f));
   return Vec::blendv(y, y.neg(), x < Vec(0.f));
+}
+
+// f(n) for every row n of a step, on torch's intra-op threads when the step's elementwise
+// work is large enough to pay for them (small layers stay on the calling thread)
+template <typename F>
+inline void rows(int64_t N, int64_t width, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1));
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) f(n);
+  });
 }
 
 inline bool valid(const int64_t* len, int64_t t, int64_t n) { return len == nullptr || t < len[n]; }
@@ -185,15 +196,11 @@ using Opt = c10::optional<at::Tensor>;
 template <typename T>
 const T* ptr(const Opt& t) { return t.has_value() ? t->data_ptr<T>() : nullptr; }
 
-// sum over rows: out (C,) = sum_r a[r, :], a (R, C)
+// sum over rows: out (C,) = 1^T a, a (R, C) (a product, so BLAS's threads share it)
 template <typename T>
 void column_sums(const T* a, int64_t R, int64_t C, T* out) {
-  using Vec = at::vec::Vectorized<T>;
-  std::fill(out, out + C, T(0));
-  for (int64_t r = 0; r < R; ++r)
-    chunks<T>(C, [&](int64_t j, int64_t k) {
-      (Vec::loadu(out + j, k) + Vec::loadu(a + r * C + j, k)).store(out + j, k);
-    });
+  std::vector<T> ones(R, T(1));
+  mm<T>(false, false, 1, C, R, ones.data(), a, T(0), out);
 }
 
 template <typename T>
@@ -228,14 +235,14 @@ std::vector<at::Tensor> forward_impl(int kind, const at::Tensor& x, const at::Te
     // by the next step; with lengths the state lives in h (a finished row stays frozen)
     const T* prev = len || t == 0 ? hp : ot - N * H;
     mm<T>(false, true, N, GH, H, prev, W, T(0), a.data());  // W_hh h_{t-1}, every row at once
-    for (int64_t n = 0; n < N; ++n) {
+    rows(N, GH, [&](int64_t n) {
       T* o = ot + n * H;
-      if (!valid(len, t, n)) { std::memset(o, 0, H * sizeof(T)); continue; }
+      if (!valid(len, t, n)) { std::memset(o, 0, H * sizeof(T)); return; }
       T* hn = len ? hp + n * H : o;
       step_forward<T>(kind, H, g + (t * N + n) * GH, a.data() + n * GH, B, prev + n * H, hn,
                       cp ? cp + n * H : nullptr, save.data_ptr<T>() + (t * N + n) * S * H);
       if (len) std::memcpy(o, hn, H * sizeof(T));
-    }
+    });
   }
   if (!len && L > 0) std::memcpy(hp, O + (L - 1) * N * H, N * H * sizeof(T));
   return {out, h, c, save};
@@ -264,11 +271,11 @@ std::vector<at::Tensor> backward_impl(int kind, bool need_dx, const at::Tensor& 
   for (int64_t t = L - 1; t >= 0; --t) {
     T* dgt = dg.data_ptr<T>() + t * N * GH;
     T* dat = da.data_ptr<T>() + t * N * GH;
-    for (int64_t n = 0; n < N; ++n) {
+    rows(N, GH, [&](int64_t n) {
       if (!valid(len, t, n)) {  // frozen state: the gradient passes through unchanged
         std::memset(dgt + n * GH, 0, GH * sizeof(T));
         if (kind == GRU) std::memset(dat + n * GH, 0, GH * sizeof(T));
-        continue;
+        return;
       }
       T* d = dhp + n * H;
       const T* g = DO + (t * N + n) * H;
@@ -277,13 +284,13 @@ std::vector<at::Tensor> backward_impl(int kind, bool need_dx, const at::Tensor& 
       const T* cprev = kind != LSTM ? nullptr : t > 0 ? SV + ((t - 1) * N + n) * S * H + 4 * H : C0 + n * H;
       step_backward<T>(kind, H, O + (t * N + n) * H, hprev, cprev, SV + (t * N + n) * S * H,
                        d, dcp ? dcp + n * H : nullptr, dgt + n * GH, dat + n * GH);
-    }
+    });
     mm<T>(false, false, N, H, GH, dat, W, T(0), back.data());  // dL/dh_{t-1} through W_hh
-    for (int64_t n = 0; n < N; ++n) {
-      if (!valid(len, t, n)) continue;
+    rows(N, H, [&](int64_t n) {
+      if (!valid(len, t, n)) return;
       T* d = dhp + n * H;
       for (int64_t j = 0; j < H; ++j) d[j] += back[n * H + j];
-    }
+    });
   }
   const T *DG = dg.data_ptr<T>(), *DA = da.data_ptr<T>();
   auto dx = need_dx ? at::empty({L, N, I}, opts) : at::empty({0}, opts);
