@@ -76,3 +76,30 @@ def test_gradcheck_cli_exits_0_when_within_tolerance_and_1_otherwise(capsys):
 def test_gradcheck_cli_names_the_fix(capsys, argv, message):
     assert main(["gradcheck", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode,kw", [("RNN", {}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {"num_layers": 2}),
+                                     ("LSTM", {"proj_size": 3}), ("GRU", {}), ("ln_lstm", {}), ("indrnn", {}),
+                                     ("local", {}), ("ctrnn", {}), ("peephole", {})],
+                         ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}{w}" for k, w in v.items()))
+def test_the_steps_jacobian_products_without_torch_func_equal_torch_funcs(mode, kw):
+    """ModelStep's products (plain autograd: dual numbers, per-stream weights, a double
+    backward) against torch.func's jvp and vjp of the same step, float64."""
+    from torch.func import jvp, vjp
+    torch.manual_seed(0)
+    fn = ModelStep(Recurrent(mode, 3, 5, dtype=torch.float64, **kw))
+    theta, N, K = fn.theta(), 4, 3
+    s, x = torch.randn(N, fn.S, dtype=torch.float64), torch.randn(N, 3, dtype=torch.float64)
+    cot, tan = torch.randn(N, K, fn.S, dtype=torch.float64), torch.randn(N, K, fn.S, dtype=torch.float64)
+    want_Dt = torch.stack([jvp(lambda s_: fn(theta, s_, x), (s,), (tan[:, k],))[1] for k in range(K)], 1)
+    want_cI = torch.stack([torch.stack([vjp(lambda th: fn.single(th, s[n], x[n]), theta)[1](cot[n, k])[0]
+                                        for k in range(K)]) for n in range(N)])
+    s_next, cI, Dt = fn.products(theta, s, x, cot, tan)
+    torch.testing.assert_close(s_next, fn(theta, s, x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(cI, want_cI, atol=1e-12, rtol=0)
+    torch.testing.assert_close(Dt, want_Dt, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fn.vjp_params(theta, s, x, cot), want_cI, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fn.jvp_state(theta, s, x, tan[:, 0])[1], want_Dt[:, 0], atol=1e-12, rtol=0)
+    _, many = fn.jvp_state_many(theta, s, x, tan[0])  # tangents shared by the streams: (K, N, S)
+    torch.testing.assert_close(many[1], jvp(lambda s_: fn(theta, s_, x), (s,), (tan[0, 1].expand(N, -1),))[1],
+                               atol=1e-12, rtol=0)

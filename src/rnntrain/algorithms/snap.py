@@ -148,6 +148,10 @@ class SparseSensitivity(Sensitivity):
             for name in ("dst", "src", "pair_d", "e_index", "e_row", "e_col"):
                 setattr(self, name, getattr(self, name).to(dev))
             self.U, self.V = self.U.to(like), self.V.to(like)
+            # both padded with zero rows to K = max(Kd, Ki): one pass computes both products
+            K = max(self.jvps, self.vjps)
+            pad = lambda A: torch.cat([A, A.new_zeros(K - A.shape[0], A.shape[1])])
+            self.U_rows, self.V_rows = pad(self.U), pad(self.V)
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
         if self.dense:
@@ -157,9 +161,11 @@ class SparseSensitivity(Sensitivity):
             self._spare, self.M = self.M, I
             return s_next
         N = s.shape[0]
-        s_next, DU = self.fn.jvp_state_many(theta, s, x, self.U)  # (Kd, N, S): D times colour sums
-        VI = self.fn.vjp_params(theta, s, x, self.V.expand(N, -1, -1))  # (N, Ki, P)
-        D_vals = DU.permute(1, 0, 2).reshape(N, -1)[:, self.pair_d]  # (N, pairs)
+        # D times the colour sums of its columns, and I pulled back along the row colours
+        s_next, VI, DU = self.fn.products(theta, s, x, self.V_rows.expand(N, -1, -1),
+                                          self.U_rows.expand(N, -1, -1))  # (N, K, P), (N, K, S)
+        VI = VI[:, :self.vjps]  # (N, Ki, P)
+        D_vals = DU[:, :self.jvps].reshape(N, -1)[:, self.pair_d]  # (N, pairs)
         M = VI.reshape(N, -1)[:, self.e_index]  # I on the pattern, (N, nnz)
         M.index_add_(1, self.dst, D_vals * self.M[:, self.src])
         self.M = M

@@ -1,10 +1,13 @@
 r"""The recurrent core's single step as a pure function of a flat parameter vector, with
-its Jacobians by ``torch.func`` (what RTRL, UORO, SnAp and CRBP differentiate).
+its Jacobians (what RTRL, UORO, SnAp and CRBP differentiate).
 
 ``s_t = f(θ, s_{t-1}, x_t)`` is one step of the whole core (``Recurrent.step``, every
 layer), with the state flattened: ``s = [h_layer0 .. h_layerK, c_layer0 .. c_layerK]``.
-``D = ∂f/∂s`` and ``I = ∂f/∂θ`` come from one vjp per stream pulled back along a basis;
-``jvp`` gives D·v and ``vjp`` gives u·I. The cell's equations are never restated.
+``D = ∂f/∂s`` and ``I = ∂f/∂θ`` (RTRL) come from one ``torch.func`` vjp per stream pulled
+back along a basis. The products the cheaper algorithms need, D·v and u·I, run by plain
+autograd on the same step (:meth:`ModelStep.products`): torch.func's per-call cost, about a
+millisecond, was forty BPTT steps of a 64-unit network. The cell's equations are never
+restated.
 
 Shapes: ``N`` streams, ``S`` state size (arity·layers·H), ``P`` recurrent parameters,
 ``F`` encoded input features.
@@ -17,10 +20,13 @@ from abc import ABC, abstractmethod
 from typing import List, Optional, Tuple
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from ..core import Recurrent
+from ..core.fused import as_tuple, from_tuple
+from ..core.population import population_step
 
 JACOBIAN_CHUNK_BYTES = 16 << 20  # bound on one group of streams' Jacobian temporaries
 
@@ -83,6 +89,20 @@ class StepFunction(ABC):
             return vmap(lambda u: pull(u)[0])(v1)
 
         return vmap(per_stream)(s, x, V)
+
+
+    def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Both products at one point, K of each per stream: cotangents cot (N, K, S) and
+        tangents tan (N, K, S) -> (s' (N, S), cot I (N, K, P), D tan (N, K, S))."""
+        K = tan.shape[1]
+        s_next, Dt = self.jvp_state_many_rows(theta, s, x, tan) if K else (self(theta, s, x), tan)
+        return s_next, self.vjp_params(theta, s, x, cot), Dt
+
+    def jvp_state_many_rows(self, theta: Tensor, s: Tensor, x: Tensor, tan: Tensor) -> Tuple[Tensor, Tensor]:
+        """(s', D tan) for per-stream tangents tan (N, K, S) -> (N, S), (N, K, S)."""
+        outs = [self.jvp_state(theta, s, x, tan[:, k]) for k in range(tan.shape[1])]
+        return outs[0][0], torch.stack([o[1] for o in outs], 1)
 
 
 class _Stepper(nn.Module):
@@ -173,6 +193,76 @@ class ModelStep(StepFunction):
         if len(D) == 1:
             return s_next[0], D[0], out
         return torch.cat(s_next), torch.cat(D), out
+
+    # -- Jacobian products by plain autograd ------------------------------------------------
+    # torch.func's transforms cost about a millisecond per call in Python dispatch, forty BPTT
+    # steps of a 64-unit network; these run the same step (population_step: the cells' own
+    # recur on stacked weights) once per call, with forward-mode dual numbers for D v and one
+    # backward pass through per-row copies of the weights for u I (and u D).
+
+    def _run(self, flat: Tensor, s: Tensor, x: Tensor, per_row: bool) -> Tensor:
+        """The step with weights ``flat``: (1, P) shared by the N rows of s (N, S), x (N, F),
+        or (N, P), one set per row (each row then its own network of batch 1) -> (N, S)."""
+        weights = {n: t.view(flat.shape[0], *shape)
+                   for n, t, shape in zip(self.names, flat.split(self.sizes, 1), self.shapes)}
+        hx = as_tuple(self.to_hx(s))  # each (layers, N, size)
+        lift = (lambda h: h[:, :, None]) if per_row else (lambda h: h[:, None])
+        new = population_step(self.rnn, weights, x[:, None] if per_row else x[None],
+                              tuple(lift(h) for h in hx))
+        return self.from_hx(from_tuple(tuple(h[:, :, 0] if per_row else h[:, 0] for h in new)))
+
+    def layer_weights(self, theta: Tensor) -> List[tuple]:
+        """A flat (P,) vector as ``Recurrent.step``'s per-layer weights (views; None for an
+        absent bias)."""
+        named = dict(zip(self.names, self.split(theta)))
+        return [tuple(None if n is None else named[n] for n in self.rnn.weight_slots(layer))
+                for layer in range(self.layers)]
+
+    def jvp_state(self, theta: Tensor, s: Tensor, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+        with fwAD.dual_level():  # the step's own 2-D ops: their forward-mode rules are native
+            out = self.from_hx(self.rnn.step(x, self.to_hx(fwAD.make_dual(s, v)),
+                                             self.layer_weights(theta.detach())))
+            primal, tangent = fwAD.unpack_dual(out)
+        return primal, torch.zeros_like(primal) if tangent is None else tangent
+
+    def jvp_state_many(self, theta: Tensor, s: Tensor, x: Tensor, U: Tensor) -> Tuple[Tensor, Tensor]:
+        K, N = U.shape[0], s.shape[0]
+        tangents = U[:, None, :].expand(K, N, -1).reshape(K * N, -1)  # every stream, every tangent
+        primal, tangent = self.jvp_state(theta, s.repeat(K, 1), x.repeat(K, 1), tangents)
+        return primal[:N], tangent.view(K, N, -1)
+
+    def pullback(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor, state: bool = False):
+        """Per-stream cotangents V (N, K, S) pulled back: -> (s' (N, S), V I (N, K, P), V D
+        (N, K, S) or None). One forward of N·K networks (a copy of the weights each) and
+        one backward pass."""
+        N, K, S = V.shape
+        with torch.enable_grad():
+            flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P), stride-0 copies
+            rows = s.detach().repeat_interleave(K, 0).requires_grad_(state)  # (N K, S)
+            out = self._run(flat, rows, x.repeat_interleave(K, 0), per_row=True)
+            grads = torch.autograd.grad(out, [flat, rows] if state else [flat], V.reshape(N * K, S))
+        return (out.detach()[::K], grads[0].view(N, K, self.P),
+                grads[1].view(N, K, S) if state else None)
+
+    def vjp_params(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor) -> Tensor:
+        return self.pullback(theta, s, x, V)[1]
+
+    def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
+                 ) -> Tuple[Tensor, Tensor, Tensor]:
+        """:meth:`StepFunction.products` from one forward and two backward passes: the
+        pullback of the cotangents w = cot, kept differentiable, gives cot I and w D; w D is
+        linear in w, so its pullback along tan is D tan (the double-backward form of a
+        forward-mode product)."""
+        N, K, S = cot.shape
+        with torch.enable_grad():
+            flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P)
+            rows = s.detach().repeat_interleave(K, 0).requires_grad_()  # (N K, S)
+            out = self._run(flat, rows, x.repeat_interleave(K, 0), per_row=True)
+            w = cot.reshape(N * K, S).detach().clone().requires_grad_()
+            g_theta, g_s = torch.autograd.grad(out, [flat, rows], w, create_graph=True)
+            (Dt,) = torch.autograd.grad(g_s, w, tan.reshape(N * K, S), allow_unused=True)
+        Dt = torch.zeros_like(w) if Dt is None else Dt
+        return out.detach()[::K], g_theta.detach().view(N, K, self.P), Dt.view(N, K, S)
 
     def single_params(self, params, s1: Tensor, x1: Tensor) -> Tensor:
         """One stream with the parameters as tensors: s1 (S,), x1 (F,) -> (S,)."""

@@ -12,9 +12,9 @@ UORO keeps a rank-one estimate ``M_t ≈ s̃_t θ̃_tᵀ`` per stream, unbiased:
     \rho_1 = \sqrt{\frac{\|\nu^\top I_t\| + \epsilon}{\|\nu\| + \epsilon}}
 
 (the variance-reduction scalars that balance the two factors, sec. 4 of the paper). The
-gradient estimate is ``(∂L_t/∂s_t · s̃_t) θ̃_t``. ``D s̃`` is one forward-mode product
-(``torch.func.jvp``) and ``νᵀ I`` one reverse-mode product (``vjp``), so a step costs a few
-forward steps: O(n²) time and O(n²) memory for an Elman network, like BPTT per step.
+gradient estimate is ``(∂L_t/∂s_t · s̃_t) θ̃_t``. ``D s̃`` is a forward-mode product and
+``νᵀ I`` a reverse-mode one, both from one forward and two backward passes
+(``StepFunction.products``), so a step costs a few forward steps: O(n²) time and O(n²) memory for an Elman network, like BPTT per step.
 The signs come from the run's generator, so runs and resumes repeat bit for bit.
 """
 from __future__ import annotations
@@ -42,9 +42,9 @@ class UOROSensitivity(Sensitivity):
         self.theta_tilde = like.new_zeros(batch, self.fn.P)
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
-        s_next, Ds = self.fn.jvp_state(theta, s, x, self.s_tilde)  # (N, S) each
         nu = torch.randint(0, 2, s.shape, generator=self.generator).to(s) * 2 - 1  # (N, S) ±1
-        nuI = self.fn.vjp_params(theta, s, x, nu[:, None])[:, 0]  # (N, P)
+        s_next, nuI, Ds = self.fn.products(theta, s, x, nu[:, None], self.s_tilde[:, None])
+        nuI, Ds = nuI[:, 0], Ds[:, 0]  # (N, P), (N, S)
         norm = lambda v: torch.linalg.vector_norm(v, dim=1, keepdim=True)  # (N, 1)
         rho0 = torch.sqrt((norm(self.theta_tilde) + EPS) / (norm(Ds) + EPS))
         rho1 = torch.sqrt((norm(nuI) + EPS) / (norm(nu) + EPS))

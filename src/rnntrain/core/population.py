@@ -10,7 +10,7 @@ after its end (the step path's mask).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,38 @@ def _input_part(x_t: Tensor, w_in: Tensor, b_in: Optional[Tensor], out: Optional
     if x_t.dim() == 2:
         x_t = x_t.expand(p, *x_t.shape)
     return torch.bmm(x_t, w_in, out=out) if b_in is None else torch.baddbmm(b_in, x_t, w_in, out=out)
+
+
+def stacked_weights(rnn, weights: Dict[str, Tensor], layer: int, rows: slice = slice(None)):
+    """One layer's weights of the networks ``rows`` in the layout ``recur`` takes stacked:
+    -> (w_in (p, F, G*H), b_in (p, 1, G*H) or None, (w_hh, b_hh, *rest)), every weight
+    (p, *shape) and a vector (p, K) as (p, 1, K), to broadcast over the batch axis of
+    (p, N, K) states (what b_hh always was); b_hh folded into b_in where it only meets gx."""
+    ws = [None if n is None else weights[n][rows] for n in rnn.weight_slots(layer)]
+    w_in = ws[0].transpose(1, 2).contiguous()  # (p, F, G*H)
+    w_hh, b_in, b_hh, *rest = [None if w is None else (w[:, None] if w.dim() == 2 else w).contiguous()
+                               for w in ws[1:]]
+    if rnn.cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
+        b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
+    return w_in, b_in, (w_hh, b_hh, *rest)
+
+
+def population_step(rnn, weights: Dict[str, Tensor], x: Tensor, state: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+    """One time step of P networks through every layer (what ``Recurrent.step`` does for one):
+    ``weights`` {name: (P, *shape)}, x (P, N, F), state a tuple of (layers, P, N, size) (h,
+    then an LSTM's c) -> the new state, same layout. Plain autograd ops: per-network
+    gradients (online algorithms' per-stream Jacobians) come from one backward pass."""
+    dt = x[..., -1:] if rnn.cell.reads_dt else None
+    finals: List[List[Tensor]] = [[] for _ in state]
+    for layer in range(rnn.num_layers):
+        w_in, b_in, rec = stacked_weights(rnn, weights, layer)
+        old = tuple(s[layer] for s in state)
+        new = zone(rnn.cell.advance(_input_part(x, w_in, b_in, None), old, rec, None, dt), old,
+                   rnn.noise.zoneout, False)
+        for f, s in zip(finals, new):
+            f.append(s)
+        x = new[0]
+    return tuple(torch.stack(f) for f in finals)
 
 
 def population_unroll(rnn, weights: Dict[str, Tensor], seq: Tensor, lengths: Optional[Tensor] = None,
@@ -59,14 +91,7 @@ def _block(rnn, weights: Dict[str, Tensor], seq: Tensor, mask: Optional[Tensor],
     masks = None if mask is None else mask.unbind(0)  # L x (N, 1)
     dts = [x_t[..., -1:] for x_t in steps] if cell.reads_dt else None  # the data's Δt column
     for layer in range(rnn.num_layers):
-        ws = [None if n is None else weights[n][i:i + p] for n in rnn.weight_slots(layer)]
-        w_in = ws[0].transpose(1, 2).contiguous()  # (p, F, G*H)
-        # every other weight stacked (p, *shape); a vector (p, K) as (p, 1, K), to broadcast
-        # over the batch axis of (p, N, K) states (what b_hh always was)
-        w_hh, b_in, b_hh, *rest = [None if w is None else (w[:, None] if w.dim() == 2 else w).contiguous()
-                                   for w in ws[1:]]
-        if cell.bias_in_gx and b_hh is not None:  # b_hh only meets gx + b_hh: add it once
-            b_in, b_hh = (b_hh if b_in is None else b_in + b_hh), None
+        w_in, b_in, (w_hh, b_hh, *rest) = stacked_weights(rnn, weights, layer, slice(i, i + p))
         state = tuple(torch.zeros(p, steps[0].shape[-2], size, dtype=w_in.dtype, device=w_in.device)
                       for size in rnn.state_sizes)
         outs, last = [], final_only and layer == rnn.num_layers - 1
