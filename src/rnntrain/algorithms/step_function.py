@@ -20,7 +20,6 @@ from abc import ABC, abstractmethod
 from typing import List, Optional, Tuple
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
@@ -196,56 +195,18 @@ class ModelStep(StepFunction):
 
     # -- Jacobian products by plain autograd ------------------------------------------------
     # torch.func's transforms cost about a millisecond per call in Python dispatch, forty BPTT
-    # steps of a 64-unit network; these run the same step (population_step: the cells' own
-    # recur on stacked weights) once per call, with forward-mode dual numbers for D v and one
-    # backward pass through per-row copies of the weights for u I (and u D).
+    # steps of a 64-unit network; products() runs the same step (population_step: the cells'
+    # own recur on stacked weights) once, through per-row copies of the weights, and pulls
+    # back twice (ARCHITECTURE.md, "Online products by plain autograd").
 
-    def _run(self, flat: Tensor, s: Tensor, x: Tensor, per_row: bool) -> Tensor:
-        """The step with weights ``flat``: (1, P) shared by the N rows of s (N, S), x (N, F),
-        or (N, P), one set per row (each row then its own network of batch 1) -> (N, S)."""
+    def _per_row(self, flat: Tensor, s: Tensor, x: Tensor) -> Tensor:
+        """The step of N networks of batch 1, row n with weights flat[n]: flat (N, P),
+        s (N, S), x (N, F) -> (N, S)."""
         weights = {n: t.view(flat.shape[0], *shape)
                    for n, t, shape in zip(self.names, flat.split(self.sizes, 1), self.shapes)}
         hx = as_tuple(self.to_hx(s))  # each (layers, N, size)
-        lift = (lambda h: h[:, :, None]) if per_row else (lambda h: h[:, None])
-        new = population_step(self.rnn, weights, x[:, None] if per_row else x[None],
-                              tuple(lift(h) for h in hx))
-        return self.from_hx(from_tuple(tuple(h[:, :, 0] if per_row else h[:, 0] for h in new)))
-
-    def layer_weights(self, theta: Tensor) -> List[tuple]:
-        """A flat (P,) vector as ``Recurrent.step``'s per-layer weights (views; None for an
-        absent bias)."""
-        named = dict(zip(self.names, self.split(theta)))
-        return [tuple(None if n is None else named[n] for n in self.rnn.weight_slots(layer))
-                for layer in range(self.layers)]
-
-    def jvp_state(self, theta: Tensor, s: Tensor, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
-        with fwAD.dual_level():  # the step's own 2-D ops: their forward-mode rules are native
-            out = self.from_hx(self.rnn.step(x, self.to_hx(fwAD.make_dual(s, v)),
-                                             self.layer_weights(theta.detach())))
-            primal, tangent = fwAD.unpack_dual(out)
-        return primal, torch.zeros_like(primal) if tangent is None else tangent
-
-    def jvp_state_many(self, theta: Tensor, s: Tensor, x: Tensor, U: Tensor) -> Tuple[Tensor, Tensor]:
-        K, N = U.shape[0], s.shape[0]
-        tangents = U[:, None, :].expand(K, N, -1).reshape(K * N, -1)  # every stream, every tangent
-        primal, tangent = self.jvp_state(theta, s.repeat(K, 1), x.repeat(K, 1), tangents)
-        return primal[:N], tangent.view(K, N, -1)
-
-    def pullback(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor, state: bool = False):
-        """Per-stream cotangents V (N, K, S) pulled back: -> (s' (N, S), V I (N, K, P), V D
-        (N, K, S) or None). One forward of N·K networks (a copy of the weights each) and
-        one backward pass."""
-        N, K, S = V.shape
-        with torch.enable_grad():
-            flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P), stride-0 copies
-            rows = s.detach().repeat_interleave(K, 0).requires_grad_(state)  # (N K, S)
-            out = self._run(flat, rows, x.repeat_interleave(K, 0), per_row=True)
-            grads = torch.autograd.grad(out, [flat, rows] if state else [flat], V.reshape(N * K, S))
-        return (out.detach()[::K], grads[0].view(N, K, self.P),
-                grads[1].view(N, K, S) if state else None)
-
-    def vjp_params(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor) -> Tensor:
-        return self.pullback(theta, s, x, V)[1]
+        new = population_step(self.rnn, weights, x[:, None], tuple(h[:, :, None] for h in hx))
+        return self.from_hx(from_tuple(tuple(h[:, :, 0] for h in new)))
 
     def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
                  ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -257,7 +218,7 @@ class ModelStep(StepFunction):
         with torch.enable_grad():
             flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P)
             rows = s.detach().repeat_interleave(K, 0).requires_grad_()  # (N K, S)
-            out = self._run(flat, rows, x.repeat_interleave(K, 0), per_row=True)
+            out = self._per_row(flat, rows, x.repeat_interleave(K, 0))
             w = cot.reshape(N * K, S).detach().clone().requires_grad_()
             g_theta, g_s = torch.autograd.grad(out, [flat, rows], w, create_graph=True)
             (Dt,) = torch.autograd.grad(g_s, w, tan.reshape(N * K, S), allow_unused=True)

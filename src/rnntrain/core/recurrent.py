@@ -367,9 +367,8 @@ class Recurrent(StateLayout, nn.Module):
         from .population import population_unroll
         return population_unroll(self, weights, seq, lengths, final_only=final_only)
 
-    def step(self, x: Tensor, hx: HiddenArg, weights: Optional[List[Weights]] = None) -> HiddenArg:
-        """One time step through every layer (unidirectional only): x (N, H_in), hx as h_0;
-        ``weights`` per layer (:meth:`layer_weights`' layout), the module's own when None.
+    def step(self, x: Tensor, hx: HiddenArg) -> HiddenArg:
+        """One time step through every layer (unidirectional only): x (N, H_in), hx as h_0.
 
         Dropout between layers and recurrent dropout are not applied (they belong to
         training on whole sequences); zoneout's evaluation mixture is. Returns the new state
@@ -382,8 +381,8 @@ class Recurrent(StateLayout, nn.Module):
         finals: List[List[Tensor]] = [[] for _ in range(self.state_arity)]
         for layer in range(self.num_layers):
             old = tuple(s[layer] for s in states)
-            w = self.layer_weights(layer) if weights is None else weights[layer]
-            state = zone(self.cell.step(x, old, *w, dt=dt), old, self.noise.zoneout, False)
+            state = zone(self.cell.step(x, old, *self.layer_weights(layer), dt=dt), old,
+                         self.noise.zoneout, False)
             for i, s in enumerate(state):
                 finals[i].append(s)
             x = state[0]
