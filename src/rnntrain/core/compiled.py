@@ -69,7 +69,10 @@ def cache_dir() -> Path:
 
 def _flags() -> list:
     capability = torch.backends.cpu.get_cpu_capability()
-    return ["-O3", *CAPABILITY_FLAGS.get(capability, ["-DCPU_CAPABILITY=DEFAULT"])]
+    # OpenMP as torch's own build uses it: at::parallel_for's inline loop is an OpenMP region,
+    # serial without the flag
+    omp = ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else []
+    return ["-O3", *omp, *CAPABILITY_FLAGS.get(capability, ["-DCPU_CAPABILITY=DEFAULT"])]
 
 
 def build(verbose: bool = False):
@@ -99,6 +102,7 @@ def build(verbose: bool = False):
     if scripts and scripts not in path.split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + path
     module = load(name=name, sources=[str(SOURCE)], extra_cflags=flags,
+                  extra_ldflags=[f for f in flags if f == "-fopenmp"],
                   build_directory=str(directory), verbose=verbose)
     os.replace(directory / f"{name}.so", library)
     shutil.rmtree(directory, ignore_errors=True)
@@ -151,6 +155,28 @@ def choose(rnn, path: str, x: Tensor) -> str:
         return "fused"
     raise ValueError(f"path='compiled' runs {', '.join(KINDS)} cells without a projection on "
                      f"CPU float32/float64 tensors; use path='auto'")
+
+
+def population_supported(rnn, weights, seq: Tensor) -> bool:
+    """Whether :func:`population_unroll` runs P networks shaped like ``rnn``: a cell the
+    kernel implements, no projection or zoneout, CPU float32/float64, and nothing asking for
+    gradients (the kernel is forward only)."""
+    grads = torch.is_grad_enabled() and any(w.requires_grad for w in weights.values())
+    return (rnn.cell.name in KINDS and not rnn.proj_size and not rnn.noise.zoneout and not grads
+            and seq.device.type == "cpu" and seq.dtype in DTYPES and kernel() is not None)
+
+
+def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], final_only: bool) -> Tensor:
+    """:func:`.population.population_unroll` by the compiled loop: ``weights`` {name: (P,
+    *shape)}, seq (L, N, F) shared or (L, P, N, F) -> (P, N, L or 1, H)."""
+    kind = KINDS[rnn.cell.name]
+    x = seq[None] if seq.dim() == 3 else seq.permute(1, 0, 2, 3)  # (1 or P, L, N, F)
+    for layer in range(rnn.num_layers):
+        w_ih, w_hh, b_ih, b_hh = [None if n is None else weights[n].contiguous()
+                                  for n in rnn.weight_slots(layer)[:4]]
+        last = final_only and layer == rnn.num_layers - 1
+        x = kernel().population(kind, x.contiguous(), w_ih, b_ih, b_hh, w_hh, lengths, last)
+    return x.permute(0, 2, 1, 3)  # (P, N, L or 1, H)
 
 
 def forward_compiled(rnn, x: Tensor, hx, n: Optional[Tensor], weights):

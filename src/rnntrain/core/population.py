@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import compiled
 from .lengths import as_lengths, step_mask
 from .regularize import zone
 
@@ -76,6 +77,8 @@ def population_unroll(rnn, weights: Dict[str, Tensor], seq: Tensor, lengths: Opt
     P = weights[rnn.weight_names(0)[0]].shape[0]
     N = seq.shape[-2]
     n = as_lengths(lengths, N, seq.shape[0])
+    if compiled.population_supported(rnn, weights, seq):  # the C++ loop (core/compiled.py)
+        return compiled.population_unroll(rnn, weights, seq, n, final_only)
     mask = None if n is None else step_mask(n, seq.shape[0], seq.device)  # (L, N, 1)
     block = max(1, _CACHE_BYTES // (N * rnn.cell.gates * rnn.hidden_size * seq.element_size()))
     shared = seq.dim() == 3
