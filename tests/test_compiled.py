@@ -148,3 +148,31 @@ def test_float32_tanh_keeps_torchs_accuracy():
     want = torch.tanh(x.double()).flatten()
     rel = ((got - want).abs() / want.abs().clamp(min=1e-38)).max().item()
     assert rel < 4 * torch.finfo(torch.float32).eps, rel
+
+
+@pytest.mark.parametrize("final_only", [False, True], ids=["every_step", "final"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_data", "own_data"])
+@pytest.mark.parametrize("cell", list(MODES))
+def test_population_evaluation_equals_the_cells_own_recur_on_stacked_weights(cell, shared, final_only, monkeypatch):
+    rnn = make(cell, num_layers=2)
+    P = 5
+    g = torch.Generator().manual_seed(1)
+    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
+               for n, p in rnn.named_parameters()}
+    seq = torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
+    for lengths in (None, LENGTHS):
+        got = rnn.population_unroll(weights, seq, lengths, final_only=final_only)
+        with monkeypatch.context() as m:
+            m.setattr(compiled, "population_supported", lambda *a: False)
+            want = rnn.population_unroll(weights, seq, lengths, final_only=final_only)
+        assert got.shape == want.shape == (P, 5, 1 if final_only else 7, 6)
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_population_evaluation_is_compiled_only_where_no_gradient_is_asked_for():
+    rnn = make("rnn_tanh")
+    weights = {n: p.detach().expand(3, *p.shape).clone().requires_grad_() for n, p in rnn.named_parameters()}
+    seq = torch.randn(4, 2, 3, dtype=torch.float64)
+    assert not compiled.population_supported(rnn, weights, seq)  # the kernel has no backward
+    with torch.no_grad():
+        assert compiled.population_supported(rnn, weights, seq)
