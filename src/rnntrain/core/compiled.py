@@ -3,9 +3,8 @@ r"""``Recurrent``'s compiled path: a whole layer's time loop in C++ (``kernels/r
 For the small networks people train on CPUs, torch's fused kernels spend most of their time
 dispatching each step's matrix product and elementwise ops, not computing
 (docs/benchmarks.md). The compiled loop calls BLAS directly on preallocated buffers and
-fuses each step's elementwise work into one SIMD pass; around it, in torch, one matrix
-product computes the input part of every step's gates and one the recurrent weights'
-gradient::
+fuses each step's elementwise work into one SIMD pass; around the loop, one matrix product
+computes the input part of every step's gates and one the recurrent weights' gradient::
 
     gx   = x W_ih^T + b_ih (+ b_hh)            (L, N, G*H)   one GEMM
     out, h_n[, c_n] = loop(gx, W_hh, h_0[, c_0], lengths)    one BLAS call and one SIMD pass a step
@@ -22,8 +21,11 @@ Building: the first use compiles the extension against the installed torch with
 ``torch.utils.cpp_extension`` into ``$RNNTRAIN_CACHE`` (default ``~/.cache/rnntrain``),
 keyed by the source, torch's version and the CPU's vector capability (about 30 s once;
 ``make install`` does it). Nothing is built in an isolated environment, so no second torch
-is ever downloaded. Without a compiler (or with ``RNNTRAIN_KERNEL=0``) the fused and step
-paths run as before, after one warning line.
+is ever downloaded. Without a compiler the fused and step paths run as before, after one
+warning line; ``RNNTRAIN_KERNEL=0`` switches the kernel off quietly.
+
+Population evaluation (:func:`population_unroll`) runs the same loop forward only, one
+network per thread at a time.
 """
 from __future__ import annotations
 
@@ -45,9 +47,9 @@ from .lengths import reversal_index, reverse_within
 SOURCE = Path(__file__).with_name("kernels") / "recurrent.cpp"
 KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # the cells the kernel implements
 # Where auto runs compiled, by measurement (benchmarks/bench_kernel.py, 1 and 2 threads): Elman
-# and GRU layers whose step has at most AUTO_GATES gate values (batch x gates x hidden): 1.5-3.4x
-# torch's kernel there; above it (256 x 3 x 256) both are GEMM-bound and torch's parallel
-# elementwise work wins with 2 threads (GRU 0.8x). The LSTM stays torch's at every size:
+# and GRU layers whose step has at most AUTO_GATES gate values (batch x gates x hidden): 1.5-3x
+# torch's kernel there; above it (256 x 3 x 256) both are GEMM-bound and the two tie (GRU
+# 0.86-1.01x over the day's runs), so torch's stays. The LSTM stays torch's at every size:
 # its CPU LSTM is oneDNN's fused primitive, already at the GEMM rate (0.8-1.1x).
 AUTO = frozenset({"rnn_tanh", "rnn_relu", "gru"})
 AUTO_GATES = 1 << 15

@@ -55,6 +55,10 @@ void gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, 
 template <typename T>
 void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* a, const T* b, T beta, T* c) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum (BLAS would reject the leading dimensions)
+    for (int64_t i = 0; i < M * N; ++i) c[i] = beta == T(0) ? T(0) : beta * c[i];
+    return;
+  }
   gemm(tb ? 'T' : 'N', ta ? 'T' : 'N', N, M, K, T(1), b, tb ? K : N, a, ta ? M : K, beta, c, N);
 }
 
