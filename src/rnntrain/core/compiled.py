@@ -86,7 +86,8 @@ def build(verbose: bool = False):
     never wait on a lock that a killed process could leave behind; a later process imports
     the library directly, without ninja."""
     flags = _flags()
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([torch.__version__, *flags]).encode())
+    files = sorted(SOURCE.parent.glob("*.[ch]*"))  # recurrent.cpp and the cells.h it includes
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join([torch.__version__, *flags]).encode())
     name = f"rnntrain_recurrent_{key.hexdigest()[:12]}"
     root = cache_dir() / "kernels"
     library = root / f"{name}.so"

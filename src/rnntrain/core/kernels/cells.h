@@ -1,0 +1,185 @@
+// The cells' equations, restated for the compiled loop (recurrent.cpp): one step's fused
+// elementwise forward and backward of an Elman (tanh, relu), LSTM or GRU row, on torch's
+// SIMD vectors (at::vec, Sleef), and the BLAS products the loop calls.
+//
+// The single definition of each cell is rnntrain/core/cells.py; tests/test_compiled.py
+// checks everything here against autograd through it (float64, 1e-10).
+#pragma once
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cstring>
+#include <vector>
+
+extern "C" {
+// the Fortran BLAS interface that torch's CPU library carries (MKL, OpenBLAS)
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*, const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*, const int*);
+}
+
+namespace rnntrain_kernel {
+
+enum CellKind { TANH = 0, RELU = 1, LSTM = 2, GRU = 3 };
+
+// Column-major BLAS on row-major data: C (m x n, ld ldc) = alpha op(A) op(B) + beta C.
+inline void gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
+          const float* b, int ldb, float beta, float* c, int ldc) {
+  sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+inline void gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
+          const double* b, int ldb, double beta, double* c, int ldc) {
+  dgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+// Row-major C (M x N) = op(A) op(B) + beta C, op(A) (M x K), op(B) (K x N); A stored (K x M)
+// when ta, B stored (N x K) when tb. Column-major BLAS sees each row-major buffer transposed,
+// so it computes C^T = op(B)^T op(A)^T.
+template <typename T>
+inline void mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* a, const T* b, T beta, T* c) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum (BLAS would reject the leading dimensions)
+    for (int64_t i = 0; i < M * N; ++i) c[i] = beta == T(0) ? T(0) : beta * c[i];
+    return;
+  }
+  gemm(tb ? 'T' : 'N', ta ? 'T' : 'N', N, M, K, T(1), b, tb ? K : N, a, ta ? M : K, beta, c, N);
+}
+
+// f(offset, count) over [0, n) in vector-sized chunks (count < size() only at the tail)
+template <typename T, typename F>
+inline void chunks(int64_t n, const F& f) {
+  constexpr int64_t V = at::vec::Vectorized<T>::size();
+  int64_t i = 0;
+  for (; i + V <= n; i += V) f(i, V);
+  if (i < n) f(i, n - i);
+}
+
+template <typename T>
+inline at::vec::Vectorized<T> sigmoid(const at::vec::Vectorized<T>& x) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec one(T(1));
+  return one / (one + x.neg().exp());
+}
+
+// tanh for the loop. float32: a 13/6-degree odd/even rational minimax fit on [-9, 9] (the
+// coefficients of Eigen's fast tanh; beyond 9, tanh is +-1 in float32), no exp: about twice
+// as fast here as exp-based forms and four times Sleef's tanhf, within a few ulp (tested
+// against float64's tanh over the whole range). float64 is Sleef's own.
+template <typename T>
+inline at::vec::Vectorized<T> tanh_(const at::vec::Vectorized<T>& x) { return x.tanh(); }
+template <>
+inline at::vec::Vectorized<float> tanh_(const at::vec::Vectorized<float>& v) {
+  using Vec = at::vec::Vectorized<float>;
+  const Vec x = at::vec::clamp(v, Vec(-9.f), Vec(9.f));
+  const Vec x2 = x * x;
+  Vec p = at::vec::fmadd(x2, Vec(-2.76076847742355e-16f), Vec(2.00018790482477e-13f));
+  p = at::vec::fmadd(p, x2, Vec(-8.60467152213735e-11f));
+  p = at::vec::fmadd(p, x2, Vec(5.12229709037114e-08f));
+  p = at::vec::fmadd(p, x2, Vec(1.48572235717979e-05f));
+  p = at::vec::fmadd(p, x2, Vec(6.37261928875436e-04f));
+  p = at::vec::fmadd(p, x2, Vec(4.89352455891786e-03f));
+  Vec q = at::vec::fmadd(x2, Vec(1.19825839466702e-06f), Vec(1.18534705686654e-04f));
+  q = at::vec::fmadd(q, x2, Vec(2.26843463243900e-03f));
+  q = at::vec::fmadd(q, x2, Vec(4.89352518554385e-03f));
+  return x * p / q;
+}
+
+// f(n) for every row n of a step, on torch's intra-op threads when the step's elementwise
+// work is large enough to pay for them (small layers stay on the calling thread)
+template <typename F>
+inline void rows(int64_t N, int64_t width, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1));
+  at::parallel_for(0, N, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) f(n);
+  });
+}
+
+inline bool valid(const int64_t* len, int64_t t, int64_t n) { return len == nullptr || t < len[n]; }
+
+// One step's elementwise forward of row n: pre-activations gx + a (a = W_hh h_{t-1}) and
+// h_{t-1} (hin) -> h_t (hout, may be hin), c in place.
+template <typename T>
+inline void step_forward(int kind, int64_t H, const T* gx, const T* a, const T* bhh, const T* hin, T* h,
+                  T* c, T* save) {
+  using Vec = at::vec::Vectorized<T>;
+  if (kind == TANH || kind == RELU) {
+    chunks<T>(H, [&](int64_t i, int64_t k) {
+      Vec p = Vec::loadu(gx + i, k) + Vec::loadu(a + i, k);
+      (kind == TANH ? tanh_(p) : at::vec::maximum(p, Vec(T(0)))).store(h + i, k);
+    });
+  } else if (kind == LSTM) {  // gates i, f, g, o; c = f c + i g; h = o tanh(c)
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec gi = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k));
+      Vec gf = sigmoid(Vec::loadu(gx + H + j, k) + Vec::loadu(a + H + j, k));
+      Vec gg = tanh_(Vec::loadu(gx + 2 * H + j, k) + Vec::loadu(a + 2 * H + j, k));
+      Vec go = sigmoid(Vec::loadu(gx + 3 * H + j, k) + Vec::loadu(a + 3 * H + j, k));
+      Vec cn = gf * Vec::loadu(c + j, k) + gi * gg;
+      Vec tc = tanh_(cn);
+      gi.store(save + j, k); gf.store(save + H + j, k); gg.store(save + 2 * H + j, k);
+      go.store(save + 3 * H + j, k); cn.store(save + 4 * H + j, k); tc.store(save + 5 * H + j, k);
+      cn.store(c + j, k);
+      (go * tc).store(h + j, k);
+    });
+  } else {  // GRU r, z, n: n = tanh(x_n + r (W_hn h + b_hn)); h = n + z (h - n)
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec r = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k) + Vec::loadu(bhh + j, k));
+      Vec z = sigmoid(Vec::loadu(gx + H + j, k) + Vec::loadu(a + H + j, k) + Vec::loadu(bhh + H + j, k));
+      Vec ahn = Vec::loadu(a + 2 * H + j, k) + Vec::loadu(bhh + 2 * H + j, k);
+      Vec nn = tanh_(Vec::loadu(gx + 2 * H + j, k) + r * ahn);
+      Vec hp = Vec::loadu(hin + j, k);
+      r.store(save + j, k); z.store(save + H + j, k); nn.store(save + 2 * H + j, k);
+      ahn.store(save + 3 * H + j, k);
+      (nn + z * (hp - nn)).store(h + j, k);
+    });
+  }
+}
+
+// One step's elementwise backward of row n. dh: dL/dh_t (in), dL/dh_{t-1} through paths that
+// bypass W_hh (out: GRU's z h_{t-1}, else zero); dc likewise for the LSTM's c. dg: dL/d(gates'
+// pre-activations) as the input part sees them; da: as the recurrent product sees them.
+template <typename T>
+inline void step_backward(int kind, int64_t H, const T* h, const T* hprev, const T* cprev, const T* save,
+                   T* dh, T* dc, T* dg, T* da) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec one(T(1)), zero(T(0));
+  if (kind == TANH || kind == RELU) {
+    chunks<T>(H, [&](int64_t i, int64_t k) {
+      Vec y = Vec::loadu(h + i, k), d = Vec::loadu(dh + i, k);
+      (kind == TANH ? d * (one - y * y) : d * y.gt(zero)).store(dg + i, k);
+      zero.store(dh + i, k);
+    });
+  } else if (kind == LSTM) {
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec gi = Vec::loadu(save + j, k), gf = Vec::loadu(save + H + j, k);
+      Vec gg = Vec::loadu(save + 2 * H + j, k), go = Vec::loadu(save + 3 * H + j, k);
+      Vec tc = Vec::loadu(save + 5 * H + j, k);
+      Vec d = Vec::loadu(dh + j, k);
+      Vec dcn = Vec::loadu(dc + j, k) + d * go * (one - tc * tc);
+      (dcn * gg * gi * (one - gi)).store(dg + j, k);
+      (dcn * Vec::loadu(cprev + j, k) * gf * (one - gf)).store(dg + H + j, k);
+      (dcn * gi * (one - gg * gg)).store(dg + 2 * H + j, k);
+      (d * tc * go * (one - go)).store(dg + 3 * H + j, k);
+      (dcn * gf).store(dc + j, k);
+      zero.store(dh + j, k);
+    });
+  } else {
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec r = Vec::loadu(save + j, k), z = Vec::loadu(save + H + j, k);
+      Vec nn = Vec::loadu(save + 2 * H + j, k), ahn = Vec::loadu(save + 3 * H + j, k);
+      Vec d = Vec::loadu(dh + j, k), hp = Vec::loadu(hprev + j, k);
+      Vec dn = d * (one - z) * (one - nn * nn);  // dL/d(n's pre-activation)
+      Vec dr = dn * ahn * r * (one - r);
+      Vec dz = d * (hp - nn) * z * (one - z);
+      dr.store(dg + j, k); dz.store(dg + H + j, k); dn.store(dg + 2 * H + j, k);
+      dr.store(da + j, k); dz.store(da + H + j, k); (dn * r).store(da + 2 * H + j, k);
+      (d * z).store(dh + j, k);
+    });
+  }
+}
+
+inline int save_width(int kind) { return kind == LSTM ? 6 : kind == GRU ? 4 : 0; }
+inline int gates_of(int kind) { return kind == LSTM ? 4 : kind == GRU ? 3 : 1; }
+
+}  // namespace rnntrain_kernel
