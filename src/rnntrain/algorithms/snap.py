@@ -123,11 +123,16 @@ class SparseSensitivity(Sensitivity):
         need[d_row, d_col] = True
         self.d_colour = greedy_colouring((need.t().double() @ need.double()) > 0)  # (S,)
         self.pair_d = self.d_colour[d_col] * S + d_row  # index into the (K, S) jvp results
-        self.U = torch.nn.functional.one_hot(self.d_colour, int(self.d_colour.max()) + 1).t()  # (Kd, S)
+        U = torch.nn.functional.one_hot(self.d_colour, int(self.d_colour.max()) + 1).t()  # (Kd, S)
         self.r_colour = greedy_colouring((pattern.double() @ pattern.t().double()) > 0)  # (S,)
-        self.V = torch.nn.functional.one_hot(self.r_colour, int(self.r_colour.max()) + 1).t()  # (Ki, S)
+        V = torch.nn.functional.one_hot(self.r_colour, int(self.r_colour.max()) + 1).t()  # (Ki, S)
         self.e_index = self.r_colour[rows] * self.fn.P + cols  # into the (Ki, P) vjp results
-        self.jvps, self.vjps = self.U.shape[0], self.V.shape[0]
+        self.jvps, self.vjps = U.shape[0], V.shape[0]
+        # the tangents (D's column colours) and cotangents (the pattern's row colours), both
+        # padded with zero rows to K = max(Kd, Ki): one pass computes both products
+        K = max(self.jvps, self.vjps)
+        pad = lambda A: torch.cat([A, A.new_zeros(K - A.shape[0], A.shape[1])])
+        self.U, self.V = pad(U), pad(V)  # (K, S) each
 
     @property
     def cost(self) -> float:
@@ -148,10 +153,6 @@ class SparseSensitivity(Sensitivity):
             for name in ("dst", "src", "pair_d", "e_index", "e_row", "e_col"):
                 setattr(self, name, getattr(self, name).to(dev))
             self.U, self.V = self.U.to(like), self.V.to(like)
-            # both padded with zero rows to K = max(Kd, Ki): one pass computes both products
-            K = max(self.jvps, self.vjps)
-            pad = lambda A: torch.cat([A, A.new_zeros(K - A.shape[0], A.shape[1])])
-            self.U_rows, self.V_rows = pad(self.U), pad(self.V)
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
         if self.dense:
@@ -162,8 +163,8 @@ class SparseSensitivity(Sensitivity):
             return s_next
         N = s.shape[0]
         # D times the colour sums of its columns, and I pulled back along the row colours
-        s_next, VI, DU = self.fn.products(theta, s, x, self.V_rows.expand(N, -1, -1),
-                                          self.U_rows.expand(N, -1, -1))  # (N, K, P), (N, K, S)
+        s_next, VI, DU = self.fn.products(theta, s, x, self.V.expand(N, -1, -1),
+                                          self.U.expand(N, -1, -1))  # (N, K, P), (N, K, S)
         VI = VI[:, :self.vjps]  # (N, Ki, P)
         D_vals = DU[:, :self.jvps].reshape(N, -1)[:, self.pair_d]  # (N, pairs)
         M = VI.reshape(N, -1)[:, self.e_index]  # I on the pattern, (N, nnz)

@@ -75,12 +75,6 @@ class StepFunction(ABC):
         """(s', D v) for v (N, S): forward mode, one pass (streams are independent rows)."""
         return jvp(lambda s_: self(theta, s_, x), (s,), (v,))
 
-    def jvp_state_many(self, theta: Tensor, s: Tensor, x: Tensor, U: Tensor) -> Tuple[Tensor, Tensor]:
-        """(s', D u_k for every tangent u_k of U (K, S) shared by all streams) -> (K, N, S)."""
-        N = s.shape[0]
-        outs = vmap(lambda u: self.jvp_state(theta, s, x, u.expand(N, -1)))(U)
-        return outs[0][0], outs[1]
-
     def vjp_params(self, theta: Tensor, s: Tensor, x: Tensor, V: Tensor) -> Tensor:
         """Per-stream u I for cotangents V (N, K, S) -> (N, K, P) (one forward per stream)."""
         def per_stream(s1, x1, v1):
@@ -89,19 +83,14 @@ class StepFunction(ABC):
 
         return vmap(per_stream)(s, x, V)
 
-
     def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
                  ) -> Tuple[Tensor, Tensor, Tensor]:
         """Both products at one point, K of each per stream: cotangents cot (N, K, S) and
         tangents tan (N, K, S) -> (s' (N, S), cot I (N, K, P), D tan (N, K, S))."""
-        K = tan.shape[1]
-        s_next, Dt = self.jvp_state_many_rows(theta, s, x, tan) if K else (self(theta, s, x), tan)
-        return s_next, self.vjp_params(theta, s, x, cot), Dt
-
-    def jvp_state_many_rows(self, theta: Tensor, s: Tensor, x: Tensor, tan: Tensor) -> Tuple[Tensor, Tensor]:
-        """(s', D tan) for per-stream tangents tan (N, K, S) -> (N, S), (N, K, S)."""
         outs = [self.jvp_state(theta, s, x, tan[:, k]) for k in range(tan.shape[1])]
-        return outs[0][0], torch.stack([o[1] for o in outs], 1)
+        s_next = outs[0][0] if outs else self(theta, s, x)
+        Dt = torch.stack([o[1] for o in outs], 1) if outs else tan
+        return s_next, self.vjp_params(theta, s, x, cot), Dt
 
 
 class _Stepper(nn.Module):

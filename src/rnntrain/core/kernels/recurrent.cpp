@@ -42,54 +42,72 @@ void column_sums(const T* a, int64_t R, int64_t C, T* out) {
   mm<T>(false, false, 1, C, R, ones.data(), a, T(0), out);
 }
 
+// gx (R, G*H) = x W_ih^T + b_ih (+ b_hh where it only meets gx: Elman, LSTM), x (R, I); one
+// product for every step of every sequence
+template <typename T>
+void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, const T* w_ih,
+                const T* b_ih, const T* b_hh, T* gx) {
+  std::vector<T> bias(GH);
+  for (int64_t j = 0; j < GH; ++j)
+    bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
+  for (int64_t r = 0; r < R; ++r) std::memcpy(gx + r * GH, bias.data(), GH * sizeof(T));
+  mm<T>(false, true, R, GH, I, x, w_ih, T(1), gx);
+}
+
+// The time loop of one network: gx (L, N, G*H), W_hh (G*H, H), the GRU's b_hh (G*H) -> the state
+// h, c (N, H) advanced in place; each step's h into out (L, N, H) when given (zero after a
+// sequence's length) and what the backward reads into save + t * save_step (save_step = 0:
+// a scratch row reused). a (N, G*H): the recurrent product's buffer.
+template <typename T>
+void run_steps(int kind, int64_t L, int64_t N, int64_t H, const T* g, const T* W, const T* B,
+               const int64_t* len, T* h, T* c, T* out, T* save, int64_t save_step, T* a) {
+  const int64_t G = gates_of(kind), GH = G * H, S = save_width(kind);
+  for (int64_t t = 0; t < L; ++t) {
+    mm<T>(false, true, N, GH, H, h, W, T(0), a);  // W_hh h_{t-1}, every row at once
+    T* st = save + t * save_step;
+    if (!len && G == 1) {  // Elman, every row live: the step's rows are one contiguous block
+      at::parallel_for(0, N * H, 32768, [&](int64_t b, int64_t e) {
+        step_forward<T>(kind, e - b, g + t * N * H + b, a + b, nullptr, h + b, h + b, nullptr, nullptr);
+      });
+    } else {
+      rows(N, GH, [&](int64_t n) {
+        if (!valid(len, t, n)) return;  // frozen
+        step_forward<T>(kind, H, g + (t * N + n) * GH, a + n * GH, B, h + n * H, h + n * H,
+                        c ? c + n * H : nullptr, st + n * S * H);
+      });
+    }
+    if (!out) continue;
+    T* ot = out + t * N * H;
+    if (!len) {
+      std::memcpy(ot, h, N * H * sizeof(T));
+      continue;
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      if (valid(len, t, n)) std::memcpy(ot + n * H, h + n * H, H * sizeof(T));
+      else std::memset(ot + n * H, 0, H * sizeof(T));
+    }
+  }
+}
+
 template <typename T>
 std::vector<at::Tensor> forward_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih,
                                      const Opt& b_ih, const Opt& b_hh, const at::Tensor& w_hh,
                                      const at::Tensor& h0, const Opt& c0, const Opt& lengths) {
   const int64_t L = x.size(0), N = x.size(1), I = x.size(2), H = h0.size(1);
-  const int64_t G = gates_of(kind), GH = G * H, S = save_width(kind);
-  // gx = x W_ih^T + biases, one product over every step
+  const int64_t GH = gates_of(kind) * H, S = save_width(kind);
   auto gx = at::empty({L, N, GH}, x.options());
-  T* g = gx.data_ptr<T>();
-  std::vector<T> bias(GH, T(0));
-  const T *bi = ptr<T>(b_ih), *bh = ptr<T>(b_hh);
-  for (int64_t j = 0; j < GH; ++j)
-    bias[j] = (bi ? bi[j] : T(0)) + (bh && kind != GRU ? bh[j] : T(0));
-  for (int64_t r = 0; r < L * N; ++r) std::memcpy(g + r * GH, bias.data(), GH * sizeof(T));
-  mm<T>(false, true, L * N, GH, I, x.data_ptr<T>(), w_ih.data_ptr<T>(), T(1), g);
-  std::vector<T> zeros(kind == GRU && !bh ? GH : 0, T(0));
-  const T* B = kind != GRU ? nullptr : bh ? bh : zeros.data();
-
+  input_part<T>(kind, L * N, GH, I, x.data_ptr<T>(), w_ih.data_ptr<T>(), ptr<T>(b_ih), ptr<T>(b_hh),
+                gx.data_ptr<T>());
+  std::vector<T> zeros(GH, T(0)), a(N * GH);
+  const T* B = kind != GRU ? nullptr : b_hh ? ptr<T>(b_hh) : zeros.data();
   auto out = at::empty({L, N, H}, x.options());
   auto save = at::empty({L, N, S * H}, x.options());
   auto h = h0.clone();
   auto c = kind == LSTM ? c0->clone() : at::empty({0}, x.options());
-  std::vector<T> a(N * GH);
-  const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
-  const T* W = w_hh.data_ptr<T>();
-  T *hp = h.data_ptr<T>(), *cp = kind == LSTM ? c.data_ptr<T>() : nullptr, *O = out.data_ptr<T>();
-  for (int64_t t = 0; t < L; ++t) {
-    T* ot = O + t * N * H;
-    // without lengths every row is live: h_t is written straight into out and read from there
-    // by the next step; with lengths the state lives in h (a finished row stays frozen)
-    const T* prev = len || t == 0 ? hp : ot - N * H;
-    mm<T>(false, true, N, GH, H, prev, W, T(0), a.data());  // W_hh h_{t-1}, every row at once
-    if (!len && G == 1) {  // Elman, every row live: the step's rows are one contiguous block
-      at::parallel_for(0, N * H, 32768, [&](int64_t b, int64_t e) {
-        step_forward<T>(kind, e - b, g + t * N * H + b, a.data() + b, B, prev + b, ot + b, nullptr, nullptr);
-      });
-      continue;
-    }
-    rows(N, GH, [&](int64_t n) {
-      T* o = ot + n * H;
-      if (!valid(len, t, n)) { std::memset(o, 0, H * sizeof(T)); return; }
-      T* hn = len ? hp + n * H : o;
-      step_forward<T>(kind, H, g + (t * N + n) * GH, a.data() + n * GH, B, prev + n * H, hn,
-                      cp ? cp + n * H : nullptr, save.data_ptr<T>() + (t * N + n) * S * H);
-      if (len) std::memcpy(o, hn, H * sizeof(T));
-    });
-  }
-  if (!len && L > 0) std::memcpy(hp, O + (L - 1) * N * H, N * H * sizeof(T));
+  run_steps<T>(kind, L, N, H, gx.data_ptr<T>(), w_hh.data_ptr<T>(), B,
+               lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr, h.data_ptr<T>(),
+               kind == LSTM ? c.data_ptr<T>() : nullptr, out.data_ptr<T>(), save.data_ptr<T>(),
+               N * S * H, a.data());
   return {out, h, c, save};
 }
 
@@ -169,41 +187,24 @@ template <typename T>
 at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
                            const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
   const int64_t P = w_hh.size(0), Px = x.size(0), L = x.size(1), N = x.size(2), F = x.size(3);
-  const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind), G = gates_of(kind);
-  auto out = at::zeros({P, final_only ? 1 : L, N, H}, x.options());
+  const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind);
+  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
   const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
   const T *X = x.data_ptr<T>(), *WI = w_ih.data_ptr<T>(), *WH = w_hh.data_ptr<T>();
   const T *BI = ptr<T>(b_ih), *BH = ptr<T>(b_hh);
   T* O = out.data_ptr<T>();
-  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // the loop's own rows() run inline here
     std::vector<T> gx(L * N * GH), a(N * GH), h(N * H), c(kind == LSTM ? N * H : 0), save(N * S * H + 1);
-    std::vector<T> bias(GH), bhh(GH);
+    std::vector<T> zeros(GH, T(0));
     for (int64_t p = begin; p < end; ++p) {
-      for (int64_t j = 0; j < GH; ++j) {
-        bhh[j] = BH ? BH[p * GH + j] : T(0);
-        bias[j] = (BI ? BI[p * GH + j] : T(0)) + (kind != GRU ? bhh[j] : T(0));
-      }
-      for (int64_t r = 0; r < L * N; ++r) std::memcpy(gx.data() + r * GH, bias.data(), GH * sizeof(T));
-      mm<T>(false, true, L * N, GH, F, X + (Px == 1 ? 0 : p) * L * N * F, WI + p * GH * F, T(1), gx.data());
+      input_part<T>(kind, L * N, GH, F, X + (Px == 1 ? 0 : p) * L * N * F, WI + p * GH * F,
+                    BI ? BI + p * GH : nullptr, BH ? BH + p * GH : nullptr, gx.data());
       std::fill(h.begin(), h.end(), T(0));
       std::fill(c.begin(), c.end(), T(0));
-      for (int64_t t = 0; t < L; ++t) {
-        mm<T>(false, true, N, GH, H, h.data(), WH + p * GH * H, T(0), a.data());
-        if (!len && G == 1) {  // Elman, every row live: one elementwise pass over the block
-          step_forward<T>(kind, N * H, gx.data() + t * N * H, a.data(), nullptr, h.data(), h.data(),
-                          nullptr, nullptr);
-          if (!final_only) std::memcpy(O + (p * L + t) * N * H, h.data(), N * H * sizeof(T));
-          continue;
-        }
-        for (int64_t n = 0; n < N; ++n) {
-          if (!valid(len, t, n)) continue;  // frozen (and its output stays zero)
-          T* hn = h.data() + n * H;
-          step_forward<T>(kind, H, gx.data() + (t * N + n) * GH, a.data() + n * GH,
-                          kind == GRU ? bhh.data() : nullptr, hn, hn,
-                          kind == LSTM ? c.data() + n * H : nullptr, save.data() + n * S * H);
-          if (!final_only) std::memcpy(O + ((p * L + t) * N + n) * H, hn, H * sizeof(T));
-        }
-      }
+      const T* B = kind != GRU ? nullptr : BH ? BH + p * GH : zeros.data();
+      run_steps<T>(kind, L, N, H, gx.data(), WH + p * GH * H, B, len, h.data(),
+                   kind == LSTM ? c.data() : nullptr, final_only ? nullptr : O + p * L * N * H,
+                   save.data(), 0, a.data());
       if (final_only) std::memcpy(O + p * N * H, h.data(), N * H * sizeof(T));
     }
   });
