@@ -176,3 +176,52 @@ def test_population_evaluation_is_compiled_only_where_no_gradient_is_asked_for()
     assert not compiled.population_supported(rnn, weights, seq)  # the kernel has no backward
     with torch.no_grad():
         assert compiled.population_supported(rnn, weights, seq)
+
+
+def _products_both_ways(fn, s, x, cot, tan, monkeypatch):
+    """ModelStep.products by the kernel and by plain autograd through the cells' steps."""
+    theta = fn.theta()
+    got = fn.products(theta, s, x, cot, tan)
+    with monkeypatch.context() as m:
+        m.setattr(compiled, "products_supported", lambda *a: False)
+        want = fn.products(theta, s, x, cot, tan)
+    return got, want
+
+
+@pytest.mark.parametrize("layers,bias", [(1, True), (2, True), (2, False)], ids=["one", "two", "two_nobias"])
+@pytest.mark.parametrize("cell", list(MODES))
+def test_online_products_equal_autograds_through_the_cells_steps(cell, layers, bias, monkeypatch):
+    """s', cot I and D tan of a whole stack (what UORO and SnAp read each step), float64."""
+    from rnntrain.algorithms.online import ModelStep
+    fn = ModelStep(make(cell, num_layers=layers, bias=bias))
+    assert compiled.products_supported(fn.rnn, torch.zeros(1, dtype=torch.float64))
+    g = torch.Generator().manual_seed(2)
+    N, K = 4, 3
+    s, x = torch.randn(N, fn.S, dtype=torch.float64, generator=g), torch.randn(N, 3, dtype=torch.float64, generator=g)
+    cot, tan = (torch.randn(N, K, fn.S, dtype=torch.float64, generator=g) for _ in range(2))
+    got, want = _products_both_ways(fn, s, x, cot, tan, monkeypatch)
+    assert [t.shape for t in got] == [(N, fn.S), (N, K, fn.P), (N, K, fn.S)]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_online_products_in_float32_match_autograd_and_repeat_bit_for_bit(monkeypatch):
+    from rnntrain.algorithms.online import ModelStep
+    fn = ModelStep(make("lstm", dtype=torch.float32, num_layers=2))
+    g = torch.Generator().manual_seed(3)
+    s, x, cot, tan = (torch.randn(*shape, generator=g) for shape in ((3, fn.S), (3, 3), (3, 2, fn.S), (3, 2, fn.S)))
+    got, want = _products_both_ways(fn, s, x, cot, tan, monkeypatch)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+    again = fn.products(fn.theta(), s, x, cot, tan)
+    assert all(torch.equal(a, b) for a, b in zip(got, again))
+
+
+def test_online_products_run_compiled_only_where_the_kernel_computes_the_same_step():
+    from rnntrain.core.regularize import Noise
+    s = torch.zeros(1, dtype=torch.float64)
+    assert compiled.products_supported(make("gru"), s)
+    assert not compiled.products_supported(make("gru"), s.float().half())  # float16: autograd's
+    assert not compiled.products_supported(make("lstm", proj_size=2), s)  # a projection
+    assert not compiled.products_supported(make("gru", noise=Noise(zoneout=0.2)), s)  # zoneout's mixture
+    assert not compiled.products_supported(Recurrent("ctrnn", 3, 6, dtype=torch.float64), s)  # not a kernel cell

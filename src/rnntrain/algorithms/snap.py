@@ -166,9 +166,9 @@ class SparseSensitivity(Sensitivity):
         s_next, VI, DU = self.fn.products(theta, s, x, self.V.expand(N, -1, -1),
                                           self.U.expand(N, -1, -1))  # (N, K, P), (N, K, S)
         VI = VI[:, :self.vjps]  # (N, Ki, P)
-        D_vals = DU[:, :self.jvps].reshape(N, -1)[:, self.pair_d]  # (N, pairs)
-        M = VI.reshape(N, -1)[:, self.e_index]  # I on the pattern, (N, nnz)
-        M.index_add_(1, self.dst, D_vals * self.M[:, self.src])
+        D_vals = DU[:, :self.jvps].reshape(N, -1).index_select(1, self.pair_d)  # (N, pairs)
+        M = VI.reshape(N, -1).index_select(1, self.e_index)  # I on the pattern, (N, nnz)
+        M.index_add_(1, self.dst, D_vals * self.M.index_select(1, self.src))
         self.M = M
         return s_next
 
@@ -176,7 +176,7 @@ class SparseSensitivity(Sensitivity):
         if self.dense:
             return torch.bmm(c[:, None, :], self.M)[:, 0]
         g = c.new_zeros(c.shape[0], self.fn.P)
-        return g.index_add_(1, self.e_col, c[:, self.e_row] * self.M)  # (N, P)
+        return g.index_add_(1, self.e_col, c.index_select(1, self.e_row) * self.M)  # (N, P)
 
     def state_dict(self) -> Dict[str, Any]:
         M = getattr(self, "M", None)

@@ -4,10 +4,11 @@ its Jacobians (what RTRL, UORO, SnAp and CRBP differentiate).
 ``s_t = f(θ, s_{t-1}, x_t)`` is one step of the whole core (``Recurrent.step``, every
 layer), with the state flattened: ``s = [h_layer0 .. h_layerK, c_layer0 .. c_layerK]``.
 ``D = ∂f/∂s`` and ``I = ∂f/∂θ`` (RTRL) come from one ``torch.func`` vjp per stream pulled
-back along a basis. The products the cheaper algorithms need, D·v and u·I, run by plain
-autograd on the same step (:meth:`ModelStep.products`): torch.func's per-call cost, about a
-millisecond, was forty BPTT steps of a 64-unit network. The cell's equations are never
-restated.
+back along a basis. The products the cheaper algorithms need, D·v and u·I, run in one call
+of the compiled kernel for the cells it implements (``core/kernels/products.cpp``, tested
+against autograd), else by plain autograd on the same step (:meth:`ModelStep.products`):
+torch.func's per-call cost, about a millisecond, was forty BPTT steps of a 64-unit network,
+and autograd's forty small ops a step were still most of UORO's and SnAp's step.
 
 Shapes: ``N`` streams, ``S`` state size (arity·layers·H), ``P`` recurrent parameters,
 ``F`` encoded input features.
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from ..core import Recurrent
+from ..core import Recurrent, compiled
 from ..core.fused import as_tuple, from_tuple
 from ..core.population import population_step
 
@@ -119,6 +120,7 @@ class ModelStep(StepFunction):
         self.shapes = [p.shape for p in rnn.parameters()]
         self.sizes = [p.numel() for p in rnn.parameters()]
         self.P = sum(self.sizes)
+        self.offsets = dict(zip(self.names, [sum(self.sizes[:i]) for i in range(len(self.sizes))]))
         self.layers, self.arity = rnn.num_layers, rnn.state_arity
         self.S = self.layers * sum(rnn.state_sizes)
         R = rnn.output_size  # h's width (an LSTM projection's, or H)
@@ -199,10 +201,14 @@ class ModelStep(StepFunction):
 
     def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
                  ) -> Tuple[Tensor, Tensor, Tensor]:
-        """:meth:`StepFunction.products` from one forward and two backward passes: the
-        pullback of the cotangents w = cot, kept differentiable, gives cot I and w D; w D is
+        """:meth:`StepFunction.products`. Elman, LSTM and GRU stacks run it in one call of
+        the compiled kernel (:func:`rnntrain.core.compiled.step_products`); other cells from
+        one forward and two backward passes: the pullback of the cotangents w = cot, kept differentiable, gives cot I and w D; w D is
         linear in w, so its pullback along tan is D tan (the double-backward form of a
         forward-mode product)."""
+        if compiled.products_supported(self.rnn, s):  # the same step in C++ (kernels/products.cpp)
+            return compiled.step_products(self.rnn, dict(zip(self.names, self.split(theta))), self.offsets,
+                                          self.P, s, x, cot, tan)
         N, K, S = cot.shape
         with torch.enable_grad():
             flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P)

@@ -42,14 +42,14 @@ class UOROSensitivity(Sensitivity):
         self.theta_tilde = like.new_zeros(batch, self.fn.P)
 
     def advance(self, theta: Tensor, s: Tensor, x: Tensor) -> Tensor:
-        nu = torch.randint(0, 2, s.shape, generator=self.generator).to(s) * 2 - 1  # (N, S) ±1
+        nu = torch.randint(0, 2, s.shape, generator=self.generator, dtype=s.dtype, device=s.device) * 2 - 1  # (N, S) ±1
         s_next, nuI, Ds = self.fn.products(theta, s, x, nu[:, None], self.s_tilde[:, None])
         nuI, Ds = nuI[:, 0], Ds[:, 0]  # (N, P), (N, S)
         norm = lambda v: torch.linalg.vector_norm(v, dim=1, keepdim=True)  # (N, 1)
         rho0 = torch.sqrt((norm(self.theta_tilde) + EPS) / (norm(Ds) + EPS))
-        rho1 = torch.sqrt((norm(nuI) + EPS) / (norm(nu) + EPS))
-        self.s_tilde = rho0 * Ds + rho1 * nu
-        self.theta_tilde = self.theta_tilde / rho0 + nuI / rho1
+        rho1 = torch.sqrt((norm(nuI) + EPS) / (self.fn.S ** 0.5 + EPS))  # |nu| = sqrt(S): every entry ±1
+        self.s_tilde = torch.addcmul(rho0 * Ds, rho1, nu)
+        self.theta_tilde = torch.addcdiv(self.theta_tilde / rho0, nuI, rho1)
         return s_next
 
     def gradient(self, c: Tensor) -> Tensor:

@@ -37,14 +37,14 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor
 
 from .lengths import reversal_index, reverse_within
 
-SOURCE = Path(__file__).with_name("kernels") / "recurrent.cpp"
+SOURCES = [Path(__file__).with_name("kernels") / name for name in ("recurrent.cpp", "products.cpp")]
 KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # the cells the kernel implements
 # Where auto runs compiled, by measurement (benchmarks/bench_kernel.py, 1 and 2 threads): Elman
 # and GRU layers whose step has at most AUTO_GATES gate values (batch x gates x hidden): 1.5-3x
@@ -86,7 +86,7 @@ def build(verbose: bool = False):
     never wait on a lock that a killed process could leave behind; a later process imports
     the library directly, without ninja."""
     flags = _flags()
-    files = sorted(SOURCE.parent.glob("*.[ch]*"))  # recurrent.cpp and the cells.h it includes
+    files = sorted(SOURCES[0].parent.glob("*.[ch]*"))  # the sources and the cells.h they include
     key = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join([torch.__version__, *flags]).encode())
     name = f"rnntrain_recurrent_{key.hexdigest()[:12]}"
     root = cache_dir() / "kernels"
@@ -104,7 +104,7 @@ def build(verbose: bool = False):
     path = os.environ.get("PATH", "")
     if scripts and scripts not in path.split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + path
-    module = load(name=name, sources=[str(SOURCE)], extra_cflags=flags,
+    module = load(name=name, sources=[str(f) for f in SOURCES], extra_cflags=flags,
                   extra_ldflags=[f for f in flags if f == "-fopenmp"],
                   build_directory=str(directory), verbose=verbose)
     os.replace(directory / f"{name}.so", library)
@@ -180,6 +180,25 @@ def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], fina
         last = final_only and layer == rnn.num_layers - 1
         x = kernel().population(kind, x.contiguous(), w_ih, b_ih, b_hh, w_hh, lengths, last)
     return x.permute(0, 2, 1, 3)  # (P, N, L or 1, H)
+
+
+def products_supported(rnn, s: Tensor) -> bool:
+    """Whether :func:`step_products` runs one step of ``rnn``: a cell the kernel implements,
+    unidirectional, no projection or zoneout, a CPU float32/float64 state, a kernel that built."""
+    return (rnn.cell.name in KINDS and not rnn.proj_size and not rnn.noise.zoneout
+            and not rnn.bidirectional and s.device.type == "cpu" and s.dtype in DTYPES
+            and kernel() is not None)
+
+
+def step_products(rnn, weights: Dict[str, Tensor], offsets: Dict[str, int], P: int, s: Tensor,
+                  x: Tensor, cot: Tensor, tan: Tensor):
+    """One step of every layer of ``rnn`` and its Jacobian products, by ``kernels/products.cpp``:
+    ``weights`` {name: tensor}, ``offsets`` {name: where it starts in the flat (P,) vector},
+    s (N, S) flat (:meth:`Recurrent.flat_state`), x (N, F), cot and tan (N, K, S) ->
+    (s' (N, S), cot I (N, K, P), D tan (N, K, S))."""
+    slots = [n for layer in range(rnn.num_layers) for n in rnn.weight_slots(layer)[:4]]
+    return kernel().products(KINDS[rnn.cell.name], [None if n is None else weights[n] for n in slots],
+                             [-1 if n is None else offsets[n] for n in slots], P, s, x, cot, tan)
 
 
 def forward_compiled(rnn, x: Tensor, hx, n: Optional[Tensor], weights):

@@ -179,7 +179,65 @@ inline void step_backward(int kind, int64_t H, const T* h, const T* hprev, const
   }
 }
 
+// One step's elementwise tangent (forward mode) of one row, at the point step_forward saved
+// (h: h_t, hprev, cprev, save): the tangents of the pre-activations' input part tg (nullptr:
+// zero, the data's first layer) and recurrent part ta (the product's, W_hh dh_{t-1}), of
+// h_{t-1} (th) and of the LSTM's c_{t-1} (tc, replaced by c_t's) -> h_t's (dh). The
+// transpose of step_backward's local map; tests check both against autograd.
+template <typename T>
+inline void step_tangent(int kind, int64_t H, const T* h, const T* hprev, const T* cprev, const T* save,
+                         const T* tg, const T* ta, const T* th, T* tc, T* dh) {
+  using Vec = at::vec::Vectorized<T>;
+  const Vec one(T(1)), zero(T(0));
+  auto pre = [&](int64_t j, int64_t k) {  // the tangent of a pre-activation: tg + ta
+    return tg ? Vec::loadu(tg + j, k) + Vec::loadu(ta + j, k) : Vec::loadu(ta + j, k);
+  };
+  if (kind == TANH || kind == RELU) {
+    chunks<T>(H, [&](int64_t i, int64_t k) {
+      Vec y = Vec::loadu(h + i, k);
+      (kind == TANH ? pre(i, k) * (one - y * y) : pre(i, k) * y.gt(zero)).store(dh + i, k);
+    });
+  } else if (kind == LSTM) {  // c = f c + i g; h = o tanh(c)
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec gi = Vec::loadu(save + j, k), gf = Vec::loadu(save + H + j, k);
+      Vec gg = Vec::loadu(save + 2 * H + j, k), go = Vec::loadu(save + 3 * H + j, k);
+      Vec tcn = Vec::loadu(save + 5 * H + j, k);
+      Vec di = pre(j, k) * gi * (one - gi), df = pre(H + j, k) * gf * (one - gf);
+      Vec dg = pre(2 * H + j, k) * (one - gg * gg), dout = pre(3 * H + j, k) * go * (one - go);
+      Vec dc = df * Vec::loadu(cprev + j, k) + gf * Vec::loadu(tc + j, k) + di * gg + gi * dg;
+      dc.store(tc + j, k);
+      (dout * tcn + go * (one - tcn * tcn) * dc).store(dh + j, k);
+    });
+  } else {  // GRU: n = tanh(x_n + r (W_hn h + b_hn)); h = n + z (h - n)
+    chunks<T>(H, [&](int64_t j, int64_t k) {
+      Vec r = Vec::loadu(save + j, k), z = Vec::loadu(save + H + j, k);
+      Vec nn = Vec::loadu(save + 2 * H + j, k), ahn = Vec::loadu(save + 3 * H + j, k);
+      Vec dr = pre(j, k) * r * (one - r), dz = pre(H + j, k) * z * (one - z);
+      Vec dxn = tg ? Vec::loadu(tg + 2 * H + j, k) : zero;
+      Vec dn = (dxn + dr * ahn + r * Vec::loadu(ta + 2 * H + j, k)) * (one - nn * nn);
+      (dn + dz * (Vec::loadu(hprev + j, k) - nn) + z * (Vec::loadu(th + j, k) - dn)).store(dh + j, k);
+    });
+  }
+}
+
+// gx (R, G*H) = x W_ih^T + b_ih (+ b_hh where it only meets gx: Elman, LSTM), x (R, I); one
+// product for every step of every sequence
+template <typename T>
+inline void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, const T* w_ih,
+                const T* b_ih, const T* b_hh, T* gx) {
+  std::vector<T> bias(GH);
+  for (int64_t j = 0; j < GH; ++j)
+    bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
+  for (int64_t r = 0; r < R; ++r) std::memcpy(gx + r * GH, bias.data(), GH * sizeof(T));
+  mm<T>(false, true, R, GH, I, x, w_ih, T(1), gx);
+}
+
 inline int save_width(int kind) { return kind == LSTM ? 6 : kind == GRU ? 4 : 0; }
 inline int gates_of(int kind) { return kind == LSTM ? 4 : kind == GRU ? 3 : 1; }
+
+// products.cpp: one step of a stack of layers and its Jacobian products (online algorithms)
+std::vector<at::Tensor> step_products(int64_t kind, const std::vector<c10::optional<at::Tensor>>& weights,
+                                      const std::vector<int64_t>& offsets, int64_t P, at::Tensor s,
+                                      at::Tensor x, at::Tensor cot, at::Tensor tan);
 
 }  // namespace rnntrain_kernel

@@ -42,18 +42,6 @@ void column_sums(const T* a, int64_t R, int64_t C, T* out) {
   mm<T>(false, false, 1, C, R, ones.data(), a, T(0), out);
 }
 
-// gx (R, G*H) = x W_ih^T + b_ih (+ b_hh where it only meets gx: Elman, LSTM), x (R, I); one
-// product for every step of every sequence
-template <typename T>
-void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, const T* w_ih,
-                const T* b_ih, const T* b_hh, T* gx) {
-  std::vector<T> bias(GH);
-  for (int64_t j = 0; j < GH; ++j)
-    bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
-  for (int64_t r = 0; r < R; ++r) std::memcpy(gx + r * GH, bias.data(), GH * sizeof(T));
-  mm<T>(false, true, R, GH, I, x, w_ih, T(1), gx);
-}
-
 // The time loop of one network: gx (L, N, G*H), W_hh (G*H, H), the GRU's b_hh (G*H) -> the state
 // h, c (N, H) advanced in place; each step's h into out (L, N, H) when given (zero after a
 // sequence's length) and what the backward reads into save + t * save_step (save_step = 0:
@@ -298,4 +286,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(kind, lengths, x, W_ih, b_ih, b_hh, W_hh, h_0, c_0) -> (out, h_n, c_n)");
   m.def("population", &population, "P networks forward from the zero state: "
         "(kind, x, W_ih, b_ih, b_hh, W_hh, lengths, final_only) -> (P, L or 1, N, H)");
+  m.def("products", &rnntrain_kernel::step_products, "one step of a stack of layers and its "
+        "Jacobian products (products.cpp): (kind, weights, offsets, P, s, x, cot, tan) -> "
+        "(s', cot I, D tan)");
 }
