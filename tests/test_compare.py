@@ -14,7 +14,7 @@ import pytest
 import rnntrain
 from rnntrain.cli.main import main
 from rnntrain.reporting.compare import COLUMNS, RunRecord
-from rnntrain.training.trainer import make_task
+from rnntrain.training.build import make_task
 
 FAMILIES = {  # three families on one task: gradient, population, online
     "bptt": {"train.epochs": 3},

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import rnntrain
-from rnntrain.training.trainer import make_task
+from rnntrain.training.build import make_task
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
 

@@ -182,7 +182,7 @@ def test_forget_bias_config_for_a_gru_is_a_one_line_user_error():
 
 def test_forget_bias_is_honoured_through_config_and_build_model():
     import rnntrain
-    from rnntrain.training.trainer import make_task
+    from rnntrain.training.build import make_task
 
     config = rnntrain.load_config(
         base={"model.cell": "lstm", "model.hidden": H, "model.layers": 2, "model.bidirectional": True,

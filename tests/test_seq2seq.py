@@ -24,7 +24,7 @@ from rnntrain.models import ModelConfig, build_model
 from rnntrain.tasks.base import DecoderInputs, TaskSpec
 from rnntrain.tasks.labelled.seq2seq import reverse_strings
 from rnntrain.tasks.sampling import SamplingConfig
-from rnntrain.training.trainer import make_task
+from rnntrain.training.build import make_task
 
 from conftest import assert_resume_equals_uninterrupted
 

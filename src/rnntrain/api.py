@@ -13,7 +13,7 @@ import torch
 from .errors import UserError
 from .tasks.series import future_dates
 from .training.loaded import load_run
-from .training.trainer import make_task
+from .training.build import make_task
 
 PathLike = Union[str, Path]
 

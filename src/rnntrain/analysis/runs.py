@@ -38,7 +38,7 @@ def _out(run_path: Path, out_dir: Optional[PathLike]) -> Path:
 
 def data_task(loaded):
     """The run's task with its data (the task rebuilt for inference may have none)."""
-    from ..training.trainer import make_task  # local: training imports analysis (monitors)
+    from ..training.build import make_task  # local: training imports analysis (monitors)
     try:
         return make_task(loaded.config)
     except UserError:

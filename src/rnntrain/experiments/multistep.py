@@ -25,7 +25,7 @@ import torch
 
 import rnntrain
 from rnntrain.tasks.base import evaluating
-from rnntrain.training.trainer import make_task
+from rnntrain.training.build import make_task
 
 STRATEGIES = {"recursive": {"task.horizon": 1}, "direct": {}, "decoder": {"task.decoder": True},
               "decoder, scheduled sampling": {"task.decoder": True, "task.sampling.schedule": "inverse-sigmoid"}}

@@ -17,7 +17,7 @@ import torch
 
 from ..algorithms import Context, get_algorithm
 from ..config.run import load_config
-from ..training.trainer import make_model, make_task
+from ..training.build import make_model, make_task
 
 RUNS = [("rtrl", {}), ("uoro", {}), ("snap1", {}),
         ("bptt", {"truncation": 1}), ("bptt", {"truncation": 4}), ("bptt", {"truncation": 16})]

@@ -29,7 +29,8 @@ from ..config.schema import check
 from ..errors import UserError
 from .run_dir import RunDir
 from .loaded import load_run
-from .trainer import make_task, train
+from .build import make_task
+from .trainer import train
 
 MEASURES = ("mase", "nrmse", "mae", "mse", "coverage", "crps")  # what a fold's row keeps
 BASELINES = ("persistence", "seasonal_naive", "mean")

@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..models import SequenceModel
 from ..tasks import TASKS
 from ..tasks.base import Task
+from .build import DTYPES, make_model, resolve_device
 from .checkpoint import load_checkpoint
 from .run_dir import RunDir
 
@@ -38,7 +39,6 @@ def load_weights(model, weights) -> None:
 def load_run(out_dir: Union[str, Path]) -> LoadedRun:
     """The model of a run directory (best weights if the run restored them) and its task,
     rebuilt for inference from the checkpoint alone (no training data needed)."""
-    from .trainer import DTYPES, make_model, resolve_device  # (the trainer imports this module)
     run = RunDir(out_dir)
     run.require_run()
     config = run.read_config()

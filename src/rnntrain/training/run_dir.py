@@ -210,18 +210,21 @@ class RunDir:
         return from_dict(read_toml(self.path / CONFIG))
 
     def write_metrics(self, history: List[Dict[str, Any]]) -> None:
-        """metrics.csv holding ``history``'s rows: the newest row appended when the file holds
-        all the others under the same columns (one write call, so a kill never leaves half a
-        row: the cost per round stays constant), else the whole file rewritten atomically."""
+        """metrics.csv holding ``history``'s rows: the rows it lacks appended when the file
+        holds the earlier ones under the same columns (one write call, so a kill never leaves
+        half a row: the cost per round stays constant), else the whole file rewritten
+        atomically."""
         path = self.path / METRICS
-        appending = bool(history) and self._metrics is not None and self._metrics[1] == len(history) - 1
+        written = self._metrics[1] if self._metrics is not None else -1
+        appending = 0 <= written < len(history)
+        new = history[written:] if appending else history
         keys: List[str] = list(self._metrics[0]) if appending else []
-        for row in history[-1:] if appending else history:  # the columns: constant time per round
+        for row in new:  # the columns: constant time per round
             keys += [k for k in row if k not in keys]
         if appending and keys == self._metrics[0] and path.is_file():
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
             try:
-                os.write(fd, _csv_rows(keys, history[-1:], header=False).encode("utf-8"))
+                os.write(fd, _csv_rows(keys, new, header=False).encode("utf-8"))
             finally:
                 os.close(fd)
         else:

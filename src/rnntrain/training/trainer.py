@@ -24,25 +24,31 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from ..algorithms import ALGORITHMS, Context, get_algorithm
 from ..config.run import RunConfig
 from ..config.schema import check
 from ..errors import UserError
-from ..models import SequenceModel, build_model
+from ..models import SequenceModel
 from ..parallel import Distributed, is_main_process
 from ..reporting.compare import run_report
 from ..reporting.plots import plot_losses, plot_metric_families
-from ..tasks import TASKS
 from ..tasks.base import HIGHER_IS_BETTER, Task
+from .build import auto_threads, make_model, make_task, resolve_device
 from .checkpoint import detached, load_checkpoint, save_checkpoint
+from .interrupts import DefaultAction, Interrupts
 from .loaded import load_weights
 from .monitors import build_monitors
 from .progress import Progress
 from .run_dir import RunDir, data_fingerprints
 
 RoundCallback = Callable[[int, Dict[str, Any]], None]
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# metrics.csv is written after a round whenever a checkpoint is and when rounds are long (a
+# second or more), else at most this many seconds after the round: a write every round was a
+# noticeable share of a short round (a GA generation), and a resumed run rewrites the rows
+# after its checkpoint anyway
+METRICS_SECONDS = 1.0
 
 
 @dataclass
@@ -55,45 +61,6 @@ class RunResult:
     history: List[Dict[str, Any]]
     summary: Dict[str, Any]
     out_dir: Optional[Path] = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' requested but CUDA is not available here: use --device cpu")
-    return torch.device(name)
-
-
-def make_task(config: RunConfig) -> Task:
-    cfg_cls, task_cls = TASKS[config.task_kind]
-    return task_cls(config.task, seed=config.seed, device=resolve_device(config.device),
-                    dtype=DTYPES[config.dtype])
-
-
-def make_model(config: RunConfig, task_spec) -> SequenceModel:
-    """The model for ``config``; weights drawn from the run's seed (same seed, same weights)."""
-    torch.manual_seed(config.seed)
-    return build_model(config.model, task_spec, generator=torch.Generator().manual_seed(config.seed),
-                       device=resolve_device(config.device), dtype=DTYPES[config.dtype])
-
-
-# Below this many multiply-adds per time step (batch x gates x hidden x (hidden + input)),
-# torch's intra-op threads cost more than they save: measured on the seed example
-# (batch 32, hidden 64), one thread trains as fast as two on an idle 2-core machine and
-# many times faster when anything else runs, as the threads then wait on each other.
-SMALL_STEP_MACS = 2 ** 21
-
-
-def auto_threads(model, sequences: int) -> int:
-    """1 when a time step of ``sequences`` sequences (the algorithm's batched work: a batch,
-    or a population's individuals x examples) is too small to split across threads, else 0
-    (torch's default). ``threads = N`` in the config overrides this. A GA of 50 networks of
-    16 units: 1 thread picked before (the model is small), 60 generations in 2.5 s; 2 now, 1.5 s."""
-    cores = list(model.cores().values())
-    if not cores or next(model.parameters()).device.type != "cpu":
-        return 0
-    macs = sum(sequences * rnn.cell.gates * rnn.hidden_size * (rnn.hidden_size + rnn.input_size)
-               for rnn in cores)
-    return 1 if macs < SMALL_STEP_MACS else 0
 
 
 class Trainer:
@@ -142,6 +109,8 @@ class Trainer:
         self.elapsed = 0.0
         self._saved_at = time.monotonic()  # when the last checkpoint was written
         self._unsaved: Optional[Dict[str, Any]] = None  # the last finished round, when not yet saved
+        self._saved_round = -1  # the round the checkpoint on disk holds
+        self._between = False  # between the end of a round's bookkeeping and the next round
         self._ranks_rng: List[Dict[str, Any]] = []  # every process's RNG states (torchrun)
 
     # -- checkpoint ------------------------------------------------------------------------
@@ -172,6 +141,7 @@ class Trainer:
         self.round, self.history = state["round"], list(state["history"])
         self.best, self.bad_rounds = state["best"], state["bad_rounds"]
         self.stop_reason, self.elapsed = state["stop_reason"], state["elapsed"]
+        self._saved_round = self.round
 
     def _rng_states(self) -> Dict[str, Any]:
         """This process's RNG states; with several processes, every process's (gathered at
@@ -195,91 +165,122 @@ class Trainer:
         if self.writes:
             save_checkpoint(self.run.checkpoint, state or self.state_dict())
             self.run.commit()  # the run an --overwrite replaces goes once this one can resume
+        self._saved_round = self.round if state is None else state["round"]
         self._saved_at, self._unsaved = time.monotonic(), None
 
-    def _keep(self) -> None:
+    def _write_metrics(self) -> None:
+        if self.writes:
+            self.run.write_metrics(self.history)
+        self._metrics_at = time.monotonic()
+
+    def _keep(self, in_memory: bool) -> None:
         """After a round: its checkpoint when one is due (train.checkpoint_every; the first
-        round, the last, a stop), else a copy in memory that Ctrl-C or SIGTERM saves."""
+        round, the last, a stop), else, when ``in_memory`` (a signal would interrupt the next round
+        at once: :mod:`.interrupts`), a copy in memory that Ctrl-C or SIGTERM saves."""
         every, done = self.config.train.checkpoint_every, self.round >= self.config.train.epochs
         if every == 0 or self.round == 1 or done or self.stop_reason is not None \
                 or time.monotonic() - self._saved_at >= every:
             self.save()
-        elif self.writes:  # history rows and the best weights are replaced, never changed: shared
+        elif self.writes and in_memory:  # history rows and the best weights are replaced, never changed: shared
             state, shared = self.state_dict(), {"history": list(self.history), "best": dict(self.best)}
             self._unsaved = {**detached({k: v for k, v in state.items() if k not in shared}), **shared}
+        else:
+            self._unsaved = None
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> RunResult:
-        cfg = self.config
-        total = cfg.train.epochs
-        progress = Progress(total, self.round, self.algorithm.unit, self.progress_mode)
+        progress = Progress(self.config.train.epochs, self.round, self.algorithm.unit, self.progress_mode)
         threads = torch.get_num_threads()
-        wanted = cfg.threads or auto_threads(self.model, self.algorithm.sequences_per_step())
+        wanted = self.config.threads or auto_threads(self.model, self.algorithm.sequences_per_step())
         if wanted:  # for this run only: restored below, so runs in one process don't leak
             torch.set_num_threads(wanted)
-        if self.writes and self.round:  # resumed: the rows after the checkpoint's round go
-            self.run.write_metrics(self.history)
-        self._saved_at = time.monotonic()
+        if self.round:  # resumed: the rows after the checkpoint's round go
+            self._write_metrics()
+        self._saved_at = self._metrics_at = time.monotonic()
         try:
-            while self.round < total and self.stop_reason is None:
-                t0 = time.perf_counter()
-                # schedules over training (scheduled sampling), data the model makes (rollouts)
-                self.task.start_round(self.round, self.model)
-                good = [p.detach().clone() for p in self.model.parameters()]
-                work = self.algorithm.ctx.work.total
-                train = self.algorithm.run_round(progress.step)
-                # every process's work (each counts its own share: rows, individuals)
-                work = float(self.dist.sum_(torch.tensor(self.algorithm.ctx.work.total - work,
-                                                         dtype=torch.float64)))
-                if self._diverged(train, good):
-                    break
-                every = cfg.train.eval_every
-                due = every == 1 or self.round == 0 or (self.round + 1) % every == 0 or self.round + 1 == total
-                val = self.task.evaluate(self.model, "val") if due else {}
-                self.round += 1
-                self.elapsed += time.perf_counter() - t0
-                row: Dict[str, Any] = {"round": self.round}
-                row.update({f"train_{k}": v for k, v in train.items()})
-                row.update({f"val_{k}": v for k, v in val.items()})
-                row["seconds"] = self.elapsed
-                # forward-step equivalents so far (algorithms/base.py: Work), every family alike
-                row["work"] = (self.history[-1].get("work", 0.0) if self.history else 0.0) + work
-                self.history.append(row)
-                if due:
-                    self._early_stopping(row)
-                self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
-                for monitor in self.monitors:
-                    monitor(self.round, row)
-                self._gather_rng()
-                self._keep()
-                if self.writes:
-                    self.run.write_metrics(self.history)
-                progress.end_round(row)
-                for callback in self.callbacks:
-                    callback(self.round, row)
-            if self._unsaved is not None:  # a diverged round ended the loop before the round's save
-                self.save(self._unsaved)
-            result = self.finish()
-            return result
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the last finished round becomes the checkpoint
-            if self._unsaved is not None:
-                self.save(self._unsaved)
+            with Interrupts(enabled=not self.dist.active) as interrupts:
+                while self.round < self.config.train.epochs and self.stop_reason is None:
+                    if not self._round(interrupts, progress):
+                        break
+                if self._unsaved is not None:  # a diverged round ended the loop before the round's save
+                    self.save(self._unsaved)
+                self._write_metrics()
+                interrupts.defer = False
+                interrupts.deliver_pending()
+                return self.finish()
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM: the last finished round becomes the checkpoint
+            if self._between and self._saved_round != self.round:
+                self.save()  # interrupted after a round ended (a held signal, a callback)
+            elif not self._between and self._unsaved is not None:
+                self.save(self._unsaved)  # interrupted inside a round: the copy of the one before
+            self._write_metrics()
+            if isinstance(stop, DefaultAction):
+                stop.take()  # SIGTERM with no handler of the caller's: the process ends by it
             raise
         finally:
             progress.close()
             torch.set_num_threads(threads)
 
+    def _round(self, interrupts: Interrupts, progress: Progress) -> bool:
+        """One round and its bookkeeping; False when it diverged (nothing of it kept)."""
+        t0 = time.perf_counter()
+        self._between = False
+        # schedules over training (scheduled sampling), data the model makes (rollouts)
+        self.task.start_round(self.round, self.model)
+        good = parameters_to_vector(self.model.parameters()).detach()  # a copy (torch.cat)
+        work = self.algorithm.ctx.work.total
+        train = self.algorithm.run_round(progress.step)
+        work = self.algorithm.ctx.work.total - work
+        if self.dist.active:  # every process's work (each counts its own share: rows, individuals)
+            work = float(self.dist.sum_(torch.tensor(work, dtype=torch.float64)))
+        if self._diverged(train, good):
+            return False
+        every, total = self.config.train.eval_every, self.config.train.epochs
+        due = every == 1 or self.round == 0 or (self.round + 1) % every == 0 or self.round + 1 == total
+        val = self.task.evaluate(self.model, "val") if due else {}
+        self.round += 1
+        seconds = time.perf_counter() - t0
+        self.elapsed += seconds
+        row: Dict[str, Any] = {"round": self.round}
+        row.update({f"train_{k}": v for k, v in train.items()})
+        row.update({f"val_{k}": v for k, v in val.items()})
+        row["seconds"] = self.elapsed
+        # forward-step equivalents so far (algorithms/base.py: Work), every family alike
+        row["work"] = (self.history[-1].get("work", 0.0) if self.history else 0.0) + work
+        self.history.append(row)
+        if due:
+            self._early_stopping(row)
+        self.stop_reason = self.stop_reason or self.algorithm.stop_reason()
+        for monitor in self.monitors:
+            monitor(self.round, row)
+        self._gather_rng()
+        self._between = True  # the round is finished: its state is consistent from here
+        # a signal during the next round waits for its end when rounds are short, so no copy
+        # of this round is needed for it (training/interrupts.py)
+        interrupts.defer = interrupts.can_defer(seconds)
+        self._keep(in_memory=not interrupts.defer)
+        # metrics.csv: the new rows at most METRICS_SECONDS late, and with every checkpoint
+        if not interrupts.defer or self._saved_round == self.round or \
+                time.monotonic() - self._metrics_at >= METRICS_SECONDS:
+            self._write_metrics()
+        progress.end_round(row)
+        for callback in self.callbacks:
+            callback(self.round, row)
+        interrupts.deliver_pending()
+        return True
+
     def _diverged(self, train: Dict[str, Any], good) -> bool:
         """Whether this round's loss or weights stopped being finite. If so the model gets
-        back the weights it started the round with, nothing of the round is saved (the last
-        checkpoint stays the last good one), and the run stops saying why."""
+        back the weights it started the round with (``good``, flat), nothing of the round is
+        saved (the checkpoint stays a good one: the last round's when its copy was kept), and
+        the run stops saying why."""
         loss = train.get("loss", 0.0)
-        finite = math.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-        if finite:
+        if math.isfinite(loss) and bool(parameters_to_vector(self.model.parameters()).isfinite().all()):
             return False
         with torch.no_grad():
-            for p, g in zip(self.model.parameters(), good):
-                p.copy_(g)
+            params = list(self.model.parameters())
+            for p, g in zip(params, good.split([p.numel() for p in params])):
+                p.copy_(g.view_as(p))
         self.diverged = self.round + 1
         self.stop_reason = (f"diverged in round {self.round + 1}: the training loss became {loss:g} "
                             f"(or a weight stopped being finite); kept the weights of round {self.round}. "
