@@ -259,8 +259,9 @@ class SequenceModel(nn.Module):
 
         The time loop calls the cell's own ``recur`` with stacked weights (one batched
         matmul per step, no vmap dispatch per step: :meth:`Recurrent.population_unroll`);
-        encoder and readout run under vmap. A bidirectional core takes plain vmap of
-        :func:`torch.func.functional_call` of the whole model (the step path, masked)."""
+        the encoder runs under vmap, the readout by its own :meth:`Readout.population`. A
+        bidirectional core takes plain vmap of :func:`torch.func.functional_call` of the
+        whole model (the step path, masked)."""
         enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
         core = {k[len("rnn."):]: v for k, v in params.items() if k.startswith("rnn.")}
         ro = {k[len("readout."):]: v for k, v in params.items() if k.startswith("readout.")}
@@ -279,7 +280,7 @@ class SequenceModel(nn.Module):
                                             final_only=final_only)  # (P, N, L or 1, D*H)
         # final_only: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
         read_lengths = None if final_only else lengths
-        return vmap(lambda p, s: functional_call(self.readout, p, (s, read_lengths)))(ro, states)
+        return self.readout.population(ro, states, read_lengths)
 
 
 def top_layer(core: Recurrent, states: Tensor) -> Tensor:

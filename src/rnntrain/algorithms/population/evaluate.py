@@ -73,10 +73,8 @@ class PopulationEvaluator:
 
     def _score(self, out: Tensor, batch: Batch):
         """(P,) losses and within-tolerance counts of P networks' outputs (P, N, ...)."""
-        loss = vmap(lambda o: self.task.loss(o, batch))(out)
         tol = self.tolerance
-        within = vmap(lambda o: self.task.within_tolerance(o, batch, tol).sum())(out)
-        return loss, within
+        return vmap(lambda o: (self.task.loss(o, batch), self.task.within_tolerance(o, batch, tol).sum()))(out)
 
     def _plain(self, params: Dict[str, Tensor], batch: Batch):
         """Plain vmap of ``functional_call`` of the whole model (the reference of ``_fast``)."""
