@@ -220,6 +220,11 @@ inline void step_tangent(int kind, int64_t H, const T* h, const T* hprev, const 
   }
 }
 
+// Up to this many inputs (a univariate or few-variate series) the input part is one SIMD pass
+// writing gx; above, a bias copy then one GEMM. The copy plus a rank-1 BLAS update (I = 1) were
+// two passes over gx and cost as much as the loop's own products in population search.
+constexpr int64_t FEW_INPUTS = 4;
+
 // gx (R, G*H) = x W_ih^T + b_ih (+ b_hh where it only meets gx: Elman, LSTM), x (R, I); one
 // product for every step of every sequence
 template <typename T>
@@ -228,6 +233,21 @@ inline void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, c
   std::vector<T> bias(GH);
   for (int64_t j = 0; j < GH; ++j)
     bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
+  if (I <= FEW_INPUTS) {  // gx = b + sum_i x_i w_i in one SIMD pass over gx
+    using Vec = at::vec::Vectorized<T>;
+    std::vector<T> wt(I * GH);  // W_ih transposed, (I, G*H)
+    for (int64_t j = 0; j < GH; ++j)
+      for (int64_t i = 0; i < I; ++i) wt[i * GH + j] = w_ih[j * I + i];
+    rows(R, GH, [&](int64_t r) {
+      const T* xr = x + r * I;
+      chunks<T>(GH, [&](int64_t j, int64_t k) {
+        Vec acc = Vec::loadu(bias.data() + j, k);
+        for (int64_t i = 0; i < I; ++i) acc = at::vec::fmadd(Vec(xr[i]), Vec::loadu(wt.data() + i * GH + j, k), acc);
+        acc.store(gx + r * GH + j, k);
+      });
+    });
+    return;
+  }
   for (int64_t r = 0; r < R; ++r) std::memcpy(gx + r * GH, bias.data(), GH * sizeof(T));
   mm<T>(false, true, R, GH, I, x, w_ih, T(1), gx);
 }

@@ -45,10 +45,11 @@ void column_sums(const T* a, int64_t R, int64_t C, T* out) {
 // The time loop of one network: gx (L, N, G*H), W_hh (G*H, H), the GRU's b_hh (G*H) -> the state
 // h, c (N, H) advanced in place; each step's h into out (L, N, H) when given (zero after a
 // sequence's length) and what the backward reads into save + t * save_step (save_step = 0:
-// a scratch row reused). a (N, G*H): the recurrent product's buffer.
+// a scratch row reused). a (N, G*H): the recurrent product's buffer. The steps are t0 .. t0 + L
+// - 1 of the sequences (what lengths are compared with); g, out and save start at step t0.
 template <typename T>
 void run_steps(int kind, int64_t L, int64_t N, int64_t H, const T* g, const T* W, const T* B,
-               const int64_t* len, T* h, T* c, T* out, T* save, int64_t save_step, T* a) {
+               const int64_t* len, T* h, T* c, T* out, T* save, int64_t save_step, T* a, int64_t t0 = 0) {
   const int64_t G = gates_of(kind), GH = G * H, S = save_width(kind);
   for (int64_t t = 0; t < L; ++t) {
     mm<T>(false, true, N, GH, H, h, W, T(0), a);  // W_hh h_{t-1}, every row at once
@@ -59,7 +60,7 @@ void run_steps(int kind, int64_t L, int64_t N, int64_t H, const T* g, const T* W
       });
     } else {
       rows(N, GH, [&](int64_t n) {
-        if (!valid(len, t, n)) return;  // frozen
+        if (!valid(len, t0 + t, n)) return;  // frozen
         step_forward<T>(kind, H, g + (t * N + n) * GH, a + n * GH, B, h + n * H, h + n * H,
                         c ? c + n * H : nullptr, st + n * S * H);
       });
@@ -71,7 +72,7 @@ void run_steps(int kind, int64_t L, int64_t N, int64_t H, const T* g, const T* W
       continue;
     }
     for (int64_t n = 0; n < N; ++n) {
-      if (valid(len, t, n)) std::memcpy(ot + n * H, h + n * H, H * sizeof(T));
+      if (valid(len, t0 + t, n)) std::memcpy(ot + n * H, h + n * H, H * sizeof(T));
       else std::memset(ot + n * H, 0, H * sizeof(T));
     }
   }
@@ -170,7 +171,9 @@ void check(int64_t kind, const at::Tensor& t, const char* what) {
 // F), b_ih, b_hh (P, G*H) or absent, w_hh (P, G*H, H) -> out (P, L, N, H), zero after each
 // sequence's length, or (P, 1, N, H), each sequence's final state (final_only). Networks are
 // shared out among torch's threads; each runs its whole time loop in buffers of its own (one
-// network's state stays in cache across its steps; its BLAS calls run single-threaded).
+// network's state stays in cache across its steps; its BLAS calls run single-threaded), each
+// step's input part computed just before the step (gx for all steps at once, written then
+// read back, was as costly as the steps' own products).
 template <typename T>
 at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
                            const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
@@ -182,17 +185,20 @@ at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih
   const T *BI = ptr<T>(b_ih), *BH = ptr<T>(b_hh);
   T* O = out.data_ptr<T>();
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // the loop's own rows() run inline here
-    std::vector<T> gx(L * N * GH), a(N * GH), h(N * H), c(kind == LSTM ? N * H : 0), save(N * S * H + 1);
+    std::vector<T> gx(N * GH), a(N * GH), h(N * H), c(kind == LSTM ? N * H : 0), save(N * S * H + 1);
     std::vector<T> zeros(GH, T(0));
     for (int64_t p = begin; p < end; ++p) {
-      input_part<T>(kind, L * N, GH, F, X + (Px == 1 ? 0 : p) * L * N * F, WI + p * GH * F,
-                    BI ? BI + p * GH : nullptr, BH ? BH + p * GH : nullptr, gx.data());
       std::fill(h.begin(), h.end(), T(0));
       std::fill(c.begin(), c.end(), T(0));
       const T* B = kind != GRU ? nullptr : BH ? BH + p * GH : zeros.data();
-      run_steps<T>(kind, L, N, H, gx.data(), WH + p * GH * H, B, len, h.data(),
-                   kind == LSTM ? c.data() : nullptr, final_only ? nullptr : O + p * L * N * H,
-                   save.data(), 0, a.data());
+      const T* xp = X + (Px == 1 ? 0 : p) * L * N * F;
+      for (int64_t t = 0; t < L; ++t) {  // a step's input part just before it: gx stays in cache
+        input_part<T>(kind, N, GH, F, xp + t * N * F, WI + p * GH * F, BI ? BI + p * GH : nullptr,
+                      BH ? BH + p * GH : nullptr, gx.data());
+        run_steps<T>(kind, 1, N, H, gx.data(), WH + p * GH * H, B, len, h.data(),
+                     kind == LSTM ? c.data() : nullptr, final_only ? nullptr : O + (p * L + t) * N * H,
+                     save.data(), 0, a.data(), t);
+      }
       if (final_only) std::memcpy(O + p * N * H, h.data(), N * H * sizeof(T));
     }
   });
