@@ -160,7 +160,8 @@ def test_population_evaluation_equals_the_cells_own_recur_on_stacked_weights(cel
     weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
                for n, p in rnn.named_parameters()}
     seq = torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
-    for lengths in (None, LENGTHS):
+    # full, ragged (the rows-first loop) and nearly full (units first, one state put back)
+    for lengths in (None, LENGTHS, torch.tensor([7, 7, 6, 7, 7])):
         got = rnn.population_unroll(weights, seq, lengths, final_only=final_only)
         with monkeypatch.context() as m:
             m.setattr(compiled, "population_supported", lambda *a: False)

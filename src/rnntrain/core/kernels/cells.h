@@ -99,11 +99,14 @@ inline void rows(int64_t N, int64_t width, const F& f) {
 inline bool valid(const int64_t* len, int64_t t, int64_t n) { return len == nullptr || t < len[n]; }
 
 // One step's elementwise forward of row n: pre-activations gx + a (a = W_hh h_{t-1}) and
-// h_{t-1} (hin) -> h_t (hout, may be hin), c in place.
+// h_{t-1} (hin) -> h_t (hout, may be hin), c in place. H values of each gate, gate k's at
+// offset k * gs of gx, a, bhh and save (gs = H: a row; the population loop's units-first
+// layout passes H = the batch and gs = units x batch).
 template <typename T>
 inline void step_forward(int kind, int64_t H, const T* gx, const T* a, const T* bhh, const T* hin, T* h,
-                  T* c, T* save) {
+                  T* c, T* save, int64_t gs = -1) {
   using Vec = at::vec::Vectorized<T>;
+  if (gs < 0) gs = H;
   if (kind == TANH || kind == RELU) {
     chunks<T>(H, [&](int64_t i, int64_t k) {
       Vec p = Vec::loadu(gx + i, k) + Vec::loadu(a + i, k);
@@ -112,25 +115,25 @@ inline void step_forward(int kind, int64_t H, const T* gx, const T* a, const T* 
   } else if (kind == LSTM) {  // gates i, f, g, o; c = f c + i g; h = o tanh(c)
     chunks<T>(H, [&](int64_t j, int64_t k) {
       Vec gi = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k));
-      Vec gf = sigmoid(Vec::loadu(gx + H + j, k) + Vec::loadu(a + H + j, k));
-      Vec gg = tanh_(Vec::loadu(gx + 2 * H + j, k) + Vec::loadu(a + 2 * H + j, k));
-      Vec go = sigmoid(Vec::loadu(gx + 3 * H + j, k) + Vec::loadu(a + 3 * H + j, k));
+      Vec gf = sigmoid(Vec::loadu(gx + gs + j, k) + Vec::loadu(a + gs + j, k));
+      Vec gg = tanh_(Vec::loadu(gx + 2 * gs + j, k) + Vec::loadu(a + 2 * gs + j, k));
+      Vec go = sigmoid(Vec::loadu(gx + 3 * gs + j, k) + Vec::loadu(a + 3 * gs + j, k));
       Vec cn = gf * Vec::loadu(c + j, k) + gi * gg;
       Vec tc = tanh_(cn);
-      gi.store(save + j, k); gf.store(save + H + j, k); gg.store(save + 2 * H + j, k);
-      go.store(save + 3 * H + j, k); cn.store(save + 4 * H + j, k); tc.store(save + 5 * H + j, k);
+      gi.store(save + j, k); gf.store(save + gs + j, k); gg.store(save + 2 * gs + j, k);
+      go.store(save + 3 * gs + j, k); cn.store(save + 4 * gs + j, k); tc.store(save + 5 * gs + j, k);
       cn.store(c + j, k);
       (go * tc).store(h + j, k);
     });
   } else {  // GRU r, z, n: n = tanh(x_n + r (W_hn h + b_hn)); h = n + z (h - n)
     chunks<T>(H, [&](int64_t j, int64_t k) {
       Vec r = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k) + Vec::loadu(bhh + j, k));
-      Vec z = sigmoid(Vec::loadu(gx + H + j, k) + Vec::loadu(a + H + j, k) + Vec::loadu(bhh + H + j, k));
-      Vec ahn = Vec::loadu(a + 2 * H + j, k) + Vec::loadu(bhh + 2 * H + j, k);
-      Vec nn = tanh_(Vec::loadu(gx + 2 * H + j, k) + r * ahn);
+      Vec z = sigmoid(Vec::loadu(gx + gs + j, k) + Vec::loadu(a + gs + j, k) + Vec::loadu(bhh + gs + j, k));
+      Vec ahn = Vec::loadu(a + 2 * gs + j, k) + Vec::loadu(bhh + 2 * gs + j, k);
+      Vec nn = tanh_(Vec::loadu(gx + 2 * gs + j, k) + r * ahn);
       Vec hp = Vec::loadu(hin + j, k);
-      r.store(save + j, k); z.store(save + H + j, k); nn.store(save + 2 * H + j, k);
-      ahn.store(save + 3 * H + j, k);
+      r.store(save + j, k); z.store(save + gs + j, k); nn.store(save + 2 * gs + j, k);
+      ahn.store(save + 3 * gs + j, k);
       (nn + z * (hp - nn)).store(h + j, k);
     });
   }

@@ -166,16 +166,11 @@ void check(int64_t kind, const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), what, " must be a contiguous CPU tensor");
 }
 
-// P networks of one shape, forward only, from the zero state (population search evaluates
-// many weight vectors on the same data): x (Px, L, N, F), Px = 1 (shared) or P; w_ih (P, G*H,
-// F), b_ih, b_hh (P, G*H) or absent, w_hh (P, G*H, H) -> out (P, L, N, H), zero after each
-// sequence's length, or (P, 1, N, H), each sequence's final state (final_only). Networks are
-// shared out among torch's threads; each runs its whole time loop in buffers of its own (one
-// network's state stays in cache across its steps; its BLAS calls run single-threaded), each
-// step's input part computed just before the step (gx for all steps at once, written then
-// read back, was as costly as the steps' own products).
+// population_units' rows-first twin for ragged batches (below): the rows-first loop of a layer
+// (run_steps) one step at a time, each step's input part just before it (it stays in cache);
+// run_steps skips the steps past a sequence's length.
 template <typename T>
-at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
+at::Tensor population_rows(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
                            const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
   const int64_t P = w_hh.size(0), Px = x.size(0), L = x.size(1), N = x.size(2), F = x.size(3);
   const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind);
@@ -192,7 +187,7 @@ at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih
       std::fill(c.begin(), c.end(), T(0));
       const T* B = kind != GRU ? nullptr : BH ? BH + p * GH : zeros.data();
       const T* xp = X + (Px == 1 ? 0 : p) * L * N * F;
-      for (int64_t t = 0; t < L; ++t) {  // a step's input part just before it: gx stays in cache
+      for (int64_t t = 0; t < L; ++t) {
         input_part<T>(kind, N, GH, F, xp + t * N * F, WI + p * GH * F, BI ? BI + p * GH : nullptr,
                       BH ? BH + p * GH : nullptr, gx.data());
         run_steps<T>(kind, 1, N, H, gx.data(), WH + p * GH * H, B, len, h.data(),
@@ -200,6 +195,98 @@ at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih
                      save.data(), 0, a.data(), t);
       }
       if (final_only) std::memcpy(O + p * N * H, h.data(), N * H * sizeof(T));
+    }
+  });
+  return out;
+}
+
+// P networks of one shape, forward only, from the zero state (population search evaluates
+// many weight vectors on the same data): x (Px, L, N, F), Px = 1 (shared) or P; w_ih (P, G*H,
+// F), b_ih, b_hh (P, G*H) or absent, w_hh (P, G*H, H) -> out (P, L, N, H), zero after each
+// sequence's length, or (P, 1, N, H), each sequence's final state (final_only).
+//
+// Networks are shared out among torch's threads; each runs its whole time loop in buffers of
+// its own, units first: its state is h^T (H, N) and a step's recurrent product one GEMM
+// a^T (G*H, N) = W_hh h^T. Population search evaluates small networks on many windows, and
+// there the rows-first product (N x H) (H x G*H) has so few columns that BLAS ran it at a
+// third of its rate (H = 16, N = 780); units first it is a short, wide product BLAS runs at
+// full rate. The elementwise step is step_forward over each unit's N values (gate stride
+// H N); a sequence past its length keeps its state (the frozen columns are put back).
+template <typename T>
+at::Tensor population_units(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
+                           const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
+  const int64_t P = w_hh.size(0), Px = x.size(0), L = x.size(1), N = x.size(2), F = x.size(3);
+  const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind);
+  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
+  const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
+  auto xt = x.transpose(2, 3).contiguous();  // (Px, L, F, N): each step's inputs units first
+  const T *X = xt.data_ptr<T>(), *WI = w_ih.data_ptr<T>(), *WH = w_hh.data_ptr<T>();
+  const T *BI = ptr<T>(b_ih), *BH = ptr<T>(b_hh);
+  T* O = out.data_ptr<T>();
+  std::vector<std::vector<int64_t>> frozen(L);  // the sequences past their length at step t
+  int64_t steps_frozen = 0;
+  for (int64_t t = 0; len && t < L; ++t)
+    for (int64_t n = 0; n < N; ++n)
+      if (!valid(len, t, n)) frozen[t].push_back(n), ++steps_frozen;
+  // ragged batches: the rows-first loop skips a finished sequence's steps, this one computes
+  // them and puts the state back, so it is slower where many steps are padding
+  if (steps_frozen * 8 > L * N) return population_rows<T>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // BLAS calls here run single-threaded
+    std::vector<T> gx(GH * N), a(GH * N), h(H * N), c(kind == LSTM ? H * N : 0), save(S * H * N + 1);
+    std::vector<T> bias(GH), bh(kind == GRU ? GH * N : 0), old(len ? 2 * H * N : 0);
+    for (int64_t p = begin; p < end; ++p) {
+      const T *wi = WI + p * GH * F, *wh = WH + p * GH * H, *bi = BI ? BI + p * GH : nullptr;
+      const T* bhh = BH ? BH + p * GH : nullptr;
+      for (int64_t j = 0; j < GH; ++j)  // b_hh meets gx alone but in the GRU's n gate
+        bias[j] = (bi ? bi[j] : T(0)) + (bhh && kind != GRU ? bhh[j] : T(0));
+      for (int64_t j = 0; kind == GRU && j < GH; ++j) std::fill_n(bh.data() + j * N, N, bhh ? bhh[j] : T(0));
+      std::fill(h.begin(), h.end(), T(0));
+      std::fill(c.begin(), c.end(), T(0));
+      const T* xp = X + (Px == 1 ? 0 : p) * L * F * N;
+      for (int64_t t = 0; t < L; ++t) {
+        const T* xs = xp + t * F * N;  // (F, N)
+        if (F <= FEW_INPUTS) {  // gx^T = W_ih x^T + b in one SIMD pass (as input_part)
+          using Vec = at::vec::Vectorized<T>;
+          for (int64_t j = 0; j < GH; ++j)
+            chunks<T>(N, [&](int64_t n, int64_t k) {
+              Vec acc(bias[j]);
+              for (int64_t i = 0; i < F; ++i) acc = at::vec::fmadd(Vec(wi[j * F + i]), Vec::loadu(xs + i * N + n, k), acc);
+              acc.store(gx.data() + j * N + n, k);
+            });
+        } else {
+          for (int64_t j = 0; j < GH; ++j) std::fill_n(gx.data() + j * N, N, bias[j]);
+          mm<T>(false, false, GH, N, F, wi, xs, T(1), gx.data());
+        }
+        mm<T>(false, false, GH, N, H, wh, h.data(), T(0), a.data());  // a^T = W_hh h^T
+        T* kept = old.data();  // the frozen sequences' state, put back after the step
+        for (int64_t n : frozen[t])
+          for (int64_t u = 0; u < H; ++u) {
+            *kept++ = h[u * N + n];
+            if (!c.empty()) *kept++ = c[u * N + n];
+          }
+        if (kind == TANH || kind == RELU) {
+          step_forward<T>(kind, H * N, gx.data(), a.data(), nullptr, h.data(), h.data(), nullptr, nullptr);
+        } else {
+          for (int64_t u = 0; u < H; ++u)
+            step_forward<T>(kind, N, gx.data() + u * N, a.data() + u * N, kind == GRU ? bh.data() + u * N : nullptr,
+                            h.data() + u * N, h.data() + u * N, c.empty() ? nullptr : c.data() + u * N,
+                            save.data() + u * N, H * N);
+        }
+        kept = old.data();
+        for (int64_t n : frozen[t])
+          for (int64_t u = 0; u < H; ++u) {
+            h[u * N + n] = *kept++;
+            if (!c.empty()) c[u * N + n] = *kept++;
+          }
+        if (final_only) continue;
+        T* ot = O + (p * L + t) * N * H;  // (N, H): h^T transposed, zero past each length
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t u = 0; u < H; ++u) ot[n * H + u] = h[u * N + n];
+        for (int64_t n : frozen[t]) std::fill_n(ot + n * H, H, T(0));
+      }
+      if (final_only)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t u = 0; u < H; ++u) O[(p * N + n) * H + u] = h[u * N + n];
     }
   });
   return out;
@@ -214,9 +301,9 @@ at::Tensor population(int64_t kind, at::Tensor x, at::Tensor w_ih, Opt b_ih, Opt
   if (b_ih) b_ih = b_ih->contiguous();
   if (b_hh) b_hh = b_hh->contiguous();
   if (x.scalar_type() == at::kDouble)
-    return population_impl<double>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+    return population_units<double>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
   TORCH_CHECK(x.scalar_type() == at::kFloat, "float32 or float64 only");
-  return population_impl<float>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+  return population_units<float>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
 }
 
 Opt opt(const at::Tensor& t) { return t.defined() ? Opt(t) : Opt(); }
