@@ -197,6 +197,7 @@ class Trainer:
         if self.round:  # resumed: the rows after the checkpoint's round go
             self._write_metrics()
         self._saved_at = self._metrics_at = time.monotonic()
+        self._good = parameters_to_vector(self.model.parameters()).detach()  # the weights a round starts from
         try:
             with Interrupts(enabled=not self.dist.active) as interrupts:
                 while self.round < self.config.train.epochs and self.stop_reason is None:
@@ -227,13 +228,12 @@ class Trainer:
         self._between = False
         # schedules over training (scheduled sampling), data the model makes (rollouts)
         self.task.start_round(self.round, self.model)
-        good = parameters_to_vector(self.model.parameters()).detach()  # a copy (torch.cat)
         work = self.algorithm.ctx.work.total
         train = self.algorithm.run_round(progress.step)
         work = self.algorithm.ctx.work.total - work
         if self.dist.active:  # every process's work (each counts its own share: rows, individuals)
             work = float(self.dist.sum_(torch.tensor(work, dtype=torch.float64)))
-        if self._diverged(train, good):
+        if self._diverged(train):
             return False
         every, total = self.config.train.eval_every, self.config.train.epochs
         due = every == 1 or self.round == 0 or (self.round + 1) % every == 0 or self.round + 1 == total
@@ -269,17 +269,20 @@ class Trainer:
         interrupts.deliver_pending()
         return True
 
-    def _diverged(self, train: Dict[str, Any], good) -> bool:
+    def _diverged(self, train: Dict[str, Any]) -> bool:
         """Whether this round's loss or weights stopped being finite. If so the model gets
-        back the weights it started the round with (``good``, flat), nothing of the round is
-        saved (the checkpoint stays a good one: the last round's when its copy was kept), and
-        the run stops saying why."""
+        back the weights it started the round with (``self._good``, flat), nothing of the
+        round is saved (the checkpoint stays a good one: the last round's when its copy was
+        kept), and the run stops saying why. Finite weights become the next round's
+        ``_good``: one copy a round serves both purposes."""
         loss = train.get("loss", 0.0)
-        if math.isfinite(loss) and bool(parameters_to_vector(self.model.parameters()).isfinite().all()):
+        now = parameters_to_vector(self.model.parameters()).detach()  # a copy (torch.cat)
+        if math.isfinite(loss) and bool(now.isfinite().all()):
+            self._good = now
             return False
         with torch.no_grad():
             params = list(self.model.parameters())
-            for p, g in zip(params, good.split([p.numel() for p in params])):
+            for p, g in zip(params, self._good.split([p.numel() for p in params])):
                 p.copy_(g.view_as(p))
         self.diverged = self.round + 1
         self.stop_reason = (f"diverged in round {self.round + 1}: the training loss became {loss:g} "
