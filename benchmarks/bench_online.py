@@ -11,7 +11,8 @@ Scaling exponents, two ways (the raw table is printed too):
 
 - ``slope``: the least-squares slope of log(time) against log(n) over n >= FIT_FROM;
 - ``k``: the exponent of ``t(n) = a + b·n^k`` fitted to every size, where ``a`` is the
-  fixed per-call cost (``torch.func`` dispatch, ~1 ms here) that flattens the slope at
+  fixed per-call cost (RTRL: ``torch.func`` dispatch, ~1 ms here; the others: a few dozen
+  ATen calls per step) that flattens the slope at
   small n; ``k`` is the asymptotic exponent (RTRL: 4, UORO/SnAp-1/CRBP/BPTT: 2) once the
   sizes reach where ``b·n^k`` is comparable to ``a`` (hence n = 256 for the n² methods);
   it is printed only when ``b·n^k`` is at least half of the largest size's time.

@@ -166,19 +166,24 @@ void check(int64_t kind, const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), what, " must be a contiguous CPU tensor");
 }
 
-// population_units' rows-first twin for ragged batches (below): the rows-first loop of a layer
-// (run_steps) one step at a time, each step's input part just before it (it stays in cache);
-// run_steps skips the steps past a sequence's length.
+// A population call's sizes and data (population_impl below): x (Px, L, N, F) as X, or units
+// first (Px, L, F, N) for population_units; the weights of network p at WI + p G H F, ...
 template <typename T>
-at::Tensor population_rows(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
-                           const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
-  const int64_t P = w_hh.size(0), Px = x.size(0), L = x.size(1), N = x.size(2), F = x.size(3);
-  const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind);
-  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
-  const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
-  const T *X = x.data_ptr<T>(), *WI = w_ih.data_ptr<T>(), *WH = w_hh.data_ptr<T>();
-  const T *BI = ptr<T>(b_ih), *BH = ptr<T>(b_hh);
-  T* O = out.data_ptr<T>();
+struct Population {
+  int kind;
+  int64_t P, Px, L, N, F, GH, H, S;
+  const int64_t* len;
+  const T *X, *WI, *WH, *BI, *BH;
+  T* O;
+  bool final_only;
+};
+
+// Ragged batches: the rows-first loop of a layer (run_steps) one step at a time, each step's
+// input part just before it (it stays in cache); run_steps skips the steps past a sequence's
+// length.
+template <typename T>
+void population_rows(const Population<T>& q) {
+  const auto [kind, P, Px, L, N, F, GH, H, S, len, X, WI, WH, BI, BH, O, final_only] = q;
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // the loop's own rows() run inline here
     std::vector<T> gx(N * GH), a(N * GH), h(N * H), c(kind == LSTM ? N * H : 0), save(N * S * H + 1);
     std::vector<T> zeros(GH, T(0));
@@ -197,7 +202,6 @@ at::Tensor population_rows(int kind, const at::Tensor& x, const at::Tensor& w_ih
       if (final_only) std::memcpy(O + p * N * H, h.data(), N * H * sizeof(T));
     }
   });
-  return out;
 }
 
 // P networks of one shape, forward only, from the zero state (population search evaluates
@@ -213,24 +217,8 @@ at::Tensor population_rows(int kind, const at::Tensor& x, const at::Tensor& w_ih
 // full rate. The elementwise step is step_forward over each unit's N values (gate stride
 // H N); a sequence past its length keeps its state (the frozen columns are put back).
 template <typename T>
-at::Tensor population_units(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
-                           const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
-  const int64_t P = w_hh.size(0), Px = x.size(0), L = x.size(1), N = x.size(2), F = x.size(3);
-  const int64_t GH = w_hh.size(1), H = w_hh.size(2), S = save_width(kind);
-  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
-  const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
-  auto xt = x.transpose(2, 3).contiguous();  // (Px, L, F, N): each step's inputs units first
-  const T *X = xt.data_ptr<T>(), *WI = w_ih.data_ptr<T>(), *WH = w_hh.data_ptr<T>();
-  const T *BI = ptr<T>(b_ih), *BH = ptr<T>(b_hh);
-  T* O = out.data_ptr<T>();
-  std::vector<std::vector<int64_t>> frozen(L);  // the sequences past their length at step t
-  int64_t steps_frozen = 0;
-  for (int64_t t = 0; len && t < L; ++t)
-    for (int64_t n = 0; n < N; ++n)
-      if (!valid(len, t, n)) frozen[t].push_back(n), ++steps_frozen;
-  // ragged batches: the rows-first loop skips a finished sequence's steps, this one computes
-  // them and puts the state back, so it is slower where many steps are padding
-  if (steps_frozen * 8 > L * N) return population_rows<T>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+void population_units(const Population<T>& q, const std::vector<std::vector<int64_t>>& frozen) {
+  const auto [kind, P, Px, L, N, F, GH, H, S, len, X, WI, WH, BI, BH, O, final_only] = q;
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {  // BLAS calls here run single-threaded
     std::vector<T> gx(GH * N), a(GH * N), h(H * N), c(kind == LSTM ? H * N : 0), save(S * H * N + 1);
     std::vector<T> bias(GH), bh(kind == GRU ? GH * N : 0), old(len ? 2 * H * N : 0);
@@ -289,6 +277,28 @@ at::Tensor population_units(int kind, const at::Tensor& x, const at::Tensor& w_i
           for (int64_t u = 0; u < H; ++u) O[(p * N + n) * H + u] = h[u * N + n];
     }
   });
+}
+
+// Units first where few steps are padding; rows first for ragged batches, whose loop skips a
+// finished sequence's steps (units first computes them and puts the state back).
+template <typename T>
+at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
+                           const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
+  const int64_t P = w_hh.size(0), L = x.size(1), N = x.size(2), H = w_hh.size(2);
+  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
+  const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
+  std::vector<std::vector<int64_t>> frozen(L);  // the sequences past their length at step t
+  int64_t padding = 0;
+  for (int64_t t = 0; len && t < L; ++t)
+    for (int64_t n = 0; n < N; ++n)
+      if (!valid(len, t, n)) frozen[t].push_back(n), ++padding;
+  const bool units = padding * 8 <= L * N;
+  auto xs = units ? x.transpose(2, 3).contiguous() : x;  // units first: (Px, L, F, N)
+  Population<T> q{kind, P, x.size(0), L, N, x.size(3), w_hh.size(1), H, save_width(kind), len,
+                  xs.template data_ptr<T>(), w_ih.data_ptr<T>(), w_hh.data_ptr<T>(), ptr<T>(b_ih),
+                  ptr<T>(b_hh), out.data_ptr<T>(), final_only};
+  if (units) population_units<T>(q, frozen);
+  else population_rows<T>(q);
   return out;
 }
 
@@ -301,9 +311,9 @@ at::Tensor population(int64_t kind, at::Tensor x, at::Tensor w_ih, Opt b_ih, Opt
   if (b_ih) b_ih = b_ih->contiguous();
   if (b_hh) b_hh = b_hh->contiguous();
   if (x.scalar_type() == at::kDouble)
-    return population_units<double>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+    return population_impl<double>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
   TORCH_CHECK(x.scalar_type() == at::kFloat, "float32 or float64 only");
-  return population_units<float>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
+  return population_impl<float>(kind, x, w_ih, b_ih, b_hh, w_hh, lengths, final_only);
 }
 
 Opt opt(const at::Tensor& t) { return t.defined() ? Opt(t) : Opt(); }
