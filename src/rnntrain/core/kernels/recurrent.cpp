@@ -114,7 +114,6 @@ std::vector<at::Tensor> backward_impl(int kind, bool need_dx, const at::Tensor& 
   auto da = kind == GRU ? at::empty({L, N, GH}, opts) : dg;
   auto dh = dhn.clone();
   auto dc = kind == LSTM ? dcn->clone() : at::empty({0}, opts);
-  std::vector<T> back(N * H);
   const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
   const T* W = w_hh.data_ptr<T>();
   T *dhp = dh.data_ptr<T>(), *dcp = kind == LSTM ? dc.data_ptr<T>() : nullptr;
@@ -137,12 +136,8 @@ std::vector<at::Tensor> backward_impl(int kind, bool need_dx, const at::Tensor& 
       step_backward<T>(kind, H, O + (t * N + n) * H, hprev, cprev, SV + (t * N + n) * S * H,
                        d, dcp ? dcp + n * H : nullptr, dgt + n * GH, dat + n * GH);
     });
-    mm<T>(false, false, N, H, GH, dat, W, T(0), back.data());  // dL/dh_{t-1} through W_hh
-    rows(N, H, [&](int64_t n) {
-      if (!valid(len, t, n)) return;
-      T* d = dhp + n * H;
-      for (int64_t j = 0; j < H; ++j) d[j] += back[n * H + j];
-    });
+    // dL/dh_{t-1} += da_t W_hh, added by the product itself (a frozen row's da_t is zero)
+    mm<T>(false, false, N, H, GH, dat, W, T(1), dhp);
   }
   const T *DG = dg.data_ptr<T>(), *DA = da.data_ptr<T>();
   auto dx = need_dx ? at::empty({L, N, I}, opts) : at::empty({0}, opts);
