@@ -228,14 +228,21 @@ inline void step_tangent(int kind, int64_t H, const T* h, const T* hprev, const 
 // two passes over gx and cost as much as the loop's own products in population search.
 constexpr int64_t FEW_INPUTS = 4;
 
+// The bias the input part adds: b_ih + b_hh where b_hh only meets gx (Elman, LSTM); the
+// GRU's b_hh stays inside its n gate (either may be absent)
+template <typename T>
+inline void input_bias(int kind, int64_t GH, const T* b_ih, const T* b_hh, T* bias) {
+  for (int64_t j = 0; j < GH; ++j)
+    bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
+}
+
 // gx (R, G*H) = x W_ih^T + b_ih (+ b_hh where it only meets gx: Elman, LSTM), x (R, I); one
 // product for every step of every sequence
 template <typename T>
 inline void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, const T* w_ih,
                 const T* b_ih, const T* b_hh, T* gx) {
   std::vector<T> bias(GH);
-  for (int64_t j = 0; j < GH; ++j)
-    bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && kind != GRU ? b_hh[j] : T(0));
+  input_bias<T>(kind, GH, b_ih, b_hh, bias.data());
   if (I <= FEW_INPUTS) {  // gx = b + sum_i x_i w_i in one SIMD pass over gx
     using Vec = at::vec::Vectorized<T>;
     std::vector<T> wt(I * GH);  // W_ih transposed, (I, G*H)

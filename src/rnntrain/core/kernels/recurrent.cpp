@@ -220,8 +220,7 @@ void population_units(const Population<T>& q, const std::vector<std::vector<int6
     for (int64_t p = begin; p < end; ++p) {
       const T *wi = WI + p * GH * F, *wh = WH + p * GH * H, *bi = BI ? BI + p * GH : nullptr;
       const T* bhh = BH ? BH + p * GH : nullptr;
-      for (int64_t j = 0; j < GH; ++j)  // b_hh meets gx alone but in the GRU's n gate
-        bias[j] = (bi ? bi[j] : T(0)) + (bhh && kind != GRU ? bhh[j] : T(0));
+      input_bias<T>(kind, GH, bi, bhh, bias.data());
       for (int64_t j = 0; kind == GRU && j < GH; ++j) std::fill_n(bh.data() + j * N, N, bhh ? bhh[j] : T(0));
       std::fill(h.begin(), h.end(), T(0));
       std::fill(c.begin(), c.end(), T(0));
