@@ -203,9 +203,9 @@ class ModelStep(StepFunction):
                  ) -> Tuple[Tensor, Tensor, Tensor]:
         """:meth:`StepFunction.products`. Elman, LSTM and GRU stacks run it in one call of
         the compiled kernel (:func:`rnntrain.core.compiled.step_products`); other cells from
-        one forward and two backward passes: the pullback of the cotangents w = cot, kept differentiable, gives cot I and w D; w D is
-        linear in w, so its pullback along tan is D tan (the double-backward form of a
-        forward-mode product)."""
+        one forward and two backward passes: the pullback of the cotangents w = cot, kept
+        differentiable, gives cot I and w D; w D is linear in w, so its pullback along tan is
+        D tan (the double-backward form of a forward-mode product)."""
         if compiled.products_supported(self.rnn, s):  # the same step in C++ (kernels/products.cpp)
             return compiled.step_products(self.rnn, dict(zip(self.names, self.split(theta))), self.offsets,
                                           self.P, s, x, cot, tan)
