@@ -60,7 +60,7 @@ def test_updater_applies_the_schedule_and_resumes_its_count():
     for _ in range(251):
         p.grad = torch.ones(3)
         up.step()
-    assert up.optimizer.param_groups[0]["momentum"] == 0.75 and up.total_updates == 251
+    assert up.momentum == 0.75 and up.total_updates == 251
     again = Updater(config, [p], rounds=1)
     again.load_state_dict(up.state_dict())
     assert again.total_updates == 251

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..config.schema import check
 from ..core import constrain
+from .rules import RULES, State, learning_rate
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "exponential", "cosine")
@@ -61,36 +62,13 @@ class OptimConfig:
         check(self.min_lr >= 0, f"min_lr must be >= 0, got {self.min_lr}")
 
 
-def make_optimizer(config: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    params = list(params)
-    # One kernel per update instead of one per parameter: `fused` (SGD, Adam; CPU and CUDA
-    # since torch 2.4) or `foreach` (RMSprop). torch only picks these by default on CUDA,
-    # but on small recurrent models the per-parameter loop is a large part of a CPU step.
-    common = {"lr": config.lr, "weight_decay": config.weight_decay}
-    if config.name == "sgd":
-        return torch.optim.SGD(params, momentum=config.momentum, nesterov=config.nesterov,
-                               fused=True, **common)
-    if config.name == "adam":
-        return torch.optim.Adam(params, fused=True, **common)
-    return torch.optim.RMSprop(params, momentum=config.momentum, foreach=True, **common)
-
-
-def make_schedule(config: OptimConfig, optimizer, rounds: int):
-    """The per-round LR schedule, or None for a constant rate (no scheduler overhead)."""
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
-    if config.schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, config.gamma)
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(rounds, 1), config.min_lr)
-    return None
-
-
 class Updater:
-    """Optimizer + global-norm clipping + per-round LR schedule over ``params``.
+    """Update rule + global-norm clipping + per-round LR schedule over ``params``.
 
     Counts the updates and how many were clipped, so each round can report the
     clipped fraction (a high fraction means the learning rate or clip is off).
+    The rule is torch's optimizer run through its functional API (optim/rules.py says
+    why); the state and checkpoint layout are torch.optim's and its schedulers'.
     """
 
     def __init__(self, config: OptimConfig, params: Iterable[nn.Parameter], rounds: int,
@@ -98,10 +76,25 @@ class Updater:
         self.config = config
         self.model = model  # projected onto its cells' constraints after every step
         self.params: List[nn.Parameter] = [p for p in params if p.requires_grad]
-        self.optimizer = make_optimizer(config, self.params)
-        self.schedule = make_schedule(config, self.optimizer, rounds)
+        self.rule = RULES[config.name](config.weight_decay, config.momentum, config.nesterov)
+        self.states: List[State] = [{} for _ in self.params]  # filled at a parameter's first update
+        self.rounds = rounds  # the cosine schedule's period
+        self.round = 0  # rounds completed: the schedule's position
         self.total_updates = 0  # over the whole run (the momentum schedule counts these)
         self.reset_counts()
+
+    @property
+    def lr(self) -> float:
+        c = self.config
+        return learning_rate(c.schedule, c.lr, self.round, rounds=self.rounds, step_size=c.step_size,
+                             gamma=c.gamma, min_lr=c.min_lr)
+
+    @property
+    def momentum(self) -> float:
+        """This update's momentum (the Sutskever schedule's, or the configured constant)."""
+        if self.config.momentum_schedule == "sutskever":
+            return sutskever_momentum(self.total_updates, self.config.momentum)
+        return self.config.momentum
 
     def reset_counts(self) -> None:
         self.updates = 0
@@ -109,20 +102,25 @@ class Updater:
         self.norm_sum = 0.0
 
     def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:
+            p.grad = None
 
     def step(self) -> float:
-        """Clip the gradients in ``p.grad`` and apply one optimizer step; returns the norm."""
-        if self.config.clip > 0:
-            norm = float(nn.utils.clip_grad_norm_(self.params, self.config.clip))
-            self.clipped += norm > self.config.clip
-        else:
-            norm = float(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad) for p in self.params if p.grad is not None])))
-        if self.config.momentum_schedule == "sutskever":
-            for group in self.optimizer.param_groups:
-                group["momentum"] = sutskever_momentum(self.total_updates, self.config.momentum)
-        self.optimizer.step()
+        """Clip the gradients in ``p.grad`` and apply one update; returns the gradient norm.
+
+        Parameters without a gradient are skipped, as torch's optimizers skip them."""
+        which = [i for i, p in enumerate(self.params) if p.grad is not None]
+        params = [self.params[i] for i in which]
+        grads = [p.grad for p in params]
+        norm = self._clip(grads) if grads else 0.0
+        if grads:
+            states = []
+            for i in which:
+                if not self.states[i]:
+                    self.states[i] = self.rule.new_state(self.params[i])
+                states.append(self.states[i])
+            with torch.no_grad():
+                self.rule.apply(params, grads, states, self.lr, self.momentum)
         if self.model is not None:
             constrain(self.model)
         self.updates += 1
@@ -130,23 +128,48 @@ class Updater:
         self.norm_sum += norm
         return norm
 
+    @torch.no_grad()
+    def _clip(self, grads: List[Tensor]) -> float:
+        """The global norm of ``grads``; scaled in place to ``config.clip`` when above it.
+
+        ``nn.utils.clip_grad_norm_``'s arithmetic, bit for bit: per-tensor norms, their norm,
+        and a factor clip / (norm + 1e-6) clamped at 1. Fewer calls, though: its grouping by
+        device and dtype, its scalar tensor arithmetic and its multiply by 1 when nothing is
+        clipped cost as much as a small model's backward pass. The factor is only computed
+        where it can be below 1 (norm within 1e-5 of the clip or above it)."""
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        norm, clip = float(total), self.config.clip
+        if clip > 0:
+            self.clipped += norm > clip
+            if not norm < clip * (1 - 1e-5) - 1e-5:  # NaN too: it scales by NaN, as torch's
+                torch._foreach_mul_(grads, torch.clamp(clip / (total + 1e-6), max=1.0))
+        return norm
+
     def end_round(self) -> Dict[str, float]:
-        """Step the schedule; return this round's lr, clipped fraction and mean gradient norm."""
-        stats = {"lr": self.optimizer.param_groups[0]["lr"],
-                 "clipped_fraction": self.clipped / max(self.updates, 1),
+        """Advance the schedule; return this round's lr, clipped fraction and mean gradient norm."""
+        stats = {"lr": self.lr, "clipped_fraction": self.clipped / max(self.updates, 1),
                  "grad_norm": self.norm_sum / max(self.updates, 1)}
-        if self.schedule is not None:
-            self.schedule.step()
+        self.round += 1
         self.reset_counts()
         return stats
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict() if self.schedule is not None else {},
+        """torch.optim's layout (state by parameter index, one parameter group) and its
+        schedulers' ``last_epoch``: checkpoints from before the rules load unchanged."""
+        group = {"lr": self.lr, "momentum": self.momentum, "params": list(range(len(self.params)))}
+        return {"optimizer": {"state": {i: dict(s) for i, s in enumerate(self.states) if s},
+                              "param_groups": [group]},
+                "schedule": {"last_epoch": self.round},
                 "total_updates": self.total_updates}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["optimizer"]["state"]
+        for i, p in enumerate(self.params):
+            fresh = self.rule.new_state(p)
+            # each entry in the dtype and on the device this run keeps it (torch's classes
+            # cast the same way when loading); a momentum buffer like its parameter
+            self.states[i] = {k: v.to(dtype=fresh.get(k, p).dtype, device=fresh.get(k, p).device)
+                              for k, v in saved.get(i, {}).items()}
         self.total_updates = int(state.get("total_updates", 0))
-        if self.schedule is not None:
-            self.schedule.load_state_dict(state["schedule"])
+        # a constant schedule saved no scheduler state before the rules; it needs none
+        self.round = int(state.get("schedule", {}).get("last_epoch", 0))
