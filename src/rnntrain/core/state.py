@@ -18,10 +18,12 @@ class StateLayout:
 
     def initial_state(self, batch: int, *, device=None, dtype=None) -> HiddenArg:
         """Zero state in torch's layout: (D*num_layers, N, R), a tuple (h, c) for LSTM."""
-        p = self.weight_ih_l0
+        if device is None or dtype is None:
+            p = self.weight_ih_l0
+            device, dtype = device or p.device, dtype or p.dtype
         K = (2 if self.bidirectional else 1) * self.num_layers
-        return from_tuple(tuple(torch.zeros(K, batch, size, device=device or p.device,
-                                            dtype=dtype or p.dtype) for size in self.state_sizes))
+        return from_tuple(tuple(torch.zeros(K, batch, size, device=device, dtype=dtype)
+                                for size in self.state_sizes))
 
     def flat_state(self, hx: HiddenArg) -> Tensor:
         """The state as one vector per sequence: (N, S), S = D*num_layers * sum(state_sizes),
