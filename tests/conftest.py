@@ -22,7 +22,7 @@ ONLINE = ("rtrl", "uoro", "snap1", "snap2", "crbp")
 
 def algorithm_settings(algorithm: str) -> dict:
     """The config keys an algorithm needs to run at test size: a small population, the cell
-    CRBP and the ESN train, forward-only layers for the online families."""
+    CRBP and the ESN train, forward-only layers for the online families, short CG runs."""
     out = {"algorithm.name": algorithm}
     if algorithm in POPULATION:
         out["algorithm.population"] = 4
@@ -32,6 +32,8 @@ def algorithm_settings(algorithm: str) -> dict:
         out["model.cell"] = "local"
     if algorithm == "esn":
         out["model.cell"] = "esn"
+    if algorithm == "hf":  # every part of an outer iteration runs; 250 CG steps cost seconds
+        out["algorithm.cg_max_iters"] = 10
     return out
 
 

@@ -71,7 +71,8 @@ def test_hessian_free_trains_under_torchrun(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "rnntrain", "train", "--algorithm", "hf", "--hidden", "4", "--epochs", "1",
-                           "--set", "task.length=200", "--out", str(tmp_path / "run"), "--quiet"],
+                           "--set", "task.length=200", "--set", "algorithm.cg_max_iters=10",
+                           "--out", str(tmp_path / "run"), "--quiet"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "summary.json").is_file()

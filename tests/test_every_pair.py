@@ -78,6 +78,8 @@ def test_one_round_trains_or_is_refused_in_one_line_before_anything_is_written(t
             "model.hidden": 4, "train.epochs": 1, "train.batch_size": 8}
     if algorithm in POPULATION:
         base["algorithm.population"] = 4
+    if algorithm == "hf":  # fewer, shorter outer iterations, each still running every part
+        base.update({"algorithm.cg_max_iters": 10, "train.batch_size": 64})  # (a round took 2-11 s)
     config = rnntrain.load_config(base=base)
     fix = expected_refusal(task, algorithm, cell)
     if fix is None:

@@ -66,7 +66,7 @@ SMALL = ["--hidden", "5", "--window", "8", "--epochs", "3", "--seed", "1", "--se
 FLOW = ["--set", "monitor.gradient_flow_every=1"]
 FAMILIES = {
     "bptt": FLOW, "truncated-bptt": ["--truncation", "3", *FLOW], "rtrl": ["--algorithm", "rtrl", *FLOW],
-    "uoro": ["--algorithm", "uoro"], "hf": ["--algorithm", "hf"],
+    "uoro": ["--algorithm", "uoro"], "hf": ["--algorithm", "hf", "--set", "algorithm.cg_max_iters=10"],
     "ga": ["--algorithm", "ga", "--population", "6"], "pso": ["--algorithm", "pso", "--population", "6"],
     "cmaes": ["--algorithm", "cmaes", "--population", "6"], "anneal": ["--algorithm", "anneal", "--population", "6"],
     "esn": ["--cell", "esn", "--algorithm", "esn", "--set", "algorithm.solver=rls"],

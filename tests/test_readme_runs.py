@@ -67,6 +67,8 @@ def _smaller(argv):
     if args.cmd == "tune":  # two trials of one round
         at = argv.index("--trials")
         return [*argv[:at + 1], "2", *argv[at + 2:], "--set", "train.epochs=1"]
+    if args.cmd == "backtest":  # each fold's model trains one round
+        return [*argv, "--set", "train.epochs=1"]
     if args.cmd != "train" or args.resume:
         return argv
     config = config_from_args(args)
@@ -78,6 +80,10 @@ def _smaller(argv):
         extra.update({"task.epoch_batches": 2, "task.eval_size": 100, "task.eval_batch": 50})
     if "batches_per_step" in algo:
         extra["train.batch_size"] = 50
+    if "cg_max_iters" in algo:
+        extra["algorithm.cg_max_iters"] = 10
+    if "switch_every" in task:  # the switching stream: a few switches
+        extra["task.length"] = 400
     if "train_size" in task:  # a formal language: short strings, few of them
         extra.update({"task.train_size": 40, "task.eval_size": 20, "task.max_n": 4, "task.test_max_n": 6})
     if algo.get("finetune_epochs"):

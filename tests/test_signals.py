@@ -22,6 +22,16 @@ from conftest import small_series_config, weights_equal
 ARGS = ["--hidden", "8", "--epochs", "120", "--set", "task.length=300", "--seed", "3"]
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler for each test, whatever the test runner inherited: a
+    process started in the background by a non-interactive shell begins with SIGINT
+    ignored, and Python then installs no handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_sigterm_keeps_the_last_checkpoint_and_the_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rnntrain", "train", *ARGS, "--out", str(run), "--quiet"],
