@@ -29,7 +29,7 @@ def _kernel_built():
 
 
 def make(cell: str, dtype=torch.float64, **kw) -> Recurrent:
-    mode, nonlinearity = MODES[cell]
+    mode, nonlinearity = {**MODES, "local": ("LOCAL", "tanh")}[cell]
     torch.manual_seed(0)
     return Recurrent(mode, 3, 6, nonlinearity=nonlinearity, dtype=dtype, **kw)
 
@@ -190,9 +190,10 @@ def _products_both_ways(fn, s, x, cot, tan, monkeypatch):
 
 
 @pytest.mark.parametrize("layers,bias", [(1, True), (2, True), (2, False)], ids=["one", "two", "two_nobias"])
-@pytest.mark.parametrize("cell", list(MODES))
+@pytest.mark.parametrize("cell", [*MODES, "local"])
 def test_online_products_equal_autograds_through_the_cells_steps(cell, layers, bias, monkeypatch):
-    """s', cot I and D tan of a whole stack (what UORO and SnAp read each step), float64."""
+    """s', cot I and D tan of a whole stack (what UORO, SnAp and CRBP read each step), float64;
+    the locally recurrent cell's off-diagonal W_hh entries get no gradient."""
     from rnntrain.algorithms.online import ModelStep
     fn = ModelStep(make(cell, num_layers=layers, bias=bias))
     assert compiled.products_supported(fn.rnn, torch.zeros(1, dtype=torch.float64))
@@ -204,6 +205,11 @@ def test_online_products_equal_autograds_through_the_cells_steps(cell, layers, b
     assert [t.shape for t in got] == [(N, fn.S), (N, K, fn.P), (N, K, fn.S)]
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    if cell == "local":  # W_hh's block of cot I: its diagonal only, and that not zero
+        o, H = fn.offsets["weight_hh_l0"], 6
+        block = got[1][..., o:o + H * H].reshape(N, K, H, H)
+        assert bool((block.diagonal(dim1=-2, dim2=-1) != 0).all())
+        assert not bool((block - torch.diag_embed(block.diagonal(dim1=-2, dim2=-1))).any())
 
 
 def test_online_products_in_float32_match_autograd_and_repeat_bit_for_bit(monkeypatch):
@@ -222,6 +228,7 @@ def test_online_products_run_compiled_only_where_the_kernel_computes_the_same_st
     from rnntrain.core.regularize import Noise
     s = torch.zeros(1, dtype=torch.float64)
     assert compiled.products_supported(make("gru"), s)
+    assert compiled.products_supported(make("local"), s)  # an Elman step with a diagonal W_hh
     assert not compiled.products_supported(make("gru"), s.float().half())  # float16: autograd's
     assert not compiled.products_supported(make("lstm", proj_size=2), s)  # a projection
     assert not compiled.products_supported(make("gru", noise=Noise(zoneout=0.2)), s)  # zoneout's mixture

@@ -5,6 +5,7 @@ its text promises. test_readme.py checks that every line parses; this runs them.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,8 @@ def _smaller(argv):
     if args.cmd == "tune":  # two trials of one round
         at = argv.index("--trials")
         return [*argv[:at + 1], "2", *argv[at + 2:], "--set", "train.epochs=1"]
-    if args.cmd == "backtest":  # each fold's model trains one round
-        return [*argv, "--set", "train.epochs=1"]
+    if args.cmd == "backtest":  # each fold's model trains one round (a run directory: its own)
+        return argv if args.source and Path(args.source).is_dir() else [*argv, "--set", "train.epochs=1"]
     if args.cmd != "train" or args.resume:
         return argv
     config = config_from_args(args)

@@ -182,10 +182,17 @@ def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], fina
     return x.permute(0, 2, 1, 3)  # (P, N, L or 1, H)
 
 
+# The cells whose online products the kernel computes: (kind, W_hh diagonal). The locally
+# recurrent cell (CRBP's) is an Elman step that reads only W_hh's diagonal: the Elman kernel
+# with diag(diagonal(W_hh)) as the recurrent matrix computes its step and D tan exactly, and
+# `diagonal` keeps W_hh's off-diagonal gradient at zero, as autograd through diagonal() does
+PRODUCTS = {**{name: (kind, False) for name, kind in KINDS.items()}, "local": (KINDS["rnn_tanh"], True)}
+
+
 def products_supported(rnn, s: Tensor) -> bool:
     """Whether :func:`step_products` runs one step of ``rnn``: a cell the kernel implements,
     unidirectional, no projection or zoneout, a CPU float32/float64 state, a kernel that built."""
-    return (rnn.cell.name in KINDS and not rnn.proj_size and not rnn.noise.zoneout
+    return (rnn.cell.name in PRODUCTS and not rnn.proj_size and not rnn.noise.zoneout
             and not rnn.bidirectional and s.device.type == "cpu" and s.dtype in DTYPES
             and kernel() is not None)
 
@@ -196,9 +203,13 @@ def step_products(rnn, weights: Dict[str, Tensor], offsets: Dict[str, int], P: i
     ``weights`` {name: tensor}, ``offsets`` {name: where it starts in the flat (P,) vector},
     s (N, S) flat (:meth:`Recurrent.flat_state`), x (N, F), cot and tan (N, K, S) ->
     (s' (N, S), cot I (N, K, P), D tan (N, K, S))."""
+    kind, diagonal = PRODUCTS[rnn.cell.name]
     slots = [n for layer in range(rnn.num_layers) for n in rnn.weight_slots(layer)[:4]]
-    return kernel().products(KINDS[rnn.cell.name], [None if n is None else weights[n] for n in slots],
-                             [-1 if n is None else offsets[n] for n in slots], P, s, x, cot, tan)
+    tensors = [None if n is None else weights[n] for n in slots]
+    if diagonal:  # every layer's W_hh (slot 1 of 4) as the matrix the step multiplies by
+        tensors[1::4] = [torch.diag_embed(torch.diagonal(w)) for w in tensors[1::4]]
+    return kernel().products(kind, tensors, [-1 if n is None else offsets[n] for n in slots], P, s, x,
+                             cot, tan, diagonal)
 
 
 def forward_compiled(rnn, x: Tensor, hx, n: Optional[Tensor], weights):

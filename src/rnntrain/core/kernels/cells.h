@@ -268,6 +268,6 @@ inline int gates_of(int kind) { return kind == LSTM ? 4 : kind == GRU ? 3 : 1; }
 // products.cpp: one step of a stack of layers and its Jacobian products (online algorithms)
 std::vector<at::Tensor> step_products(int64_t kind, const std::vector<c10::optional<at::Tensor>>& weights,
                                       const std::vector<int64_t>& offsets, int64_t P, at::Tensor s,
-                                      at::Tensor x, at::Tensor cot, at::Tensor tan);
+                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal);
 
 }  // namespace rnntrain_kernel

@@ -17,6 +17,9 @@
 //   cot, tan (N, K, S)
 //   weights  4 per layer: W_ih (G H, F or H), W_hh (G H, H), b_ih, b_hh (G H) or absent
 //   offsets  4 per layer: where each weight starts in the flat parameter vector (-1: absent)
+//   diagonal W_hh is diagonal and only its diagonal is a parameter (the locally recurrent
+//            cell: an Elman step with W_hh = diag(d)); cot I then holds d's gradient on the
+//            diagonal of W_hh's block and zeros elsewhere, as autograd gives through diag()
 //   -> s' (N, S), cot I (N, K, P), D tan (N, K, S)
 #include "cells.h"
 
@@ -45,7 +48,13 @@ void put_columns(const T* out, int64_t R, int64_t lda, int64_t c0, int64_t w, T*
 // cotangents of the pre-activations, v (N, C) what the weight multiplied (row-major (A, C)
 // blocks, the layout of the weight itself)
 template <typename T>
-void outer(const T* u, const T* v, int64_t R, int64_t K, int64_t A, int64_t C, T* dst, int64_t ld, int64_t o) {
+void outer(const T* u, const T* v, int64_t R, int64_t K, int64_t A, int64_t C, T* dst, int64_t ld, int64_t o,
+           bool diagonal = false) {
+  if (diagonal) {  // (A, A) blocks: only dst[r, o + i A + i] = u[r, i] v[r / K, i]; the rest stays 0
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t i = 0; i < A; ++i) dst[r * ld + o + i * C + i] = u[r * A + i] * v[(r / K) * C + i];
+    return;
+  }
   at::parallel_for(0, R, std::max<int64_t>(1, 32768 / std::max<int64_t>(A * C, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* vr = v + (r / K) * C;
@@ -61,7 +70,7 @@ void outer(const T* u, const T* v, int64_t R, int64_t K, int64_t A, int64_t C, T
 template <typename T>
 std::vector<at::Tensor> products_impl(int kind, const std::vector<Opt>& w, const std::vector<int64_t>& off,
                                       int64_t P, const at::Tensor& s_, const at::Tensor& x_,
-                                      const at::Tensor& cot_, const at::Tensor& tan_) {
+                                      const at::Tensor& cot_, const at::Tensor& tan_, bool diagonal) {
   const int64_t Lr = w.size() / 4, N = s_.size(0), S = s_.size(1), K = cot_.size(1), R = N * K;
   const int64_t H = w[1]->size(1), GH = gates_of(kind) * H, SW = save_width(kind);
   const bool lstm = kind == LSTM;
@@ -133,7 +142,7 @@ std::vector<at::Tensor> products_impl(int kind, const std::vector<Opt>& w, const
     if (l > 0) mm<T>(false, false, R, H, GH, dg.data(), W(l, 0), T(0), below.data());
     const int64_t* o = off.data() + 4 * l;
     if (o[0] >= 0) outer<T>(dg.data(), l == 0 ? X : hout[l - 1].data(), R, K, GH, input(l), OI, P, o[0]);
-    if (o[1] >= 0) outer<T>(dA, hin[l].data(), R, K, GH, H, OI, P, o[1]);
+    if (o[1] >= 0) outer<T>(dA, hin[l].data(), R, K, GH, H, OI, P, o[1], diagonal);
     for (int64_t r = 0; r < R; ++r) {
       if (o[2] >= 0) std::memcpy(OI + r * P + o[2], dg.data() + r * GH, GH * sizeof(T));
       if (o[3] >= 0) std::memcpy(OI + r * P + o[3], dA + r * GH, GH * sizeof(T));
@@ -146,8 +155,9 @@ std::vector<at::Tensor> products_impl(int kind, const std::vector<Opt>& w, const
 
 std::vector<at::Tensor> step_products(int64_t kind, const std::vector<Opt>& weights,
                                       const std::vector<int64_t>& offsets, int64_t P, at::Tensor s,
-                                      at::Tensor x, at::Tensor cot, at::Tensor tan) {
+                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal) {
   TORCH_CHECK(kind >= TANH && kind <= GRU, "unknown cell kind ", kind);
+  TORCH_CHECK(!diagonal || kind == TANH || kind == RELU, "a diagonal W_hh is an Elman cell's");
   TORCH_CHECK(!weights.empty() && weights.size() % 4 == 0 && offsets.size() == weights.size(),
               "four weights and offsets per layer");
   s = s.contiguous(); x = x.contiguous(); cot = cot.contiguous(); tan = tan.contiguous();
@@ -165,9 +175,9 @@ std::vector<at::Tensor> step_products(int64_t kind, const std::vector<Opt>& weig
                 "the weights must be CPU tensors of the state's dtype");
   for (const auto* t : {&x, &cot, &tan})
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == s.scalar_type(), "one dtype, on the CPU");
-  if (s.scalar_type() == at::kDouble) return products_impl<double>(kind, w, offsets, P, s, x, cot, tan);
+  if (s.scalar_type() == at::kDouble) return products_impl<double>(kind, w, offsets, P, s, x, cot, tan, diagonal);
   TORCH_CHECK(s.scalar_type() == at::kFloat, "float32 or float64 only");
-  return products_impl<float>(kind, w, offsets, P, s, x, cot, tan);
+  return products_impl<float>(kind, w, offsets, P, s, x, cot, tan, diagonal);
 }
 
 }  // namespace rnntrain_kernel

@@ -384,6 +384,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("population", &population, "P networks forward from the zero state: "
         "(kind, x, W_ih, b_ih, b_hh, W_hh, lengths, final_only) -> (P, L or 1, N, H)");
   m.def("products", &rnntrain_kernel::step_products, "one step of a stack of layers and its "
-        "Jacobian products (products.cpp): (kind, weights, offsets, P, s, x, cot, tan) -> "
-        "(s', cot I, D tan)");
+        "Jacobian products (products.cpp): (kind, weights, offsets, P, s, x, cot, tan, "
+        "diagonal) -> (s', cot I, D tan)");
 }
