@@ -97,7 +97,7 @@ def run(steps: int = 3000, lr: float = 1e-4) -> Dict[str, List[float]]:
 def plot(curves: Dict[str, List[float]], out) -> None:
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..reporting.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, ys in curves.items():
@@ -107,9 +107,7 @@ def plot(curves: Dict[str, List[float]], out) -> None:
     ax.set_ylabel("loss $\\frac{1}{2}(s^0_t - 1)^2$")
     ax.set_title("Influence balancing (Tallec & Ollivier 2017): truncation diverges")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save(fig, out)
 
 
 def main(argv=None) -> Dict[str, float]:

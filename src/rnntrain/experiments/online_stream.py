@@ -75,7 +75,7 @@ def main(argv=None) -> Dict[str, float]:
 
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..reporting.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for label, ys in curves.items():
@@ -88,9 +88,7 @@ def main(argv=None) -> Dict[str, float]:
     ax.set_ylabel("online MSE (scaled), 100-step mean")
     ax.set_title(f"Online learning on the switching oscillator (Elman, n={a.hidden}, Adam lr={a.lr:g})")
     ax.legend(ncol=2, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(a.out, dpi=100)
-    plt.close(fig)
+    save(fig, a.out)
     summary = {}
     for label, ys in curves.items():
         summary[label] = float(np.mean(ys[-1000:]))

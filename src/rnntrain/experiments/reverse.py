@@ -42,7 +42,7 @@ def curve(attention: str, longest: int, *, epochs: int, size: int, hidden: int, 
 def plot(results: List[Dict[str, object]], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..reporting.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
@@ -54,9 +54,7 @@ def plot(results: List[Dict[str, object]], path: str) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Reversing strings: an encoder-decoder with and without attention")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None) -> None:

@@ -167,7 +167,7 @@ class Comparison:
 
     def plot(self, path: Path) -> None:
         """Validation loss against rounds, wall time and work, one line per run."""
-        from .plots import plt
+        from .plots import plt, save
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
         logy = True
         for name, r in zip(self.names, self.runs):
@@ -186,9 +186,7 @@ class Comparison:
         axes[2].set_xscale("log")  # families differ by orders of magnitude in work
         axes[0].legend(fontsize=8)
         fig.suptitle("Validation loss against rounds, time and work")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save(fig, path)
 
     def to_html(self, curves: Path, out: Optional[Path] = None) -> str:
         note = ("work counts forward-step equivalents: one sequence advanced one step by a forward pass = 1; "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -10,6 +10,30 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+# (left, bottom, right, top, gap between panels) in inches, for plots whose labels are short
+# and known: numbers, "loss", "epoch", a metric family's name
+RUN_MARGINS = (0.85, 0.55, 0.2, 0.4, 0.25)
+
+
+def save(fig, path: Path, margins: Optional[Tuple[float, ...]] = None) -> None:
+    """Write ``fig`` as a 100-dpi PNG and close it. ``margins`` (left, bottom, right, top,
+    gap) in inches place the panels (one column) directly; without them every label is
+    measured first (``tight_layout``), which costs about as much as drawing the figure
+    (0.15 s of a 0.35 s plot here): figures with arbitrary labels (tokens, class names,
+    dates) measure, the run's own loss and metric plots do not."""
+    if margins is None:
+        fig.tight_layout()
+    else:
+        left, bottom, right, top, gap = margins
+        w, h = fig.get_size_inches()
+        rows = len(fig.axes)
+        panel = (h - bottom - top - (rows - 1) * gap) / rows
+        fig.subplots_adjust(left=left / w, bottom=bottom / h, right=1 - right / w, top=1 - top / h,
+                            hspace=gap / panel)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_losses(history: List[Dict[str, Any]], path: Path, unit: str = "epoch") -> None:
@@ -26,9 +50,7 @@ def plot_losses(history: List[Dict[str, Any]], path: Path, unit: str = "epoch") 
         ax.set_yscale("log")
     ax.set_title("Training and validation loss")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, RUN_MARGINS)
 
 
 def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = "epoch") -> bool:
@@ -56,9 +78,7 @@ def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = 
         ax.legend(loc="best", fontsize=8)
     axes[-1, 0].set_xlabel(unit)
     axes[0, 0].set_title("Training metrics per " + unit)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, RUN_MARGINS)
     return True
 
 
@@ -75,9 +95,7 @@ def plot_attention(path: Path, examples: List[Any]) -> None:
         ax.set_xlabel("source")
     axes[0][0].set_ylabel("output")
     fig.suptitle("Attention weights")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, recursive,
@@ -106,6 +124,4 @@ def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, rec
         axes[-1, 0].set_xlabel("date")
     else:
         axes[-1, 0].set_xlabel("time step (row)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

@@ -237,13 +237,11 @@ def plot_accepted_by_n(ns: List[int], ok: List[bool], max_n: int, path: Path, ti
     """Accepted (1) or not (0) for every n, with the training range shaded."""
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..reporting.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(7, 2.4))
     ax.axvspan(ns[0], max_n, color="0.9", label="trained on")
     ax.plot(ns, [int(a) for a in ok], drawstyle="steps-mid", lw=1)
     ax.set(xlabel="n", ylabel="accepted", ylim=(-0.1, 1.1), title=title)
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

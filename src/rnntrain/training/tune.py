@@ -288,7 +288,7 @@ def _plots(study, out: Path) -> List[Path]:
     """Optuna's own matplotlib plots; each is skipped when the study cannot draw it yet
     (parameter importances need two finished trials and a parameter that varied)."""
     import optuna.visualization.matplotlib as vis
-    from ..reporting.plots import plt
+    from ..reporting.plots import plt, save
     written = []
     for name, draw in (("history", vis.plot_optimization_history), ("intermediate", vis.plot_intermediate_values),
                        ("importances", vis.plot_param_importances)):
@@ -297,9 +297,7 @@ def _plots(study, out: Path) -> List[Path]:
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
                 ax = draw(study)
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
-            fig.tight_layout()
-            fig.savefig(out / f"tune_{name}.png", dpi=100)
-            plt.close(fig)
+            save(fig, out / f"tune_{name}.png")
             written.append(out / f"tune_{name}.png")
         except (ValueError, RuntimeError, ZeroDivisionError, IndexError):
             plt.close("all")

@@ -162,7 +162,7 @@ def write_confusion(out_dir: Path, m: np.ndarray, classes: List[str], split: str
     (out_dir / "confusion_matrix.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ...reporting.plots import plt, save
 
     C = len(classes)
     size = min(4 + 0.45 * C, 16)
@@ -179,6 +179,4 @@ def write_confusion(out_dir: Path, m: np.ndarray, classes: List[str], split: str
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"confusion matrix ({split} split; colour: fraction of the true class)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
-    plt.close(fig)
+    save(fig, out_dir / "confusion_matrix.png")
