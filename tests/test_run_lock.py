@@ -118,6 +118,37 @@ def test_an_overwrite_killed_before_the_new_runs_first_checkpoint_leaves_the_old
     assert (out / "analysis" / "notes.txt").read_text() == "mine" and not (out / PREVIOUS).exists()
 
 
+def test_an_overwrite_killed_while_setting_the_old_run_aside_puts_every_file_back(tmp_path, capsys):
+    """The old run's files move aside one by one: a kill between two moves loses none."""
+    import os
+    import signal
+    import rnntrain.training.run_dir as run_dir
+    out = tmp_path / "run"
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    pid = os.fork()
+    if pid == 0:  # the child: --overwrite, killed (SIGKILL) at its third file move
+        try:
+            original, calls = run_dir.os.replace, [0]
+
+            def replace(*a, **k):
+                calls[0] += 1
+                if calls[0] == 3:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return original(*a, **k)
+            run_dir.os.replace = replace
+            os._exit(main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--overwrite", "--quiet"]))
+        finally:
+            os._exit(70)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert (out / run_dir.SETTING_ASIDE).is_dir() and len(list((out / run_dir.SETTING_ASIDE).iterdir())) == 2
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--out", str(out), "--quiet"]) == 2  # puts it back
+    assert "put back the run that --overwrite was replacing" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != LOCK} == before
+    assert not (out / run_dir.SETTING_ASIDE).exists() and not (out / run_dir.PREVIOUS).exists()
+
+
 def test_every_file_a_run_of_any_task_writes_is_known_so_any_run_can_be_overwritten(tmp_path):
     import fnmatch
     from rnntrain.tasks import TASKS

@@ -40,10 +40,13 @@ LOCK = ".rnntrain.lock"  # the pid of the process writing the run (RunDir.locked
 # --overwrite moves the old run here and deletes it once the new run has its first
 # checkpoint; until then a crash leaves the old run to be put back (RunDir.recover)
 PREVIOUS = ".replaced-run"
+# the old run's files move here one by one, and the folder is renamed to PREVIOUS when all
+# are in: a kill between two moves leaves this, which RunDir.recover empties back in place
+SETTING_ASIDE = ".replaced-run.partial"
 # what the trainer itself writes; .NAME.*.tmp: a write (training/checkpoint.py:
 # atomic_write) that a kill cut short, removed when the run restarts
 TRAINER_FILES = (CONFIG, METRICS, CHECKPOINT, SUMMARY, "loss.png", "train_metrics.png", "report.html", LOCK,
-                 PREVIOUS, ".*.tmp")
+                 PREVIOUS, SETTING_ASIDE, ".*.tmp")
 # written later by `rnntrain analyze` and `rnntrain backtest RUN_DIR`; part of the run
 RUN_DIRS = ("analysis", "backtest")
 
@@ -139,26 +142,36 @@ class RunDir:
                                 f"({', '.join(sorted(p.name for p in kept)[:3])}); replace them with "
                                 f"--overwrite (overwrite=True in Python), or choose another --out")
             if kept:  # set aside (renames: a link moves as a link), deleted by commit()
-                (self.path / PREVIOUS).mkdir()
+                aside = self.path / SETTING_ASIDE
+                aside.mkdir()
                 for target in kept:
-                    os.replace(target, self.path / PREVIOUS / target.name)
+                    os.replace(target, aside / target.name)
+                os.replace(aside, self.path / PREVIOUS)  # all of the old run at once
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / CONFIG, dumps(config))
 
     def replacing(self) -> bool:
-        """An --overwrite is under way (or was cut short): the old run is set aside."""
-        previous = self.path / PREVIOUS
-        return previous.is_dir() and not previous.is_symlink()
+        """An --overwrite is under way (or was cut short): the old run is (being) set aside."""
+        return any((self.path / name).is_dir() and not (self.path / name).is_symlink()
+                   for name in (PREVIOUS, SETTING_ASIDE))
 
     def commit(self) -> None:
         """The new run has a checkpoint: delete the run --overwrite set aside for it."""
-        if self.replacing():
+        if (self.path / PREVIOUS).is_dir() and not (self.path / PREVIOUS).is_symlink():
             _remove(self.path / PREVIOUS)
 
     def recover(self) -> None:
         """After an --overwrite that stopped early: with the new run's first checkpoint
         written, finish it (delete the old run); without, put the old run back."""
         if not self.replacing():
+            return
+        aside = self.path / SETTING_ASIDE
+        if aside.is_dir():  # stopped while setting the old run aside: nothing new was written yet
+            for p in aside.iterdir():
+                os.replace(p, self.path / p.name)
+            aside.rmdir()
+            print(f"rnntrain: {self.path}: put back the run that --overwrite was replacing (it stopped "
+                  f"while setting the old run aside)", file=sys.stderr)
             return
         if (self.path / CHECKPOINT).is_file():
             self.commit()
