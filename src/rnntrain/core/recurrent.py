@@ -61,7 +61,7 @@ from .fused import as_tuple, from_tuple
 from .lengths import LengthsArg, as_lengths, step_mask
 from .state import HiddenArg, StateLayout
 from .regularize import Noise, drop_weight, recurrent_keep, sequence_dropout, zone
-from .unroll import _under_transform, transform_running, unroll_layer
+from .unroll import _under_transform, unroll_layer
 
 PATHS = ("auto", "fused", "step", "compiled")
 Weights = Tuple[Optional[Tensor], ...]  # one layer and direction: (W_ih, W_hh, b_ih, b_hh, *rest)
@@ -195,11 +195,8 @@ class Recurrent(StateLayout, nn.Module):
 
     def layer_weights(self, layer: int, direction: int = 0) -> Weights:
         """(W_ih, W_hh, b_ih, b_hh, *rest) of one layer and direction (biases None without bias)."""
-        # _parameters first (torch.func.functional_call swaps tensors in there too): getattr on
-        # a parameter goes through a failed attribute lookup, a few us per weight per call;
-        # the fallback serves attributes that live elsewhere (torch.nn.utils.parametrize)
-        params = self._parameters
-        return tuple(None if n is None else params[n] if n in params else getattr(self, n)
+        p = self._parameters  # read directly (functional_call swaps here too): getattr fails a lookup first
+        return tuple(None if n is None else p[n] if n in p else getattr(self, n)  # getattr: parametrize
                      for n in self._slots[self.index(layer, direction)])
 
     def effective_weights(self) -> List[Weights]:
@@ -305,8 +302,7 @@ class Recurrent(StateLayout, nn.Module):
         path; cells without a kernel, and masks inside the time loop, always step."""
         if self.cell.fused is None or self.noise.needs_steps(self.training):
             return "step"
-        if (path in ("auto", "compiled") and transform_running()
-                and _under_transform([x, *as_tuple(hx), *fused.flat_weights(weights)])):
+        if path in ("auto", "compiled") and _under_transform([x, *as_tuple(hx), *fused.flat_weights(weights)]):
             return "step"
         return compiled.choose(self, path, x) if path in ("auto", "compiled") else path
 
