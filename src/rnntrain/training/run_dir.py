@@ -62,6 +62,11 @@ def run_patterns() -> Tuple[str, ...]:
     return TRAINER_FILES + RUN_DIRS + tuple(dict.fromkeys(tasks + monitors))
 
 
+def _real_dir(path: Path) -> bool:
+    """A directory, not a link to one (--overwrite's set-aside folders are never followed)."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def _finite(value):
     """``value`` with every float that is NaN or infinite replaced by None, recursively."""
     if isinstance(value, float):
@@ -152,12 +157,11 @@ class RunDir:
 
     def replacing(self) -> bool:
         """An --overwrite is under way (or was cut short): the old run is (being) set aside."""
-        return any((self.path / name).is_dir() and not (self.path / name).is_symlink()
-                   for name in (PREVIOUS, SETTING_ASIDE))
+        return any(_real_dir(self.path / name) for name in (PREVIOUS, SETTING_ASIDE))
 
     def commit(self) -> None:
         """The new run has a checkpoint: delete the run --overwrite set aside for it."""
-        if (self.path / PREVIOUS).is_dir() and not (self.path / PREVIOUS).is_symlink():
+        if _real_dir(self.path / PREVIOUS):
             _remove(self.path / PREVIOUS)
 
     def recover(self) -> None:
