@@ -92,7 +92,7 @@ class BPTT(Algorithm):
         step one process would take on the whole batch (rnntrain/parallel.py)."""
         model, task, updater, dist = self.ctx.model, self.ctx.task, self.updater, self.ctx.dist
         model.train()
-        total = torch.zeros((), dtype=torch.float64)
+        total = torch.zeros((), dtype=torch.float64)  # on the loss's device from the first step
         count = 0
         state = None
         carry = self.options.truncation > 0  # pieces hand their final state on
@@ -127,8 +127,9 @@ class BPTT(Algorithm):
                 (loss,) = sum_gradients(dist, updater.params, loss.detach())
                 updater.step()
                 state = detach_state(state)
-                n = int(who.sum())
-                total += loss.detach().double().cpu() * n
+                n = len(who) if piece is batch else int(who.sum())  # whole batch: who is all
+                # one copy to the host per round, not per step: total + n * loss in float64
+                total = total.to(loss.device).add_(loss.detach(), alpha=n)
                 count += n
                 if on_step is not None:
                     on_step(float(loss.detach()))

@@ -203,6 +203,11 @@ class Cell:
         """Single step ``(x_t, state) -> state``; x (N, H_in), state tuple of (N, H)."""
         return self.advance(F.linear(x, w_ih, b_ih), state, (w_hh, b_hh, *extra), dt=dt)
 
+    @property
+    def constrained(self) -> bool:
+        """Whether updates must project the weights back (``bound``, an Extra's ``low``)."""
+        return self.bound > 0 or any(e.low is not None for e in self.extras)
+
     def hh_shape(self, H: int, R: int) -> Tuple[int, ...]:
         """W_hh's shape for H units whose recurrent input has R (= H, or proj_size)."""
         return (self.gates * H,) if self.diagonal else (self.gates * H, R)

@@ -112,10 +112,8 @@ class Recurrent(StateLayout, nn.Module):
         self.mode = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM",
                      "gru": "GRU"}.get(self.cell.name, self.cell.name.upper())  # others: "RESERVOIR", ...
         self.nonlinearity = "relu" if self.cell.name == "rnn_relu" else "tanh"
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.proj_size = proj_size
-        self.num_layers = num_layers
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.proj_size, self.num_layers = proj_size, num_layers
         self.bias = bias
         self.batch_first = batch_first
         self.dropout = float(dropout)
@@ -391,9 +389,12 @@ class Recurrent(StateLayout, nn.Module):
         return from_tuple(tuple(torch.stack(f) for f in finals))
 
 
+def constrained(model: nn.Module) -> List[Recurrent]:
+    """The recurrent cores of ``model`` whose cells have a constraint (:meth:`Recurrent.constrain_`)."""
+    return [m for m in model.modules() if isinstance(m, Recurrent) and m.cell.constrained]
+
+
 def constrain(model: nn.Module) -> None:
-    """Every recurrent core of ``model`` projected onto its cell's constraint, in place (what
-    gradient updates call after each step; :meth:`Recurrent.constrain_`)."""
-    for m in model.modules():
-        if isinstance(m, Recurrent):
-            m.constrain_()
+    """Every recurrent core of ``model`` projected onto its cell's constraint, in place."""
+    for m in constrained(model):
+        m.constrain_()

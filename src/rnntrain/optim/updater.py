@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config.schema import check
-from ..core import constrain
+from ..core import constrained
 from .rules import RULES, State, learning_rate
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -74,7 +74,8 @@ class Updater:
     def __init__(self, config: OptimConfig, params: Iterable[nn.Parameter], rounds: int,
                  model: Optional[nn.Module] = None) -> None:
         self.config = config
-        self.model = model  # projected onto its cells' constraints after every step
+        # projected onto their cells' constraints after every step
+        self.constrained = constrained(model) if model is not None else []
         self.params: List[nn.Parameter] = [p for p in params if p.requires_grad]
         self.rule = RULES[config.name](config.weight_decay, config.momentum, config.nesterov)
         self.states: List[State] = [{} for _ in self.params]  # filled at a parameter's first update
@@ -121,8 +122,8 @@ class Updater:
                 states.append(self.states[i])
             with torch.no_grad():
                 self.rule.apply(params, grads, states, self.lr, self.momentum)
-        if self.model is not None:
-            constrain(self.model)
+        for core in self.constrained:
+            core.constrain_()
         self.updates += 1
         self.total_updates += 1
         self.norm_sum += norm

@@ -42,7 +42,7 @@ def mse(outputs: Tensor, targets: Tensor) -> Tensor:
     """Mean squared error. Written out rather than ``F.mse_loss``, whose double backward
     fails under ``torch.func.jvp`` ("ZeroTensors are immutable"), which Hessian-free's
     Gauss-Newton products take of every task's loss."""
-    return ((outputs - targets) ** 2).mean()
+    return torch.square(outputs - targets).mean()
 
 
 @contextmanager

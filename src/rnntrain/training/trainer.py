@@ -34,6 +34,7 @@ from ..models import SequenceModel
 from ..parallel import Distributed, is_main_process
 from ..reporting.compare import run_report
 from ..reporting.plots import plot_losses, plot_metric_families
+from ..reporting.render import drawn, rendering
 from ..tasks.base import HIGHER_IS_BETTER, Task
 from .build import auto_threads, make_model, make_task, resolve_device
 from .checkpoint import detached, load_checkpoint, save_checkpoint
@@ -199,7 +200,8 @@ class Trainer:
         self._saved_at = self._metrics_at = time.monotonic()
         self._good = parameters_to_vector(self.model.parameters()).detach()  # the weights a round starts from
         try:
-            with Interrupts(enabled=not self.dist.active) as interrupts:
+            # the run's figures are drawn by a worker that imports matplotlib meanwhile
+            with Interrupts(enabled=not self.dist.active) as interrupts, rendering(self.writes):
                 while self.round < self.config.train.epochs and self.stop_reason is None:
                     if not self._round(interrupts, progress):
                         break
@@ -322,6 +324,9 @@ class Trainer:
 
     def finish(self) -> RunResult:
         cfg = self.config
+        if self.writes and self.history:  # first: the plot worker draws them while the run is scored
+            plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
+            plot_metric_families(self.history, self.run.file("train_metrics.png"), self.algorithm.unit)
         if cfg.train.restore_best and self.best["model"] is not None:
             self.model.load_state_dict(self.best["model"])
         metrics = {split: self.task.evaluate(self.model, split) for split in ("train", "val", "test")}
@@ -344,10 +349,8 @@ class Trainer:
         }
         if self.writes:
             summary.update(self.task.report(self.model, self.run.path))
-            if self.history:
-                plot_losses(self.history, self.run.file("loss.png"), self.algorithm.unit)
-                plot_metric_families(self.history, self.run.file("train_metrics.png"), self.algorithm.unit)
             self.run.write_summary(summary)
+            drawn()  # the page embeds the figures
             try:
                 run_report(self.run.path)
             except Exception as e:  # the run is whole without its page: say so, never fail the run

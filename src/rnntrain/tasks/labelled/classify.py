@@ -160,23 +160,5 @@ def write_confusion(out_dir: Path, m: np.ndarray, classes: List[str], split: str
     lines = ["true\\predicted," + ",".join(classes)]
     lines += [f"{c}," + ",".join(str(int(v)) for v in row) for c, row in zip(classes, m)]
     (out_dir / "confusion_matrix.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    import matplotlib
-    matplotlib.use("Agg")
-    from ...reporting.plots import plt, save
-
-    C = len(classes)
-    size = min(4 + 0.45 * C, 16)
-    fig, ax = plt.subplots(figsize=(size, size))
-    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if C <= 30:
-        for i in range(C):
-            for j in range(C):
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(C), classes, rotation=90)
-        ax.set_yticks(range(C), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix ({split} split; colour: fraction of the true class)")
-    save(fig, out_dir / "confusion_matrix.png")
+    from ...reporting.plots import plot_confusion
+    plot_confusion(out_dir / "confusion_matrix.png", m, list(classes), split)

@@ -1,0 +1,169 @@
+"""A worker process that draws a run's plots while the run goes on.
+
+Why: a small run spends a tenth of its time in matplotlib, about 0.6 s importing it and
+about 0.2 s per figure here; the training loop itself uses one core of two. The trainer
+starts a worker when a run begins (:func:`rendering`); the worker imports matplotlib on
+the idle core while the run trains, and draws the figures the run asks for at its end
+while the run writes its summary. Nothing else about the plots changes: the worker calls
+the same functions of :mod:`.plots` with the same arguments.
+
+The protocol is pickles over the worker's stdin and stdout, one job and one reply each:
+``(name, args, kwargs)`` -> ``(None, None)`` or ``(exception, traceback text)``. The
+worker ignores SIGINT (a Ctrl-C at a terminal reaches the whole process group; the run
+decides what an interrupt means) and ends when its stdin closes, so it never outlives
+the run by more than the figure it is drawing. If the worker cannot start or dies, the
+run draws the remaining figures itself: a plot is never lost to the worker.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+Job = Tuple[str, tuple, Dict[str, Any]]
+
+
+class Renderer:
+    """The run's side of the worker: :meth:`submit` sends a figure, :meth:`wait` returns
+    once every figure sent is on disk (raising the first figure's error, as drawing it in
+    the run would have)."""
+
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])  # the folder holding rnntrain/
+        env = dict(os.environ, MPLBACKEND="Agg",
+                   PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        self.pending: List[Job] = []
+        try:
+            self.proc: Optional[subprocess.Popen] = subprocess.Popen(
+                [sys.executable, "-c", "from rnntrain.reporting.render import serve; serve()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError:  # no process to spare: draw in the run
+            self.proc = None
+
+    def submit(self, name: str, args: tuple, kwargs: Dict[str, Any]) -> None:
+        job = (name, args, kwargs)
+        self.pending.append(job)
+        if self.proc is not None:
+            try:
+                pickle.dump(job, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):  # the worker is gone: wait() draws the rest here
+                self._stop()
+
+    def wait(self) -> None:
+        """Every submitted figure drawn (by the worker, or here if it died)."""
+        jobs, self.pending = self.pending, []
+        for i, (name, args, kwargs) in enumerate(jobs):
+            reply = self._reply()
+            if reply is None:  # no worker (any more): the remaining figures are drawn here
+                for later, later_args, later_kwargs in jobs[i:]:
+                    _function(later)(*later_args, **later_kwargs)
+                return
+            error, trace = reply
+            if error is not None:
+                self.pending = []
+                raise error from RuntimeError(f"in the plot worker:\n{trace}")
+
+    def _reply(self) -> Optional[Tuple[Optional[BaseException], Optional[str]]]:
+        if self.proc is None:
+            return None
+        try:
+            return pickle.load(self.proc.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self._stop()
+            return None
+
+    def close(self) -> None:
+        """Draw what is pending, then end the worker."""
+        try:
+            self.wait()
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _function(name: str) -> Callable[..., Any]:
+    """The drawing function of plots.py called ``name`` (undecorated: it draws here)."""
+    from . import plots
+    return getattr(plots, name).draw
+
+
+def serve() -> None:
+    """The worker's loop: import matplotlib, then draw jobs from stdin until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    jobs, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # anything printed goes to the run's stderr, not into the replies
+    from . import plots
+    plots.warm_up()
+    while True:
+        try:
+            name, args, kwargs = pickle.load(jobs)
+        except EOFError:
+            return
+        try:
+            _function(name)(*args, **kwargs)
+            reply: Tuple[Any, Any] = (None, None)
+        except Exception as e:  # sent back to the run, which raises it where the figure was asked for
+            import traceback
+            trace = traceback.format_exc()
+            try:
+                pickle.dumps(e)
+                reply = (e, trace)
+            except Exception:
+                reply = (RuntimeError(f"{type(e).__name__}: {e}"), trace)
+        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+
+_active: Optional[Renderer] = None
+
+
+def active() -> Optional[Renderer]:
+    """The renderer figures go to, or None (they are drawn where they are asked for)."""
+    return _active
+
+
+def drawn() -> None:
+    """Returns once every figure asked for so far is on disk (a page that embeds them waits)."""
+    if _active is not None:
+        _active.wait()
+
+
+@contextmanager
+def rendering(enabled: bool = True) -> Iterator[Optional[Renderer]]:
+    """Within: the run's figures (:func:`.plots.run_plot`) are drawn by a worker; on exit,
+    every figure asked for is on disk (or its error raised). Nested uses share the outer
+    worker. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead."""
+    global _active
+    if not enabled or _active is not None or os.environ.get("RNNTRAIN_PLOT_WORKER", "1") in ("0", "off", "false", "no"):
+        yield _active
+        return
+    renderer = _active = Renderer()
+    try:
+        yield renderer
+    except BaseException:
+        _active = None
+        renderer.pending = []  # the run failed: its figures do not matter any more
+        renderer._stop()
+        raise
+    _active = None
+    renderer.close()
