@@ -19,14 +19,30 @@ def test_the_worker_draws_a_runs_figures_and_they_are_on_disk_when_rendering_end
         assert renderer.pending  # asked for, not drawn here
     assert (tmp_path / "loss.png").read_bytes().startswith(PNG)
     assert (tmp_path / "metrics.png").read_bytes().startswith(PNG)
-    assert renderer.proc is None  # the worker has ended
+    assert not renderer.pending
 
 
-def test_the_workers_figure_is_the_figure_drawn_in_the_run(tmp_path):
+def test_the_workers_figure_is_the_figure_a_fresh_process_draws(tmp_path):
     with render.rendering():
         plots.plot_losses(HISTORY, tmp_path / "worker.png")
-    plots.plot_losses.draw(HISTORY, tmp_path / "here.png")
+    here = (f"from rnntrain.reporting import plots; "
+            f"plots.plot_losses.draw({HISTORY!r}, {str(tmp_path / 'here.png')!r})")
+    subprocess.run([sys.executable, "-c", here], check=True, timeout=120)
     assert (tmp_path / "worker.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_runs_in_one_process_share_one_worker_and_a_failed_figure_leaves_no_stale_reply(tmp_path):
+    with render.rendering() as first:
+        plots.plot_losses(HISTORY, tmp_path / "a.png")
+    with pytest.raises(FileNotFoundError):
+        with render.rendering() as second:
+            plots.plot_losses(HISTORY, tmp_path / "missing" / "b.png")
+            plots.plot_losses(HISTORY, tmp_path / "c.png")  # drawn after the failed one
+    assert second is first and first.proc is not None
+    with render.rendering() as third:
+        plots.plot_losses(HISTORY, tmp_path / "d.png")
+    assert third is first
+    assert all((tmp_path / f).exists() for f in ("a.png", "c.png", "d.png"))
 
 
 def test_a_figures_error_is_raised_in_the_run_with_the_workers_traceback(tmp_path):

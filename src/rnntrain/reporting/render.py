@@ -1,21 +1,23 @@
 """A worker process that draws a run's plots while the run goes on.
 
 Why: a small run spends a tenth of its time in matplotlib, about 0.6 s importing it and
-about 0.2 s per figure here; the training loop itself uses one core of two. The trainer
-starts a worker when a run begins (:func:`rendering`); the worker imports matplotlib on
-the idle core while the run trains, and draws the figures the run asks for at its end
-while the run writes its summary. Nothing else about the plots changes: the worker calls
-the same functions of :mod:`.plots` with the same arguments.
+0.2-0.4 s per figure here, while its training loop uses one core of two. The trainer starts
+the worker when a process's first run begins (:func:`rendering`); the worker imports
+matplotlib on the idle core while the run trains, and draws the figures the run asks for
+at its end while the run scores itself. Later runs in the same process (a notebook, an
+Optuna study, a test session) reuse the worker. Nothing else about the plots changes: the
+worker calls the same functions of :mod:`.plots` with the same arguments.
 
 The protocol is pickles over the worker's stdin and stdout, one job and one reply each:
 ``(name, args, kwargs)`` -> ``(None, None)`` or ``(exception, traceback text)``. The
-worker ignores SIGINT (a Ctrl-C at a terminal reaches the whole process group; the run
-decides what an interrupt means) and ends when its stdin closes, so it never outlives
-the run by more than the figure it is drawing. If the worker cannot start or dies, the
-run draws the remaining figures itself: a plot is never lost to the worker.
+worker runs in a session of its own and ignores SIGINT (an interrupt is the run's to
+handle), and ends when its stdin closes: when the process that started it exits, however it
+exits, the worker ends after at most the figure it is drawing. If the worker cannot start
+or dies, the run draws the remaining figures itself: a figure is never lost to the worker.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import signal
@@ -38,10 +40,11 @@ class Renderer:
         env = dict(os.environ, MPLBACKEND="Agg",
                    PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         self.pending: List[Job] = []
-        try:
+        self.pid = os.getpid()
+        try:  # a session of its own: a Ctrl-C at the terminal is the run's to handle
             self.proc: Optional[subprocess.Popen] = subprocess.Popen(
                 [sys.executable, "-c", "from rnntrain.reporting.render import serve; serve()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
         except OSError:  # no process to spare: draw in the run
             self.proc = None
 
@@ -56,18 +59,21 @@ class Renderer:
                 self._stop()
 
     def wait(self) -> None:
-        """Every submitted figure drawn (by the worker, or here if it died)."""
+        """Every submitted figure drawn (by the worker, or here if it died); then the first
+        figure's error, if any, raised (every reply is read first: none is left for the
+        next run to mistake for its own)."""
         jobs, self.pending = self.pending, []
+        failed: Optional[Tuple[BaseException, str]] = None
         for i, (name, args, kwargs) in enumerate(jobs):
             reply = self._reply()
             if reply is None:  # no worker (any more): the remaining figures are drawn here
                 for later, later_args, later_kwargs in jobs[i:]:
                     _function(later)(*later_args, **later_kwargs)
-                return
-            error, trace = reply
-            if error is not None:
-                self.pending = []
-                raise error from RuntimeError(f"in the plot worker:\n{trace}")
+                break
+            if reply[0] is not None and failed is None:
+                failed = reply
+        if failed is not None:
+            raise failed[0] from RuntimeError(f"in the plot worker:\n{failed[1]}")
 
     def _reply(self) -> Optional[Tuple[Optional[BaseException], Optional[str]]]:
         if self.proc is None:
@@ -77,13 +83,6 @@ class Renderer:
         except (EOFError, OSError, pickle.UnpicklingError):
             self._stop()
             return None
-
-    def close(self) -> None:
-        """Draw what is pending, then end the worker."""
-        try:
-            self.wait()
-        finally:
-            self._stop()
 
     def _stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -134,7 +133,8 @@ def serve() -> None:
         replies.flush()
 
 
-_active: Optional[Renderer] = None
+_active: Optional[Renderer] = None  # the renderer of the run in progress
+_worker: Optional[Renderer] = None  # this process's worker, kept from run to run
 
 
 def active() -> Optional[Renderer]:
@@ -148,22 +148,33 @@ def drawn() -> None:
         _active.wait()
 
 
+def _shared() -> Renderer:
+    """This process's worker, started at its first run: later runs in the same process (a
+    notebook, a study, a test session) reuse it and its imported matplotlib."""
+    global _worker
+    if _worker is None or _worker.proc is None or _worker.pid != os.getpid():
+        _worker = Renderer()  # (a forked child never writes into its parent's pipes)
+        atexit.register(_worker._stop)
+    return _worker
+
+
 @contextmanager
 def rendering(enabled: bool = True) -> Iterator[Optional[Renderer]]:
-    """Within: the run's figures (:func:`.plots.run_plot`) are drawn by a worker; on exit,
+    """Within: the run's figures (:func:`.plots.run_plot`) are drawn by the worker; on exit,
     every figure asked for is on disk (or its error raised). Nested uses share the outer
-    worker. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead."""
+    run's. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead."""
     global _active
     if not enabled or _active is not None or os.environ.get("RNNTRAIN_PLOT_WORKER", "1") in ("0", "off", "false", "no"):
         yield _active
         return
-    renderer = _active = Renderer()
+    renderer = _active = _shared()
     try:
         yield renderer
     except BaseException:
-        _active = None
-        renderer.pending = []  # the run failed: its figures do not matter any more
-        renderer._stop()
+        if renderer.pending:  # the run failed: its figures do not matter, and their replies
+            renderer.pending = []  # must not be read as a later run's
+            renderer._stop()
         raise
-    _active = None
-    renderer.close()
+    finally:
+        _active = None
+    renderer.wait()
