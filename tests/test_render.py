@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,12 @@ def test_a_metric_constant_over_the_run_is_stated_in_the_title_not_drawn(tmp_pat
     assert [ax.get_ylabel() for ax in fig.axes] == ["grad"]
     assert "lr = 0.001" in fig.axes[0].get_title() and "clipped_fraction = 0" in fig.axes[0].get_title()
     plots.pyplot().close(fig)
+
+
+def test_relative_paths_are_the_runs_even_when_it_has_moved_since_the_worker_started(tmp_path, monkeypatch):
+    with render.rendering():  # the worker exists, started wherever the session was
+        pass
+    monkeypatch.chdir(tmp_path)
+    with render.rendering():
+        plots.plot_losses(HISTORY, Path("loss.png"))
+    assert (tmp_path / "loss.png").read_bytes().startswith(PNG)

@@ -26,20 +26,6 @@ def pyplot():
     return matplotlib.pyplot
 
 
-def warm_up() -> None:
-    """Import pyplot and draw a small figure nobody sees: the first figure of a process
-    loads the fonts and sets up text and log-scale ticks (about half its cost), which the
-    plot worker does while the run trains."""
-    import io
-    fig, ax = pyplot().subplots(figsize=(2, 2))
-    ax.plot([1, 2], [1e-3, 1e-1], label="x")
-    ax.set_yscale("log")
-    ax.set_title("warm")
-    ax.legend()
-    fig.savefig(io.BytesIO(), format="png", dpi=50)
-    pyplot().close(fig)
-
-
 def __getattr__(name: str):
     if name == "plt":  # `from .plots import plt`
         return pyplot()

@@ -9,10 +9,10 @@ Optuna study, a test session) reuse the worker. Nothing else about the plots cha
 worker calls the same functions of :mod:`.plots` with the same arguments.
 
 The protocol is pickles over the worker's stdin and stdout, one job and one reply each:
-``(name, args, kwargs)`` -> ``(None, None)`` or ``(exception, traceback text)``. The
-worker runs in a session of its own and ignores SIGINT (an interrupt is the run's to
-handle), and ends when its stdin closes: when the process that started it exits, however it
-exits, the worker ends after at most the figure it is drawing. If the worker cannot start
+``(the run's working directory, name, args, kwargs)`` -> ``(None, None)`` or ``(exception,
+traceback text)``. The worker runs in a session of its own and ignores SIGINT (an interrupt
+is the run's to handle), and ends when its stdin closes: when the process that started it
+exits, however it exits, the worker ends after at most the figure it is drawing. If the worker cannot start
 or dies, the run draws the remaining figures itself: a figure is never lost to the worker.
 """
 from __future__ import annotations
@@ -50,10 +50,11 @@ class Renderer:
 
     def submit(self, name: str, args: tuple, kwargs: Dict[str, Any]) -> None:
         job = (name, args, kwargs)
+        message = (os.getcwd(), *job)  # relative paths are the run's, wherever the worker started
         self.pending.append(job)
         if self.proc is not None:
             try:
-                pickle.dump(job, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 self.proc.stdin.flush()
             except (OSError, ValueError):  # the worker is gone: wait() draws the rest here
                 self._stop()
@@ -112,13 +113,14 @@ def serve() -> None:
     jobs, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed goes to the run's stderr, not into the replies
     from . import plots
-    plots.warm_up()
+    plots.pyplot()
     while True:
         try:
-            name, args, kwargs = pickle.load(jobs)
+            cwd, name, args, kwargs = pickle.load(jobs)
         except EOFError:
             return
         try:
+            os.chdir(cwd)
             _function(name)(*args, **kwargs)
             reply: Tuple[Any, Any] = (None, None)
         except Exception as e:  # sent back to the run, which raises it where the figure was asked for

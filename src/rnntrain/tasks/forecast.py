@@ -210,13 +210,14 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         order = torch.randperm(n, generator=generator) if train else torch.arange(n)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size].to(self.device)
-            x = xs[idx]  # (B, W, n_inputs)
+            clean = x = xs[idx]  # (B, W, n_inputs)
             if train and self.config.input_noise > 0:  # on observed inputs, not the known-future ones
                 noise = torch.randn(x.shape, generator=generator, dtype=self.dtype)
                 x = x + self.config.input_noise * (noise * self.noise_mask).to(self.device)
-            norm = self._window_stats(xs[idx])
+            norm = self._window_stats(clean)
             x, y = self._to_window(x, norm), self._to_window(ys[idx], norm, targets=True)
-            yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(xs[idx], norm), y))
+            decoder = self._teacher(self._to_window(clean, norm), y) if self.config.decoder else None
+            yield Batch(x, y, continues=False, decoder=decoder)
 
     def _window_stats(self, x: torch.Tensor) -> Optional[Norm]:
         return window_stats(x, self.normalize, self.norm_pos, self.out_in_pos, self.horizon, self.season)
