@@ -106,3 +106,19 @@ def test_relative_paths_are_the_runs_even_when_it_has_moved_since_the_worker_sta
     with render.rendering():
         plots.plot_losses(HISTORY, Path("loss.png"))
     assert (tmp_path / "loss.png").read_bytes().startswith(PNG)
+
+
+def test_runs_in_two_threads_at_once_each_get_their_figures(tmp_path):
+    import threading
+
+    def run(name):
+        with render.rendering():
+            plots.plot_losses(HISTORY, tmp_path / f"{name}.png")
+            plots.plot_losses(HISTORY, tmp_path / f"{name}-2.png")
+
+    threads = [threading.Thread(target=run, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all((tmp_path / f"t{i}{s}.png").read_bytes().startswith(PNG) for i in range(3) for s in ("", "-2"))

@@ -23,6 +23,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -135,41 +136,57 @@ def serve() -> None:
         replies.flush()
 
 
-_active: Optional[Renderer] = None  # the renderer of the run in progress
+_local = threading.local()  # .renderer: the renderer of this thread's run in progress
+_lock = threading.Lock()  # guards the two below
 _worker: Optional[Renderer] = None  # this process's worker, kept from run to run
+_worker_busy = False  # a run (in some thread) is using it
 
 
 def active() -> Optional[Renderer]:
-    """The renderer figures go to, or None (they are drawn where they are asked for)."""
-    return _active
+    """The renderer this thread's figures go to, or None (they are drawn where asked for)."""
+    return getattr(_local, "renderer", None)
 
 
 def drawn() -> None:
     """Returns once every figure asked for so far is on disk (a page that embeds them waits)."""
-    if _active is not None:
-        _active.wait()
+    renderer = active()
+    if renderer is not None:
+        renderer.wait()
 
 
-def _shared() -> Renderer:
-    """This process's worker, started at its first run: later runs in the same process (a
-    notebook, a study, a test session) reuse it and its imported matplotlib."""
-    global _worker
-    if _worker is None or _worker.proc is None or _worker.pid != os.getpid():
-        _worker = Renderer()  # (a forked child never writes into its parent's pipes)
-        atexit.register(_worker._stop)
-    return _worker
+def _claim() -> Optional[Renderer]:
+    """This process's worker, started at its first run (later runs in the same process, in
+    a notebook, a study or a test session, reuse it and its imported matplotlib); None while
+    another thread's run has it (a worker serves one run at a time: its replies come in order)."""
+    global _worker, _worker_busy
+    with _lock:
+        if _worker_busy:
+            return None
+        if _worker is None or _worker.proc is None or _worker.pid != os.getpid():
+            _worker = Renderer()  # (a forked child never writes into its parent's pipes)
+            atexit.register(_worker._stop)
+        _worker_busy = True
+        return _worker
+
+
+def _release() -> None:
+    global _worker_busy
+    with _lock:
+        _worker_busy = False
 
 
 @contextmanager
 def rendering(enabled: bool = True) -> Iterator[Optional[Renderer]]:
     """Within: the run's figures (:func:`.plots.run_plot`) are drawn by the worker; on exit,
     every figure asked for is on disk (or its error raised). Nested uses share the outer
-    run's. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead."""
-    global _active
-    if not enabled or _active is not None or os.environ.get("RNNTRAIN_PLOT_WORKER", "1") in ("0", "off", "false", "no"):
-        yield _active
+    run's. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead, as does a run in one thread
+    while another thread's run has the worker."""
+    off = os.environ.get("RNNTRAIN_PLOT_WORKER", "1") in ("0", "off", "false", "no")
+    renderer = None if not enabled or off or active() is not None else _claim()
+    if renderer is None:
+        yield active()
         return
-    renderer = _active = _shared()
+    _local.renderer = renderer
     try:
         yield renderer
     except BaseException:
@@ -177,6 +194,8 @@ def rendering(enabled: bool = True) -> Iterator[Optional[Renderer]]:
             renderer.pending = []  # must not be read as a later run's
             renderer._stop()
         raise
+    else:
+        renderer.wait()
     finally:
-        _active = None
-    renderer.wait()
+        _local.renderer = None
+        _release()
