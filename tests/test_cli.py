@@ -224,6 +224,24 @@ def test_the_console_script_exits_2_without_a_traceback(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_the_console_script_ends_without_the_interpreters_teardown_but_loses_nothing(tmp_path):
+    """`command()` ends the process by os._exit after the atexit handlers and a flush: the
+    output through a pipe is whole, the run directory complete, the exit code main's."""
+    exe = Path(sys.executable).with_name("rnntrain")
+    out = tmp_path / "run"
+    proc = subprocess.run([str(exe), "train", "--out", str(out), "--epochs", "2", "--hidden", "4"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().splitlines()[-1] == f"run directory: {out}"
+    assert "epoch 2/2" in proc.stderr
+    assert {"checkpoint.pt", "config.toml", "metrics.csv", "summary.json", "loss.png", "forecast.png",
+            "train_metrics.png", "report.html"} <= {p.name for p in out.iterdir()}
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
+    again = subprocess.run([sys.executable, "-m", "rnntrain", "train", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
 def test_a_run_on_a_relative_data_path_forecasts_and_resumes_from_another_folder(tmp_path, monkeypatch, capsys):
     data = tmp_path / "work" / "series.csv"
     data.parent.mkdir()
