@@ -26,6 +26,17 @@ def pyplot():
     return matplotlib.pyplot
 
 
+def warm_up() -> None:
+    """pyplot imported, and one text with mathtext (a log axis's tick labels) drawn where
+    nobody sees it: a process's first figure loads the fonts and builds the mathtext parser,
+    0.08 s here, which the plot worker does while the run trains."""
+    import io
+    fig = pyplot().figure(figsize=(1, 1))
+    fig.text(0, 0, "epoch $10^{-3}$")
+    fig.savefig(io.BytesIO(), format="png", dpi=10)
+    pyplot().close(fig)
+
+
 def __getattr__(name: str):
     if name == "plt":  # `from .plots import plt`
         return pyplot()

@@ -8,9 +8,9 @@ at its end while the run scores itself. Later runs in the same process (a notebo
 Optuna study, a test session) reuse the worker. Nothing else about the plots changes: the
 worker calls the same functions of :mod:`.plots` with the same arguments.
 
-The protocol is pickles over the worker's stdin and stdout, one job and one reply each:
-``(the run's working directory, name, args, kwargs)`` -> ``(None, None)`` or ``(exception,
-traceback text)``. The worker runs in a session of its own and ignores SIGINT (an interrupt
+The protocol is pickles over the worker's stdin and stdout: jobs ``(the run's working
+directory, name, args, kwargs)``, drawn as they come (two at once), and at :data:`SYNC` one
+reply per job since the last, in order: ``(None, None)`` or ``(exception, traceback text)``. The worker runs in a session of its own and ignores SIGINT (an interrupt
 is the run's to handle), and ends when its stdin closes: when the process that started it
 exits, however it exits, the worker ends after at most the figure it is drawing. If the worker cannot start
 or dies, the run draws the remaining figures itself: a figure is never lost to the worker.
@@ -65,6 +65,12 @@ class Renderer:
         figure's error, if any, raised (every reply is read first: none is left for the
         next run to mistake for its own)."""
         jobs, self.pending = self.pending, []
+        if jobs and self.proc is not None:
+            try:
+                pickle.dump(SYNC, self.proc.stdin)
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                self._stop()
         failed: Optional[Tuple[BaseException, str]] = None
         for i, (name, args, kwargs) in enumerate(jobs):
             reply = self._reply()
@@ -108,32 +114,90 @@ def _function(name: str) -> Callable[..., Any]:
     return getattr(plots, name).draw
 
 
+# Figures a worker draws at once, each in a child forked from it (matplotlib already
+# imported: a fork costs milliseconds). The run is idle while it waits for its figures at its
+# end, so the figures take both cores of two.
+DRAWERS = 2
+SYNC = "sync"  # the run's message for "reply to everything sent so far"
+
+
+def _draw(message: tuple) -> Tuple[Optional[BaseException], Optional[str]]:
+    """One job drawn here: (None, None), or the error (picklable) and its traceback."""
+    cwd, name, args, kwargs = message
+    try:
+        os.chdir(cwd)
+        _function(name)(*args, **kwargs)
+        return None, None
+    except Exception as e:  # sent back to the run, which raises it where the figure was asked for
+        import traceback
+        trace = traceback.format_exc()
+        try:
+            pickle.dumps(e)
+            return e, trace
+        except Exception:
+            return RuntimeError(f"{type(e).__name__}: {e}"), trace
+
+
+class _Drawing:
+    """A job being drawn by a forked child, which writes its reply into a pipe and exits."""
+
+    def __init__(self, message: tuple) -> None:
+        self.message = message
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: draw, reply, and end without the worker's cleanup
+            try:
+                os.close(read)
+                data = memoryview(pickle.dumps(_draw(message), protocol=pickle.HIGHEST_PROTOCOL))
+                while data:
+                    data = data[os.write(write, data):]
+            finally:
+                os._exit(0)
+        os.close(write)
+        self.read = read
+
+    def reply(self) -> Tuple[Optional[BaseException], Optional[str]]:
+        chunks = []
+        while True:
+            chunk = os.read(self.read, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(self.read)
+        os.waitpid(self.pid, 0)
+        try:
+            return pickle.loads(b"".join(chunks))
+        except Exception:  # the child died before replying: draw the figure here instead
+            return _draw(self.message)
+
+
 def serve() -> None:
-    """The worker's loop: import matplotlib, then draw jobs from stdin until it closes."""
+    """The worker's loop: import matplotlib, then draw the jobs from stdin, up to
+    :data:`DRAWERS` at once, replying in order at each :data:`SYNC`, until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     jobs, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything printed goes to the run's stderr, not into the replies
     from . import plots
-    plots.pyplot()
+    plots.warm_up()
+    order: List[Any] = []  # per job since the last sync: its reply, or its _Drawing
     while True:
         try:
-            cwd, name, args, kwargs = pickle.load(jobs)
+            message = pickle.load(jobs)
         except EOFError:
             return
-        try:
-            os.chdir(cwd)
-            _function(name)(*args, **kwargs)
-            reply: Tuple[Any, Any] = (None, None)
-        except Exception as e:  # sent back to the run, which raises it where the figure was asked for
-            import traceback
-            trace = traceback.format_exc()
-            try:
-                pickle.dumps(e)
-                reply = (e, trace)
-            except Exception:
-                reply = (RuntimeError(f"{type(e).__name__}: {e}"), trace)
-        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        if message == SYNC:
+            for entry in order:
+                reply = entry.reply() if isinstance(entry, _Drawing) else entry
+                pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+            order = []
+        elif not hasattr(os, "fork"):
+            order.append(_draw(message))
+        else:
+            running = [k for k, e in enumerate(order) if isinstance(e, _Drawing)]
+            if len(running) >= DRAWERS:
+                order[running[0]] = order[running[0]].reply()
+            order.append(_Drawing(message))
 
 
 _local = threading.local()  # .renderer: the renderer of this thread's run in progress
