@@ -116,9 +116,9 @@ def plot_metric_families(history: List[Dict[str, Any]], path: Path, unit: str = 
                     families[family].append(key)
     if not families:
         return
-    constant = {key: values.pop() for keys in families.values() for key in keys
-                for values in [{row[key] for row in history if isinstance(row.get(key), (int, float))}]
-                if len(values) == 1}
+    seen = {key: {row[key] for row in history if isinstance(row.get(key), (int, float))}
+            for keys in families.values() for key in keys}
+    constant = {key: next(iter(v)) for key, v in seen.items() if len(v) == 1}
     varying = {f: keys for f, keys in families.items() if not all(k in constant for k in keys)}
     if varying:
         families = varying

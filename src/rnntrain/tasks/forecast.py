@@ -216,8 +216,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
                 x = x + self.config.input_noise * (noise * self.noise_mask).to(self.device)
             norm = self._window_stats(clean)
             x, y = self._to_window(x, norm), self._to_window(ys[idx], norm, targets=True)
-            decoder = self._teacher(self._to_window(clean, norm), y) if self.config.decoder else None
-            yield Batch(x, y, continues=False, decoder=decoder)
+            yield Batch(x, y, continues=False, decoder=self._teacher(self._to_window(clean, norm), y))
 
     def _window_stats(self, x: torch.Tensor) -> Optional[Norm]:
         return window_stats(x, self.normalize, self.norm_pos, self.out_in_pos, self.horizon, self.season)
