@@ -101,7 +101,12 @@ def _pyswarms(generations: int) -> Dict[str, float]:
             "evaluations": POP * generations}
 
 
-def _flop_fraction() -> str:
+def _flop_fraction(rounds: int = 9) -> str:
+    """The population evaluation's FLOP rate as a fraction of ``torch.mm``'s (1024 x 1024), at
+    1 and 2 threads. The two are timed in turn, four of each a round, and the fastest of each
+    taken: this machine's speed drifts by tens of percent within a minute, so a ratio of two
+    times taken apart measures the drift (and the first call after the other runs from cold
+    caches, as no generation of a population method does)."""
     x, _ = _data()
     N, L, F, H = x.shape[0], x.shape[1], x.shape[2], HIDDEN
     # per window and step: W_hh h (2H^2), W_ih x (2HF), two biases, the sum, tanh (1 each per
@@ -109,22 +114,28 @@ def _flop_fraction() -> str:
     flops = POP * N * (L * (2 * H * H + 2 * H * F + 4 * H) + 2 * H + 1)
     trainer = Trainer(_config("pso", POP, 2))
     ev, pop = trainer.algorithm.evaluator, trainer.algorithm.x
-    ev(pop)
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        ev(pop)
-        times.append(time.perf_counter() - t)
-    rate = flops / min(times)
     a = torch.randn(1024, 1024)
-    a @ a
-    t = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    mm = 2 * 1024 ** 3 * 5 / (time.perf_counter() - t)
-    return (f"Population evaluation (P = {POP}, {N} windows x {L} steps, {flops / 1e9:.2f} GFLOP): "
-            f"{min(times) * 1e3:.1f} ms, {rate / 1e9:.1f} GFLOP/s = {rate / mm:.1%} of torch.mm "
-            f"(1024 x 1024: {mm / 1e9:.1f} GFLOP/s).")
+    threads = torch.get_num_threads()
+    parts = []
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        ev(pop), a @ a
+        best_ev = best_mm = float("inf")
+        for _ in range(rounds):  # a few of each in turn: the first after the other is cold
+            for _ in range(4):
+                t = time.perf_counter()
+                ev(pop)
+                best_ev = min(best_ev, time.perf_counter() - t)
+            for _ in range(4):
+                t = time.perf_counter()
+                a @ a
+                best_mm = min(best_mm, time.perf_counter() - t)
+        rate, mm = flops / best_ev, 2 * 1024 ** 3 / best_mm
+        parts.append(f"{n} thread{'s' if n > 1 else ''}: {best_ev * 1e3:.1f} ms, {rate / 1e9:.1f} GFLOP/s "
+                     f"= {rate / mm:.1%} of torch.mm ({mm / 1e9:.1f} GFLOP/s)")
+    torch.set_num_threads(threads)
+    return (f"Population evaluation (P = {POP}, {N} windows x {L} steps, {flops / 1e9:.2f} GFLOP; "
+            f"torch.mm 1024 x 1024 timed in turn): " + "; ".join(parts) + ".")
 
 
 def main(quick: bool = False) -> str:

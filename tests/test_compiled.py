@@ -170,6 +170,31 @@ def test_population_evaluation_equals_the_cells_own_recur_on_stacked_weights(cel
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("hidden", [7, 72])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("cell", list(MODES))
+def test_population_blocks_cover_every_window_of_a_wide_batch(cell, dtype, hidden, monkeypatch):
+    """Many windows (several blocks of SIMD vectors, the last one partly empty), 7 units (not
+    a multiple of the group of 4) or 72 (a GRU's then run units first), one input: every
+    window's state equals the cell's own step."""
+    P, N, L = 3, 150, 9
+    g = torch.Generator().manual_seed(2)
+    rnn = Recurrent(MODES[cell][0], 1, hidden, nonlinearity=MODES[cell][1]).to(dtype)
+    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, generator=g).to(dtype)
+               for n, p in rnn.named_parameters()}
+    seq = torch.randn(L, N, 1, generator=g).to(dtype)
+    lengths = torch.full((N,), L)
+    lengths[::17] = L - 2  # a few windows end early: their lanes keep their state
+    for lens in (None, lengths):
+        for final_only in (False, True):
+            got = rnn.population_unroll(weights, seq, lens, final_only=final_only)
+            with monkeypatch.context() as m:
+                m.setattr(compiled, "population_supported", lambda *a: False)
+                want = rnn.population_unroll(weights, seq, lens, final_only=final_only)
+            tol = 1e-12 if dtype == torch.float64 else 1e-4  # float32: summation order
+            torch.testing.assert_close(got, want, atol=tol, rtol=0 if dtype == torch.float64 else tol)
+
+
 def test_population_evaluation_is_compiled_only_where_no_gradient_is_asked_for():
     rnn = make("rnn_tanh")
     weights = {n: p.detach().expand(3, *p.shape).clone().requires_grad_() for n, p in rnn.named_parameters()}

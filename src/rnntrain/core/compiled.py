@@ -44,7 +44,7 @@ from torch import Tensor
 
 from .lengths import reversal_index, reverse_within
 
-SOURCES = [Path(__file__).with_name("kernels") / name for name in ("recurrent.cpp", "products.cpp")]
+SOURCES = [Path(__file__).with_name("kernels") / name for name in ("recurrent.cpp", "products.cpp", "population.cpp")]
 KINDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}  # the cells the kernel implements
 # Where auto runs compiled, by measurement (benchmarks/bench_kernel.py, 1 and 2 threads): Elman
 # and GRU layers whose step has at most AUTO_GATES gate values (batch x gates x hidden): 1.5-3x

@@ -31,7 +31,7 @@ import torch
 
 from ...config.schema import check
 from ..base import register
-from .base import PopulationAlgorithm, PopulationOptions
+from .base import PopulationAlgorithm, PopulationOptions, spread
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class SimulatedAnnealing(PopulationAlgorithm):
             self.rate = 0.9 * self.rate + 0.1 * accept.double()
             self.steps = self.steps * torch.exp(o.adapt_rate * (self.rate - o.target_acceptance))
         self.last_losses = self.f
-        self.diversity = float(self.x.double().std(0).mean())
+        self.diversity = spread(self.x)
         return {"acceptance_rate": float(accept.double().mean()),
                 "acceptance_total": self.accepted / max(self.generation_count + 1, 1) / P,
                 "temperature": float(self.T.mean()), "step": float(step.mean())}

@@ -35,6 +35,16 @@ from ..bptt import BPTT, BPTTOptions
 from .evaluate import PopulationEvaluator
 
 
+def spread(pop: Tensor) -> float:
+    """The population's diversity metric: the mean over weights of their sample standard
+    deviation across individuals, pop (P, D) -> float (0 for one individual). Written out:
+    ``Tensor.std(0)`` took 0.2 ms on (50, 305) doubles, 5x this, twice a generation."""
+    if len(pop) < 2:
+        return 0.0
+    x = pop.double()
+    return float((x - x.mean(0)).square_().sum(0).div_(len(x) - 1).sqrt_().mean())
+
+
 @dataclass(frozen=True)
 class PopulationOptions:
     population: int = 50  # individuals per generation (--population)
@@ -123,7 +133,7 @@ class PopulationAlgorithm(Algorithm):
         self.evaluations += len(pop)
         self.ctx.work.add(self.evaluator.evaluated * self.evaluator.work_steps)  # this process's share
         self.last_losses = losses
-        self.diversity = float(pop.double().std(0).mean()) if len(pop) > 1 else 0.0
+        self.diversity = spread(pop)
         return losses
 
     # -- what a method implements ----------------------------------------------------------

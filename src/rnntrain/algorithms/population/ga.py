@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ...config.schema import check
 from ..base import register
-from .base import PopulationAlgorithm, PopulationOptions
+from .base import PopulationAlgorithm, PopulationOptions, spread
 
 SELECTIONS = ("tournament", "roulette", "rank")
 CROSSOVERS = ("uniform", "one-point", "blend")
@@ -111,7 +111,7 @@ class GeneticAlgorithm(PopulationAlgorithm):
         self.pop = torch.cat([self.pop[elite], children])
         self.losses = torch.cat([self.losses[elite], child_losses])
         self.last_losses = self.losses
-        self.diversity = float(self.pop.double().std(0).mean())
+        self.diversity = spread(self.pop)
         return {}
 
     def search_state(self) -> Dict[str, Any]:

@@ -83,7 +83,14 @@ inline at::vec::Vectorized<float> tanh_(const at::vec::Vectorized<float>& v) {
   Vec q = at::vec::fmadd(x2, Vec(1.19825839466702e-06f), Vec(1.18534705686654e-04f));
   q = at::vec::fmadd(q, x2, Vec(2.26843463243900e-03f));
   q = at::vec::fmadd(q, x2, Vec(4.89352518554385e-03f));
+#if defined(CPU_CAPABILITY_AVX512)
+  // 1/q by the 14-bit estimate and one Newton step (2^-28 relative, under float32's rounding):
+  // a division cost half of the whole tanh here (q >= 0.0048, no special values)
+  const __m512 r = _mm512_rcp14_ps(q);
+  return x * p * Vec(_mm512_mul_ps(r, _mm512_fnmadd_ps(q, r, _mm512_set1_ps(2.f))));
+#else
   return x * p / q;
+#endif
 }
 
 // f(n) for every row n of a step, on torch's intra-op threads when the step's elementwise
@@ -98,43 +105,60 @@ inline void rows(int64_t N, int64_t width, const F& f) {
 
 inline bool valid(const int64_t* len, int64_t t, int64_t n) { return len == nullptr || t < len[n]; }
 
+// One unit's step on a vector of lanes (a row's units, or one unit in a block of windows of
+// the population loop), from its gates' pre-activations; s receives what the backward reads
+// (LSTM i, f, g, o, c, tanh c; GRU r, z, n, W_hn h + b_hn). step_forward and population.cpp
+// both call these, so the SIMD equations are written once.
+template <typename T>
+inline at::vec::Vectorized<T> elman_unit(int kind, const at::vec::Vectorized<T>& p) {
+  return kind == TANH ? tanh_(p) : at::vec::maximum(p, at::vec::Vectorized<T>(T(0)));
+}
+// gates i, f, g, o; c = f c + i g (c in place); h = o tanh(c)
+template <typename T>
+inline at::vec::Vectorized<T> lstm_unit(const at::vec::Vectorized<T>* pre, at::vec::Vectorized<T>& c,
+                                        at::vec::Vectorized<T>* s) {
+  s[0] = sigmoid(pre[0]); s[1] = sigmoid(pre[1]); s[2] = tanh_(pre[2]); s[3] = sigmoid(pre[3]);
+  c = s[1] * c + s[0] * s[2];
+  s[4] = c; s[5] = tanh_(c);
+  return s[3] * s[5];
+}
+// r, z from their pre-activations; n = tanh(x_n + r (W_hn h + b_hn)) (xn, ahn); h = n + z (h - n)
+template <typename T>
+inline at::vec::Vectorized<T> gru_unit(const at::vec::Vectorized<T>& pr, const at::vec::Vectorized<T>& pz,
+                                       const at::vec::Vectorized<T>& xn, const at::vec::Vectorized<T>& ahn,
+                                       const at::vec::Vectorized<T>& hp, at::vec::Vectorized<T>* s) {
+  s[0] = sigmoid(pr); s[1] = sigmoid(pz); s[2] = tanh_(xn + s[0] * ahn); s[3] = ahn;
+  return s[2] + s[1] * (hp - s[2]);
+}
+
 // One step's elementwise forward of row n: pre-activations gx + a (a = W_hh h_{t-1}) and
 // h_{t-1} (hin) -> h_t (hout, may be hin), c in place. H values of each gate, gate k's at
-// offset k * gs of gx, a, bhh and save (gs = H: a row; the population loop's units-first
-// layout passes H = the batch and gs = units x batch).
+// offset k * gs of gx, a, bhh and save (gs = H: a row).
 template <typename T>
 inline void step_forward(int kind, int64_t H, const T* gx, const T* a, const T* bhh, const T* hin, T* h,
                   T* c, T* save, int64_t gs = -1) {
   using Vec = at::vec::Vectorized<T>;
   if (gs < 0) gs = H;
+  auto pre = [&](int g, int64_t j, int64_t k) { return Vec::loadu(gx + g * gs + j, k) + Vec::loadu(a + g * gs + j, k); };
   if (kind == TANH || kind == RELU) {
-    chunks<T>(H, [&](int64_t i, int64_t k) {
-      Vec p = Vec::loadu(gx + i, k) + Vec::loadu(a + i, k);
-      (kind == TANH ? tanh_(p) : at::vec::maximum(p, Vec(T(0)))).store(h + i, k);
-    });
-  } else if (kind == LSTM) {  // gates i, f, g, o; c = f c + i g; h = o tanh(c)
+    chunks<T>(H, [&](int64_t i, int64_t k) { elman_unit<T>(kind, pre(0, i, k)).store(h + i, k); });
+  } else if (kind == LSTM) {
     chunks<T>(H, [&](int64_t j, int64_t k) {
-      Vec gi = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k));
-      Vec gf = sigmoid(Vec::loadu(gx + gs + j, k) + Vec::loadu(a + gs + j, k));
-      Vec gg = tanh_(Vec::loadu(gx + 2 * gs + j, k) + Vec::loadu(a + 2 * gs + j, k));
-      Vec go = sigmoid(Vec::loadu(gx + 3 * gs + j, k) + Vec::loadu(a + 3 * gs + j, k));
-      Vec cn = gf * Vec::loadu(c + j, k) + gi * gg;
-      Vec tc = tanh_(cn);
-      gi.store(save + j, k); gf.store(save + gs + j, k); gg.store(save + 2 * gs + j, k);
-      go.store(save + 3 * gs + j, k); cn.store(save + 4 * gs + j, k); tc.store(save + 5 * gs + j, k);
+      Vec p[4] = {pre(0, j, k), pre(1, j, k), pre(2, j, k), pre(3, j, k)}, s[6];
+      Vec cn = Vec::loadu(c + j, k);
+      Vec hn = lstm_unit<T>(p, cn, s);
+      for (int i = 0; i < 6; ++i) s[i].store(save + i * gs + j, k);
       cn.store(c + j, k);
-      (go * tc).store(h + j, k);
+      hn.store(h + j, k);
     });
-  } else {  // GRU r, z, n: n = tanh(x_n + r (W_hn h + b_hn)); h = n + z (h - n)
+  } else {
     chunks<T>(H, [&](int64_t j, int64_t k) {
-      Vec r = sigmoid(Vec::loadu(gx + j, k) + Vec::loadu(a + j, k) + Vec::loadu(bhh + j, k));
-      Vec z = sigmoid(Vec::loadu(gx + gs + j, k) + Vec::loadu(a + gs + j, k) + Vec::loadu(bhh + gs + j, k));
-      Vec ahn = Vec::loadu(a + 2 * gs + j, k) + Vec::loadu(bhh + 2 * gs + j, k);
-      Vec nn = tanh_(Vec::loadu(gx + 2 * gs + j, k) + r * ahn);
-      Vec hp = Vec::loadu(hin + j, k);
-      r.store(save + j, k); z.store(save + gs + j, k); nn.store(save + 2 * gs + j, k);
-      ahn.store(save + 3 * gs + j, k);
-      (nn + z * (hp - nn)).store(h + j, k);
+      Vec s[4];
+      Vec hn = gru_unit<T>(pre(0, j, k) + Vec::loadu(bhh + j, k), pre(1, j, k) + Vec::loadu(bhh + gs + j, k),
+                           Vec::loadu(gx + 2 * gs + j, k), Vec::loadu(a + 2 * gs + j, k) + Vec::loadu(bhh + 2 * gs + j, k),
+                           Vec::loadu(hin + j, k), s);
+      for (int i = 0; i < 4; ++i) s[i].store(save + i * gs + j, k);
+      hn.store(h + j, k);
     });
   }
 }
@@ -264,6 +288,12 @@ inline void input_part(int kind, int64_t R, int64_t GH, int64_t I, const T* x, c
 
 inline int save_width(int kind) { return kind == LSTM ? 6 : kind == GRU ? 4 : 0; }
 inline int gates_of(int kind) { return kind == LSTM ? 4 : kind == GRU ? 3 : 1; }
+
+// population.cpp: P networks forward on shared data, in blocks of one SIMD vector's windows
+template <typename T>
+void population_blocks(int kind, int64_t P, int64_t Px, int64_t L, int64_t N, int64_t F, int64_t H,
+                       const int64_t* len, const T* X, const T* WI, const T* WH, const T* BI, const T* BH,
+                       T* O, bool final_only);
 
 // products.cpp: one step of a stack of layers and its Jacobian products (online algorithms)
 std::vector<at::Tensor> step_products(int64_t kind, const std::vector<c10::optional<at::Tensor>>& weights,
