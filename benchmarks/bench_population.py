@@ -2,12 +2,13 @@
 
 Model: ``torch.nn.RNN(1, 16)`` + ``Linear(16, 1)`` (rnntrain: the same Elman RNN, hidden 16,
 linear readout); data: the seed's sine windows (1000 points, window 20, 80 % training).
-Population 50, 100 generations (quick: 20). Reports seconds per generation and the best
-training MSE; the FLOP rate of rnntrain's population evaluation as a fraction of
+Population 50, 100 generations (quick: 20), three rounds alternating the tools. Reports
+seconds per generation and the best training MSE; the FLOP rate of rnntrain's population evaluation as a fraction of
 ``torch.mm``'s measured in the same run; and time per generation as P grows.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Dict, List
 
@@ -138,22 +139,44 @@ def _flop_fraction(rounds: int = 9) -> str:
             f"torch.mm 1024 x 1024 timed in turn): " + "; ".join(parts) + ".")
 
 
+PAIRS = (("GA", "ga", "pygad GA (torchga)", _pygad), ("PSO", "pso", "pyswarms GlobalBestPSO", _pyswarms))
+
+
 def main(quick: bool = False) -> str:
-    generations = 20 if quick else 100
-    rows: List[str] = ["| method | s / generation | best training MSE | evaluations |", "|---|---|---|---|"]
-    results = {"rnntrain GA": _rnntrain("ga", POP, generations), "rnntrain PSO": _rnntrain("pso", POP, generations)}
-    for name, fn in (("pygad GA (torchga)", _pygad), ("pyswarms GlobalBestPSO", _pyswarms)):
-        try:
-            results[name] = fn(generations)
-        except ImportError:
-            rows.append(f"| {name} | not installed (pip install rnntrain[bench]) | | |")
+    generations, rounds = (20, 3) if quick else (100, 3)
+    rows: List[str] = ["| method | s / generation (median of rounds) | best training MSE | evaluations |",
+                       "|---|---|---|---|"]
+    # Each round runs every method once, rnntrain's just before its peer's, and a speed-up is
+    # the median over rounds of the ratio within a round: this machine's speed drifts by tens
+    # of percent within minutes, which ratios of runs far apart in time would measure instead.
+    times: Dict[str, List[float]] = {}
+    results: Dict[str, Dict[str, float]] = {}
+    ratios: Dict[str, List[float]] = {}
+    for _ in range(rounds):
+        for label, algo, peer, fn in PAIRS:
+            mine = _rnntrain(algo, POP, generations)
+            results[f"rnntrain {label}"] = mine
+            times.setdefault(f"rnntrain {label}", []).append(mine["s_per_gen"])
+            try:
+                theirs = fn(generations)
+            except ImportError:
+                results.setdefault(peer, {})
+                continue
+            results[peer] = theirs
+            times.setdefault(peer, []).append(theirs["s_per_gen"])
+            ratios.setdefault(label, []).append(theirs["s_per_gen"] / mine["s_per_gen"])
     for name, r in results.items():
-        rows.insert(2, f"| {name} | {r['s_per_gen'] * 1e3:.1f} ms | {r['mse']:.3g} | {r['evaluations']} |")
+        if not r:
+            rows.append(f"| {name} | not installed (pip install rnntrain[bench]) | | |")
+            continue
+        rows.append(f"| {name} | {statistics.median(times[name]) * 1e3:.1f} ms | {r['mse']:.3g} | {r['evaluations']} |")
     lines = [f"Population {POP}, {generations} generations, Elman RNN hidden {HIDDEN} + linear readout, "
-             f"seed sine windows; torch {torch.__version__}, {torch.get_num_threads()} threads.", ""] + rows
-    if "pygad GA (torchga)" in results:
-        lines.append(f"\nSpeed-up per generation: GA {results['pygad GA (torchga)']['s_per_gen'] / results['rnntrain GA']['s_per_gen']:.1f}x "
-                     f"over pygad, PSO {results['pyswarms GlobalBestPSO']['s_per_gen'] / results['rnntrain PSO']['s_per_gen']:.1f}x over pyswarms.")
+             f"seed sine windows; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+             f"{rounds} rounds, each tool's run next to rnntrain's.", ""] + rows
+    if ratios:
+        lines.append("\nSpeed-up per generation (median of the rounds' ratios; range): " + ", ".join(
+            f"{label} {statistics.median(v):.1f}x over {'pygad' if label == 'GA' else 'pyswarms'} "
+            f"({min(v):.1f}-{max(v):.1f}x)" for label, v in ratios.items()) + ".")
     lines += ["", _flop_fraction(), "", "| P | ms / generation (rnntrain PSO) |", "|---|---|"]
     for P in ((10, 100, 500) if quick else (10, 50, 200, 500, 1000, 2000)):
         lines.append(f"| {P} | {_rnntrain('pso', P, 4)['s_per_gen'] * 1e3:.1f} |")

@@ -54,10 +54,11 @@ struct Group {
 
 // acc[r][c] = b_r + sum_k W_ih[row r, k] x[k][c] + sum_k W_hh[row r, k] h[k][c] for the group at u0
 template <typename T, int KIND, int C>
-inline void group(Vec<T> (&acc)[4][C], int64_t u0, int64_t F, int64_t H, const T* bias, const T* wi,
+inline void group(Vec<T> (&out)[4][C], int64_t u0, int64_t F, int64_t H, const T* bias, const T* wi,
                   const T* wh, const Vec<T>* x, const Vec<T>* h) {
   using Gr = Group<KIND>;
   const T *rx[4], *rh[4];
+  Vec<T> acc[4][C];  // local: in registers (through the reference, GCC stored all 16 every k)
 #pragma GCC unroll 4
   for (int r = 0; r < 4; ++r) {
     const int64_t j = Gr::row(r, u0, H);
@@ -85,6 +86,10 @@ inline void group(Vec<T> (&acc)[4][C], int64_t u0, int64_t F, int64_t H, const T
       for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(w, h[k * C + c], acc[r][c]);
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) out[r][c] = acc[r][c];
 }
 
 // The (windows, H) outputs of a block: lanes (H x C vectors) -> out rows n0 .. n0 + count - 1
