@@ -155,10 +155,18 @@ class ModelStep(StepFunction):
         themselves, so each block of I is written once, straight into ``out``'s columns
         (no concatenation of the blocks, no fresh (N, S, P) tensor when ``out`` is given)."""
         N, S = s.shape
-        params = tuple(self.split(theta))
         if self._basis is None or self._basis.dtype != s.dtype or self._basis.device != s.device:
             self._basis = torch.eye(S, dtype=s.dtype, device=s.device)
         basis = self._basis
+        if compiled.products_supported(self.rnn, s):
+            # one kernel call: the S basis cotangents give I's rows, the S basis tangents D's
+            # columns (kernels/products.cpp). Through torch.func this was S vjps a stream and,
+            # at the first step of a process, torch._dynamo's import (1.2 s)
+            eye = basis.expand(N, S, S).contiguous()
+            s_next, I, Dt = compiled.step_products(self.rnn, dict(zip(self.names, self.split(theta))),
+                                                   self.offsets, self.P, s, x, eye, eye, out)
+            return s_next, Dt.transpose(1, 2), I
+        params = tuple(self.split(theta))
 
         def per_stream(s1, x1):  # (S,), (F,)
             s_next, pull = vjp(lambda p, s_: self.single_params(p, s_, x1), params, s1)

@@ -198,18 +198,18 @@ def products_supported(rnn, s: Tensor) -> bool:
 
 
 def step_products(rnn, weights: Dict[str, Tensor], offsets: Dict[str, int], P: int, s: Tensor,
-                  x: Tensor, cot: Tensor, tan: Tensor):
+                  x: Tensor, cot: Tensor, tan: Tensor, out: Optional[Tensor] = None):
     """One step of every layer of ``rnn`` and its Jacobian products, by ``kernels/products.cpp``:
     ``weights`` {name: tensor}, ``offsets`` {name: where it starts in the flat (P,) vector},
     s (N, S) flat (:meth:`Recurrent.flat_state`), x (N, F), cot and tan (N, K, S) ->
-    (s' (N, S), cot I (N, K, P), D tan (N, K, S))."""
+    (s' (N, S), cot I (N, K, P), written into ``out`` when given, D tan (N, K, S))."""
     kind, diagonal = PRODUCTS[rnn.cell.name]
     slots = [n for layer in range(rnn.num_layers) for n in rnn.weight_slots(layer)[:4]]
     tensors = [None if n is None else weights[n] for n in slots]
     if diagonal:  # every layer's W_hh (slot 1 of 4) as the matrix the step multiplies by
         tensors[1::4] = [torch.diag_embed(torch.diagonal(w)) for w in tensors[1::4]]
     return kernel().products(kind, tensors, [-1 if n is None else offsets[n] for n in slots], P, s, x,
-                             cot, tan, diagonal)
+                             cot, tan, diagonal, out)
 
 
 def forward_compiled(rnn, x: Tensor, hx, n: Optional[Tensor], weights):

@@ -298,6 +298,7 @@ void population_blocks(int kind, int64_t P, int64_t Px, int64_t L, int64_t N, in
 // products.cpp: one step of a stack of layers and its Jacobian products (online algorithms)
 std::vector<at::Tensor> step_products(int64_t kind, const std::vector<c10::optional<at::Tensor>>& weights,
                                       const std::vector<int64_t>& offsets, int64_t P, at::Tensor s,
-                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal);
+                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal,
+                                      c10::optional<at::Tensor> out);
 
 }  // namespace rnntrain_kernel

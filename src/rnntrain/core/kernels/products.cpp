@@ -20,7 +20,7 @@
 //   diagonal W_hh is diagonal and only its diagonal is a parameter (the locally recurrent
 //            cell: an Elman step with W_hh = diag(d)); cot I then holds d's gradient on the
 //            diagonal of W_hh's block and zeros elsewhere, as autograd gives through diag()
-//   -> s' (N, S), cot I (N, K, P), D tan (N, K, S)
+//   -> s' (N, S), cot I (N, K, P) (into out when given), D tan (N, K, S)
 #include "cells.h"
 
 #include <algorithm>
@@ -70,13 +70,17 @@ void outer(const T* u, const T* v, int64_t R, int64_t K, int64_t A, int64_t C, T
 template <typename T>
 std::vector<at::Tensor> products_impl(int kind, const std::vector<Opt>& w, const std::vector<int64_t>& off,
                                       int64_t P, const at::Tensor& s_, const at::Tensor& x_,
-                                      const at::Tensor& cot_, const at::Tensor& tan_, bool diagonal) {
+                                      const at::Tensor& cot_, const at::Tensor& tan_, bool diagonal,
+                                      const Opt& out) {
   const int64_t Lr = w.size() / 4, N = s_.size(0), S = s_.size(1), K = cot_.size(1), R = N * K;
   const int64_t H = w[1]->size(1), GH = gates_of(kind) * H, SW = save_width(kind);
   const bool lstm = kind == LSTM;
   const int64_t cbase = Lr * H;  // where the c columns start in s
   auto opts = s_.options();
-  auto s_next = at::empty({N, S}, opts), cotI = at::zeros({N, K, P}, opts), Dt = at::empty({N, K, S}, opts);
+  // cot I into the caller's buffer when given (RTRL's influence: a fresh N K P tensor a step
+  // costs its pages' faults, more than the products at n = 64)
+  auto cotI = out.has_value() ? out->zero_() : at::zeros({N, K, P}, opts);
+  auto s_next = at::empty({N, S}, opts), Dt = at::empty({N, K, S}, opts);
   const T *s = s_.data_ptr<T>(), *X = x_.data_ptr<T>(), *CT = cot_.data_ptr<T>(), *TN = tan_.data_ptr<T>();
   T *SN = s_next.data_ptr<T>(), *OI = cotI.data_ptr<T>(), *OD = Dt.data_ptr<T>();
   auto W = [&](int64_t l, int j) -> const T* { return w[4 * l + j] ? w[4 * l + j]->data_ptr<T>() : nullptr; };
@@ -155,7 +159,8 @@ std::vector<at::Tensor> products_impl(int kind, const std::vector<Opt>& w, const
 
 std::vector<at::Tensor> step_products(int64_t kind, const std::vector<Opt>& weights,
                                       const std::vector<int64_t>& offsets, int64_t P, at::Tensor s,
-                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal) {
+                                      at::Tensor x, at::Tensor cot, at::Tensor tan, bool diagonal,
+                                      c10::optional<at::Tensor> out) {
   TORCH_CHECK(kind >= TANH && kind <= GRU, "unknown cell kind ", kind);
   TORCH_CHECK(!diagonal || kind == TANH || kind == RELU, "a diagonal W_hh is an Elman cell's");
   TORCH_CHECK(!weights.empty() && weights.size() % 4 == 0 && offsets.size() == weights.size(),
@@ -175,9 +180,12 @@ std::vector<at::Tensor> step_products(int64_t kind, const std::vector<Opt>& weig
                 "the weights must be CPU tensors of the state's dtype");
   for (const auto* t : {&x, &cot, &tan})
     TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == s.scalar_type(), "one dtype, on the CPU");
-  if (s.scalar_type() == at::kDouble) return products_impl<double>(kind, w, offsets, P, s, x, cot, tan, diagonal);
+  TORCH_CHECK(!out || (out->is_contiguous() && out->scalar_type() == s.scalar_type() &&
+                       out->sizes() == at::IntArrayRef({s.size(0), cot.size(1), P})),
+              "out must be a contiguous (N, K, P) tensor of the state's dtype");
+  if (s.scalar_type() == at::kDouble) return products_impl<double>(kind, w, offsets, P, s, x, cot, tan, diagonal, out);
   TORCH_CHECK(s.scalar_type() == at::kFloat, "float32 or float64 only");
-  return products_impl<float>(kind, w, offsets, P, s, x, cot, tan, diagonal);
+  return products_impl<float>(kind, w, offsets, P, s, x, cot, tan, diagonal, out);
 }
 
 }  // namespace rnntrain_kernel

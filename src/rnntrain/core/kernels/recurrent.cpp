@@ -389,5 +389,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(kind, x, W_ih, b_ih, b_hh, W_hh, lengths, final_only) -> (P, L or 1, N, H)");
   m.def("products", &rnntrain_kernel::step_products, "one step of a stack of layers and its "
         "Jacobian products (products.cpp): (kind, weights, offsets, P, s, x, cot, tan, "
-        "diagonal) -> (s', cot I, D tan)");
+        "diagonal, out) -> (s', cot I (into out if given), D tan)");
 }
