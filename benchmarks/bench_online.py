@@ -11,8 +11,9 @@ Scaling exponents, two ways (the raw table is printed too):
 
 - ``slope``: the least-squares slope of log(time) against log(n) over n >= FIT_FROM;
 - ``k``: the exponent of ``t(n) = a + b·n^k`` fitted to every size, where ``a`` is the
-  fixed per-call cost (RTRL: ``torch.func`` dispatch, ~1 ms here; the others: a few dozen
-  ATen calls per step) that flattens the slope at
+  fixed per-call cost (a few dozen ATen calls and one call of the compiled products kernel
+  per step; RTRL's was ``torch.func``'s dispatch, ~1 ms, before its Jacobians came from the
+  kernel too) that flattens the slope at
   small n; ``k`` is the asymptotic exponent (RTRL: 4, UORO/SnAp-1/CRBP/BPTT: 2) once the
   sizes reach where ``b·n^k`` is comparable to ``a`` (hence n = 256 for the n² methods);
   it is printed only when ``b·n^k`` is at least half of the largest size's time.
@@ -242,7 +243,7 @@ def _main(quick: bool) -> str:
               f"{f['mm_same_gflops']:.1f} GFLOP/s), {f['fraction_1024']:.0%} of torch.mm 1024² "
               f"({f['mm_1024_gflops']:.1f} GFLOP/s); interleaved medians, 1 thread. The update is "
               f"{f['update_ms'] / f['step_ms']:.0%} of RTRL's whole step ({f['step_ms']:.2f} ms) "
-              f"at this n; the rest is the Jacobians D, I (n³) and torch.func's fixed cost.",
+              f"at this n; the rest is the Jacobians D, I (n³, one call of the compiled products kernel).",
               f"(benchmark time {time.perf_counter() - started:.0f} s)"]
     return "\n".join(lines)
 

@@ -5,8 +5,8 @@ The influence matrix of every stream is kept densely and advanced by
 
 .. math::  M_t = D_t M_{t-1} + I_t \qquad (N, S, P) = (N, S, S) @ (N, S, P) + (N, S, P)
 
-with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (``torch.func``: one vjp
-per stream pulled back along the S basis cotangents, see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
+with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (the compiled products
+kernel's S basis tangents and cotangents, or ``torch.func``'s vjps, see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
 every cell and any number of layers, with no stored history. Cost per step: the batched
 matrix product, 2·N·S²·P flops (for an Elman network S = n, P ≈ n², so n⁴), and N·S·P
 memory (n³) — why the approximations (UORO, SnAp) exist.
@@ -72,9 +72,9 @@ class RTRL(OnlineAlgorithm):
     """Exact real-time recurrent learning; see the module docstring."""
 
     name = "rtrl"
-    # its cost per step grows as n⁴: on the default task one epoch takes 15 s at the seed's 64
-    # units and 2 s at 32, which after 10 epochs (22 s) forecasts at validation MASE 1.44 where
-    # 64 units reach 2.9 after 4 epochs (60 s)
+    # its cost per step grows as n⁴: on the default task one epoch takes 13 s at the seed's 64
+    # units and 1.5 s at 32 (15 s and 2 s before the kernel's Jacobians); 32 units after 10
+    # epochs forecast at validation MASE 1.44 where 64 units reach 2.9 after 4 epochs
     SUGGESTED = {"model": {"hidden": 32}}
 
     def make_sensitivity(self, fn: StepFunction) -> Sensitivity:
