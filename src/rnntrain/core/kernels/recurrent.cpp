@@ -292,7 +292,7 @@ at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih
                   xs.template data_ptr<T>(), w_ih.data_ptr<T>(), w_hh.data_ptr<T>(), ptr<T>(b_ih),
                   ptr<T>(b_hh), out.data_ptr<T>(), final_only};
   // blocks of windows (population.cpp) where measured faster (benchmarks/bench_population.py:
-  // 1.1-1.9x at H = 16-128 and LSTM 256); a GRU above 64 units ran 1.4x faster units first
+  // 1.0-1.9x at H = 16-128, equal at LSTM 256); a GRU above 64 units ran 1.4x faster units first
   if (units && (kind != GRU || H <= 64))
     population_blocks<T>(kind, P, x.size(0), L, N, x.size(3), H, len, q.X, q.WI, q.WH, q.BI, q.BH, q.O, final_only);
   else if (units) population_units<T>(q, frozen);
