@@ -68,22 +68,18 @@ inline void group(Vec<T> (&out)[4][C], int64_t u0, int64_t F, int64_t H, const T
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) acc[r][c] = b;
   }
-  for (int64_t k = 0; k < F; ++k) {
+#pragma GCC unroll 2
+  for (int part = 0; part < 2; ++part) {  // the input's products, then the state's
+    const T* const* w = part == 0 ? rx : rh;
+    const Vec<T>* v = part == 0 ? x : h;
+    for (int64_t k = 0, K = part == 0 ? F : H; k < K; ++k) {
 #pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      if (!Gr::reads_x(r)) continue;
-      const Vec<T> w(rx[r][k]);
+      for (int r = 0; r < 4; ++r) {
+        if (!(part == 0 ? Gr::reads_x(r) : Gr::reads_h(r))) continue;
+        const Vec<T> wk(w[r][k]);
 #pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(w, x[k * C + c], acc[r][c]);
-    }
-  }
-  for (int64_t k = 0; k < H; ++k) {
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      if (!Gr::reads_h(r)) continue;
-      const Vec<T> w(rh[r][k]);
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(w, h[k * C + c], acc[r][c]);
+        for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(wk, v[k * C + c], acc[r][c]);
+      }
     }
   }
 #pragma GCC unroll 4
