@@ -92,3 +92,23 @@ def test_a_probabilistic_head_is_refused_by_closed_form_and_curvature_algorithms
         rnntrain.load_config(base={"task.head": "gaussian", "task.decoder": True})
     with pytest.raises(UserError, match="quantiles.*0.5"):
         rnntrain.load_config(base={"task.head": "quantile", "task.quantiles": [0.1, 0.9]})
+
+
+@pytest.mark.parametrize("head", ["point", "gaussian", "quantile"])
+def test_a_forecasts_population_scores_are_its_loss_and_tolerance_count_per_network(head):
+    """Population methods score P networks at once (the point head by plain batched ops, the
+    others by vmap): each network's loss and number of windows within tolerance are what
+    loss and within_tolerance give for its outputs alone."""
+    from rnntrain.training.build import make_task
+
+    config = rnntrain.load_config(base={"task.head": head, "task.horizon": 3})
+    task = make_task(config)
+    batch = next(task.batches("train", 64, generator=torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(1)
+    outputs = batch.targets.repeat_interleave(task.head.size, 1)[None] + \
+        0.1 * torch.randn(5, *batch.targets.shape[:1], task.spec.output_size, generator=g)
+    losses, within = task.population_scores(outputs, batch, 0.1)
+    for p in range(5):
+        assert losses[p].item() == pytest.approx(task.loss(outputs[p], batch).item(), rel=1e-6)
+        assert within[p].item() == task.within_tolerance(outputs[p], batch, 0.1).sum().item()
+    assert 0 < within.sum() < 5 * len(batch)  # some windows in, some out: the count is tested

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.func import vmap
 
 from ..core.lengths import valid_mask
 
@@ -249,6 +250,13 @@ class Task(ABC):
         if per_step:
             err = err * batch.mask.reshape(*batch.mask.shape, *([1] * (err.dim() - 2)))
         return err.reshape(outputs.shape[0], -1).amax(1) <= tolerance
+
+    def population_scores(self, outputs: Tensor, batch: Batch, tolerance: float) -> Tuple[Tensor, Tensor]:
+        """Losses (P,) and numbers of examples within ``tolerance`` (P,) of P networks'
+        outputs (P, N, ...) on one batch (population methods). Here by vmap of :meth:`loss`
+        and :meth:`within_tolerance`; a task whose loss batches over a leading axis overrides
+        it (forecasts: the head's)."""
+        return vmap(lambda o: (self.loss(o, batch), self.within_tolerance(o, batch, tolerance).sum()))(outputs)
 
     def start_round(self, round: int, model=None) -> None:
         """Called by the trainer before training round ``round`` (0-based; also after a

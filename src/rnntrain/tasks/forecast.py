@@ -28,13 +28,13 @@ Every score comes with the baselines' on the same windows (:mod:`.baselines`).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
 
 from ..config.schema import check
-from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task, TaskSpec
+from .base import evaluating, mse, SPLITS, Batch, DecoderInputs, Task
 from .closed_loop import rolled_windows
 from .baselines import errors, mase_scale, season_length, seasonal_naive
 from .forecast_config import ForecastConfig
@@ -104,45 +104,6 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
 
     # ------------------------------------------------------------ construction
 
-    def _set_columns(self, columns: Sequence[str], inputs: Sequence[str], targets: Sequence[str],
-                     future: Sequence[str], outputs: Optional[Sequence[str]] = None) -> None:
-        """Inputs (default: every column; known-future ones always), targets (default: the
-        inputs that are not known-future), and the predicted columns (module docstring;
-        ``outputs``: a saved run's)."""
-        self.columns, self.future = list(columns), list(future)
-        self.inputs = list(dict.fromkeys(list(inputs) + self.future)) if inputs else list(columns)
-        self.targets = list(targets) or [c for c in self.inputs if c not in self.future]
-        for kind, names in (("input", self.inputs), ("target", self.targets), ("known-future", self.future)):
-            unknown = [c for c in names if c not in self.columns]
-            check(not unknown, f"unknown {kind} column(s) {unknown}; available columns: "
-                               f"{', '.join(self.columns)}")
-        both = [c for c in self.targets if c in self.future]
-        check(not both, f"column(s) {both} are both targets and known-future inputs; a known-future "
-                        f"column is read, not predicted: drop it from --target or --future-column")
-        feedback = set(self.targets) <= set(self.inputs)
-        if outputs is None:
-            extra = [c for c in self.inputs if c not in self.targets and c not in self.future]
-            outputs = self.targets + (extra if feedback else [])
-        self.outputs = list(outputs)
-        self.in_idx = [self.columns.index(c) for c in self.inputs]
-        self.tgt_idx = [self.columns.index(c) for c in self.targets]
-        self.out_idx = [self.columns.index(c) for c in self.outputs]
-        # where each predicted column / target sits among the inputs (None: some target is
-        # not an input, so nothing can be fed back)
-        self.out_in_pos = [self.inputs.index(c) for c in self.outputs] if feedback else None
-        self.tgt_in_pos = self.out_in_pos[:len(self.targets)] if feedback else None
-        # the inputs task.normalize reads relative to the window: all but the known-future ones
-        self.norm_pos = [j for j, c in enumerate(self.inputs) if c not in self.future]
-        self.noise_mask = torch.tensor([float(c not in self.future) for c in self.inputs], dtype=self.dtype)
-        if self.config.decoder:  # H decoder steps of n_outputs values each
-            self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.outputs),
-                                 aligned=False, decoder=True, target_tokens=False)
-        else:
-            self.spec = TaskSpec(input_size=len(self.inputs),
-                                 output_size=self.horizon * len(self.outputs) * self.head.size,
-                                 tokens=False, per_step=False, distribution=self.head.interval > 0,
-                                 time_input=self.inputs[-1:] == [DT])
-
     @property
     def reads_past(self) -> bool:
         """Whether validation and test windows read their inputs from earlier rows (a file;
@@ -184,8 +145,7 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
     def split_size(self, split: str) -> int:
         return len(self._windows[split].x) if split in self._windows else 0
 
-    def batches(self, split: str, batch_size: int, *,
-                generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
+    def batches(self, split: str, batch_size: int, *, generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
         xs, ys = self.train_xy() if split == "train" else (self._windows[split].x, self._windows[split].y)
         return self.batches_of(xs, ys, batch_size, train=split == "train", generator=generator)
 
@@ -274,6 +234,10 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         point = self.head.levels(outputs.reshape(outputs.shape[0], -1))[0.5]
         return super().within_tolerance(point, batch, tolerance)
 
+    def population_scores(self, outputs: torch.Tensor, batch: Batch, tolerance: float):
+        return self.head.population_scores(outputs.reshape(*outputs.shape[:2], -1),
+                                           batch.targets.reshape(outputs.shape[1], -1), tolerance)
+
     def predict_levels(self, model, x: torch.Tensor) -> Dict[float, torch.Tensor]:
         """The model's forecast quantiles {q: (N, H * n_outputs)} of windows x (N, W,
         n_inputs), scaled units; 0.5 is the point forecast (a point head has only it). A
@@ -314,10 +278,10 @@ class ForecastTask(ForecastData, RecursiveForecasts, ForecastReport, Task):
         return self.output_scaler.inverse(z.double().cpu().numpy())[..., :len(self.targets)]
 
     def evaluate(self, model, split: str) -> Dict[str, float]:
-        """loss, and in original units mse, mae, nrmse, mase (of the
-        point forecast, over the targets), the baselines' (tasks/baselines.py): persistence
-        (only when targets are inputs), seasonal naive (with a season) and the training mean;
-        with a probabilistic head also coverage, width, pinball and crps (tasks/heads.py)."""
+        """loss, and in original units mse, mae, nrmse, mase (of the point forecast, over the
+        targets), the baselines' (tasks/baselines.py): persistence (only when targets are inputs),
+        seasonal naive (with a season), the training mean; with a probabilistic head also
+        coverage, width, pinball and crps (tasks/heads.py)."""
         return self._score(model, self._windows.get(split))
 
     def evaluate_rows(self, model, a: int, b: int) -> Dict[str, float]:

@@ -1,15 +1,17 @@
 """Where a forecasting task's rows come from and the defaults they imply (a mixin of
-:class:`~.forecast.ForecastTask`): the file's columns, calendar features appended, the
-first ``task.end`` rows, the train/val/test bounds (``task.split``, ``task.test_rows``),
+:class:`~.forecast.ForecastTask`): the file's columns, calendar features appended, which
+columns are inputs, targets and predicted, the first ``task.end`` rows, the train/val/test bounds (``task.split``, ``task.test_rows``),
 and the automatic window and normalisation."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 
 from ..config.schema import check
 from ..errors import UserError
+from .base import TaskSpec
 from .calendar import calendar_features
 from .series import Series, load_csv, parse_date, split_bounds
 
@@ -103,6 +105,45 @@ class ForecastData:
         values = np.concatenate([series.values, feats[:T]], 1)
         future = None if series.future is None else np.concatenate([series.future, feats[T:]], 1)
         return Series(values, series.columns + names, series.time, series.name, future, series.future_time)
+
+    def _set_columns(self, columns: Sequence[str], inputs: Sequence[str], targets: Sequence[str],
+                     future: Sequence[str], outputs: Optional[Sequence[str]] = None) -> None:
+        """Inputs (default: every column; known-future ones always), targets (default: the
+        inputs that are not known-future), and the predicted columns (module docstring;
+        ``outputs``: a saved run's)."""
+        self.columns, self.future = list(columns), list(future)
+        self.inputs = list(dict.fromkeys(list(inputs) + self.future)) if inputs else list(columns)
+        self.targets = list(targets) or [c for c in self.inputs if c not in self.future]
+        for kind, names in (("input", self.inputs), ("target", self.targets), ("known-future", self.future)):
+            unknown = [c for c in names if c not in self.columns]
+            check(not unknown, f"unknown {kind} column(s) {unknown}; available columns: "
+                               f"{', '.join(self.columns)}")
+        both = [c for c in self.targets if c in self.future]
+        check(not both, f"column(s) {both} are both targets and known-future inputs; a known-future "
+                        f"column is read, not predicted: drop it from --target or --future-column")
+        feedback = set(self.targets) <= set(self.inputs)
+        if outputs is None:
+            extra = [c for c in self.inputs if c not in self.targets and c not in self.future]
+            outputs = self.targets + (extra if feedback else [])
+        self.outputs = list(outputs)
+        self.in_idx = [self.columns.index(c) for c in self.inputs]
+        self.tgt_idx = [self.columns.index(c) for c in self.targets]
+        self.out_idx = [self.columns.index(c) for c in self.outputs]
+        # where each predicted column / target sits among the inputs (None: some target is
+        # not an input, so nothing can be fed back)
+        self.out_in_pos = [self.inputs.index(c) for c in self.outputs] if feedback else None
+        self.tgt_in_pos = self.out_in_pos[:len(self.targets)] if feedback else None
+        # the inputs task.normalize reads relative to the window: all but the known-future ones
+        self.norm_pos = [j for j, c in enumerate(self.inputs) if c not in self.future]
+        self.noise_mask = torch.tensor([float(c not in self.future) for c in self.inputs], dtype=self.dtype)
+        if self.config.decoder:  # H decoder steps of n_outputs values each
+            self.spec = TaskSpec(input_size=len(self.inputs), output_size=len(self.outputs),
+                                 aligned=False, decoder=True, target_tokens=False)
+        else:
+            self.spec = TaskSpec(input_size=len(self.inputs),
+                                 output_size=self.horizon * len(self.outputs) * self.head.size,
+                                 tokens=False, per_step=False, distribution=self.head.interval > 0,
+                                 time_input=self.inputs[-1:] == [DT])
 
     def _first_rows(self, series: Series, end: int) -> Series:
         check(end <= len(series), f"task.end = {end} but the series has {len(series)} rows")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import vmap
 
 from .base import mse
 
@@ -57,13 +58,31 @@ class Head:
         """The predicted quantiles {q: (N, M)}, always with 0.5 (the point forecast)."""
         return {0.5: out}
 
+    def population_scores(self, out: Tensor, y: Tensor, tolerance: float) -> Tuple[Tensor, Tensor]:
+        """P networks' outputs at once (population methods): out (P, N, M·k), y (N, M) ->
+        (losses (P,), windows whose point forecast is within ``tolerance`` at every value
+        (P,)). A point forecast's: plain ops over (P, N, M); under vmap these cost a tenth of
+        a GA generation (P = 50, 16 units)."""
+        err = out - y
+        return torch.square(err).mean((1, 2)), (err.abs().amax(2) <= tolerance).sum(1)
+
     @property
     def interval(self) -> float:
         """The central prediction interval's nominal coverage (0: no interval)."""
         return 0.0
 
 
-class GaussianHead(Head):
+class _Distribution(Head):
+    """A head whose k outputs per value parametrise a distribution."""
+
+    def population_scores(self, out: Tensor, y: Tensor, tolerance: float) -> Tuple[Tensor, Tensor]:
+        """:meth:`Head.population_scores` by vmap of this head's own loss and levels."""
+        def one(o: Tensor):
+            return self.loss(o, y), ((self.levels(o)[0.5] - y).abs().amax(1) <= tolerance).sum()
+        return vmap(one)(out)
+
+
+class GaussianHead(_Distribution):
     name, size = "gaussian", 2
 
     def __init__(self, interval: float):
@@ -88,7 +107,7 @@ class GaussianHead(Head):
         return self.level
 
 
-class QuantileHead(Head):
+class QuantileHead(_Distribution):
     name = "quantile"
 
     def __init__(self, quantiles: Sequence[float]):

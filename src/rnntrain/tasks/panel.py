@@ -105,6 +105,9 @@ class PanelForecastTask(Task):
     def within_tolerance(self, outputs, batch, tolerance):
         return self.first.within_tolerance(outputs, batch, tolerance)
 
+    def population_scores(self, outputs, batch, tolerance):
+        return self.first.population_scores(outputs, batch, tolerance)
+
     def evaluate(self, model, split: str) -> Dict[str, float]:
         per = {k: m.evaluate(model, split) for k, m in self._members.items()}
         scored = {k: v for k, v in per.items() if v}

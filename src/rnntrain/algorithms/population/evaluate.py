@@ -73,8 +73,7 @@ class PopulationEvaluator:
 
     def _score(self, out: Tensor, batch: Batch):
         """(P,) losses and within-tolerance counts of P networks' outputs (P, N, ...)."""
-        tol = self.tolerance
-        return vmap(lambda o: (self.task.loss(o, batch), self.task.within_tolerance(o, batch, tol).sum()))(out)
+        return self.task.population_scores(out, batch, self.tolerance)
 
     def _plain(self, params: Dict[str, Tensor], batch: Batch):
         """Plain vmap of ``functional_call`` of the whole model (the reference of ``_fast``)."""
