@@ -98,3 +98,13 @@ def assert_resume_equals_uninterrupted(config, tmp_path, *, after: int = 1, comp
     for key in compare:
         assert [r[key] for r in whole.history] == [r[key] for r in resumed.history], key
     return whole, resumed
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow run first, longest first (``slow(seconds)``, about 10 unless
+    said): with xdist's load scheduling a long test that starts last runs alone at the end
+    while the other workers sit idle."""
+    def seconds(item) -> float:
+        mark = item.get_closest_marker("slow")
+        return 0.0 if mark is None else (mark.args[0] if mark.args else 10.0)
+    items.sort(key=lambda item: -seconds(item))  # stable: otherwise file order

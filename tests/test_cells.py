@@ -302,6 +302,7 @@ def _small(cell, **extra):
     return rnntrain.load_config(base=keys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", USER_CELLS)
 def test_every_new_cell_resumes_exactly_and_is_analysed(cell, tmp_path, capsys):
     from conftest import assert_resume_equals_uninterrupted

@@ -13,6 +13,8 @@ import rnntrain
 from rnntrain.parallel import Distributed
 from rnntrain.training.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow(20)  # torchrun's processes: every test here is long
+
 SCRIPT = Path(__file__).with_name("dist_bptt.py")
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 12
 

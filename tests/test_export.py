@@ -47,6 +47,7 @@ def ours(run, x):
 CASES = [(cell, both) for cell in sorted(CELL_NAMES) for both in (False, True) if not (cell == "esn" and both)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell, bidirectional", CASES)
 def test_every_cell_and_direction_as_onnx_equals_rnntrain(tmp_path, cell, bidirectional):
     layers = 1 if cell == "esn" else 2

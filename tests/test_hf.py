@@ -118,6 +118,7 @@ def test_levenberg_marquardt_damping_and_martens_cg_stop():
     assert rows[-1]["train_lambda"] < 10.0
 
 
+@pytest.mark.slow(25)
 def test_hf_solves_a_lag_that_sgd_does_not_in_as_many_gradient_evaluations():
     # Martens & Sutskever 2011, sec. 5, scaled down: adding, T = 30, 20 tanh units, sparse init
     common = {"task.length": 30, "task.eval_size": 500, "model.hidden": 20, "train.epochs": 4,

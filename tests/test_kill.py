@@ -88,6 +88,7 @@ def _ending(run):
 EVERY_ROUND = ["--set", "train.checkpoint_every=0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["interval", "every-round"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_path, family, policy):

@@ -37,6 +37,7 @@ def test_every_algorithm_trains_a_ragged_task_or_refuses_in_one_line(kind, algor
     assert torch.isfinite(torch.tensor(val["loss"])) and run.history[-1]["round"] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["bptt", "uoro", "ga", "cmaes", "hf", "esn"])
 def test_a_ragged_classification_run_resumes_bit_for_bit(tmp_path, algorithm):
     config = labelled_config("classify", algorithm, **{"train.epochs": 3})

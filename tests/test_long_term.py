@@ -32,6 +32,7 @@ def test_irnn_is_relu_with_identity_recurrence_and_zero_biases():
     assert torch.equal(model.rnn.weight_hh_l0, torch.eye(5)) and (model.rnn.bias_ih_l0 == 0).all()
 
 
+@pytest.mark.slow
 def test_irnn_learns_the_le_adding_task_where_a_default_tanh_rnn_stays_at_the_mean():
     # Le, Jaitly & Hinton 2015 sec. 4.1, scaled down (T = 20, 32 units, 4000 updates): the
     # direction of their result; seeds 1-3 measured IRNN 0.059-0.080, tanh 0.148-0.151

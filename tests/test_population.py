@@ -191,6 +191,7 @@ def test_cli_generations_and_population(tmp_path, capsys):
     assert "PSO: maximum number of generations (3) reached" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
     script = Path(__file__).with_name("dist_population.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
@@ -215,6 +216,7 @@ def test_only_rank_zero_writes_the_run_directory(monkeypatch):
     assert is_main_process()
 
 
+@pytest.mark.slow
 def test_cli_under_torchrun_writes_one_consistent_run_directory(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"

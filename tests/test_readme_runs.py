@@ -92,6 +92,7 @@ def _smaller(argv):
     return [*argv, *(item for key, value in extra.items() for item in ("--set", f"{key}={value}"))]
 
 
+@pytest.mark.slow(80)
 def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
     if aeon_dataset_dir() is None:
         pytest.skip("aeon (the test extra) ships the archive files the README names")
@@ -112,6 +113,7 @@ def test_every_readme_command_runs_as_written(tmp_path, monkeypatch, capsys):
                 assert (written / promised).exists() if promised else written.stat().st_size > 0, argv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", [d for d in DOCS if readme_commands(d)], ids=lambda d: d.name)
 def test_every_docs_command_runs_as_written(doc, tmp_path, monkeypatch, capsys):
     if aeon_dataset_dir() is None:

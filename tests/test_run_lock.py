@@ -3,6 +3,8 @@ line; a dead writer's lock is taken over, saying so; default run names never col
 import subprocess
 import sys
 
+import pytest
+
 import rnntrain
 from rnntrain.cli.main import main
 from rnntrain.cli.train import default_out
@@ -149,6 +151,7 @@ def test_an_overwrite_killed_while_setting_the_old_run_aside_puts_every_file_bac
     assert not (out / run_dir.SETTING_ASIDE).exists() and not (out / run_dir.PREVIOUS).exists()
 
 
+@pytest.mark.slow
 def test_every_file_a_run_of_any_task_writes_is_known_so_any_run_can_be_overwritten(tmp_path):
     import fnmatch
     from rnntrain.tasks import TASKS

@@ -190,6 +190,7 @@ def fresh_exact_match(run, shortest, longest, size):
     return sum(r["prediction"] == s[::-1] for r, s in zip(rows, fresh)) / len(fresh)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention,epochs", [("none", 30), ("additive", 15)])
 def test_short_strings_are_reversed_perfectly_with_or_without_attention(attention, epochs):
     config = seq2seq_config(**{"task.min_length": 2, "task.max_string": 4, "task.size": 2000,
@@ -198,6 +199,7 @@ def test_short_strings_are_reversed_perfectly_with_or_without_attention(attentio
     assert fresh_exact_match(rnntrain.train(config), 2, 4, 2000) == 1.0
 
 
+@pytest.mark.slow(40)
 def test_long_strings_are_reversed_only_with_attention():
     scores = {}
     for attention in ("none", "additive"):

@@ -32,6 +32,7 @@ def python_sigint_handler():
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_the_last_checkpoint_and_the_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rnntrain", "train", *ARGS, "--out", str(run), "--quiet"],
