@@ -54,6 +54,9 @@ def killed_at(point: str, args) -> int:
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
+            # no plot worker: a forked child would start its own (a Python and matplotlib's
+            # import, ~1 s of CPU) only to be killed before its first figure
+            os.environ["RNNTRAIN_PLOT_WORKER"] = "0"
             KILL_AT[point]()
             os._exit(main(["train", *args]))
         finally:
