@@ -10,10 +10,12 @@ worker calls the same functions of :mod:`.plots` with the same arguments.
 
 The protocol is pickles over the worker's stdin and stdout: jobs ``(the run's working
 directory, name, args, kwargs)``, drawn as they come (two at once), and at :data:`SYNC` one
-reply per job since the last, in order: ``(None, None)`` or ``(exception, traceback text)``. The worker runs in a session of its own and ignores SIGINT (an interrupt
-is the run's to handle), and ends when its stdin closes: when the process that started it
-exits, however it exits, the worker ends after at most the figure it is drawing. If the worker cannot start
-or dies, the run draws the remaining figures itself: a figure is never lost to the worker.
+reply per job since the last, in order: ``(None, None)`` or ``(exception, traceback
+text)``. The worker runs in a session of its own and ignores SIGINT (an interrupt is the
+run's to handle), and ends when its stdin closes: when the process that started it exits,
+however it exits, the worker ends after at most the figure it is drawing. If the worker
+cannot start or dies, the run draws the remaining figures itself: a figure is never lost
+to the worker.
 """
 from __future__ import annotations
 
