@@ -1,10 +1,11 @@
 """Hessian-free optimisation: cost per outer iteration against hidden size and T, and the
 time of one Gauss-Newton-vector product as a multiple of one gradient evaluation.
 
-A Gauss-Newton product is one jvp and one vjp through the unrolled network (the vjp's
-forward pass is shared by every CG iteration of an outer iteration); a gradient is one
-forward and one backward pass. Both use the step path (torch.func has no rules for the
-fused kernel), so the ratio compares like with like; the fused gradient is listed too.
+A Gauss-Newton product is a tangent pass (the kept backward pass differentiated) and a
+cotangent pass over the graphs of one forward and one backward pass, which every CG
+iteration of an outer iteration shares; a gradient is one forward and one backward pass.
+Both use the step path (the products need a backward pass autograd can differentiate), so
+the ratio compares like with like; the fused gradient is listed too.
 Adding problem (M&S 2011 variant), tanh RNN, curvature batch = 1/5 of the gradient batch.
 
     .venv/bin/python benchmarks/bench_hf.py [--quick]
@@ -18,9 +19,10 @@ import time
 import torch
 
 from rnntrain.algorithms.base import Context
-from rnntrain.algorithms.hf import Curvature, HessianFree, HFOptions
+from rnntrain.algorithms.curvature import Curvature
+from rnntrain.algorithms.hf import HessianFree, HFOptions
 from rnntrain.models import ModelConfig, build_model
-from rnntrain.tasks import PathologicalConfig, PathologicalTask
+from rnntrain.tasks import Batch, PathologicalConfig, PathologicalTask
 
 
 def _timed(fn, repeats: int) -> float:
@@ -48,10 +50,10 @@ def product_vs_gradient(hidden: int, T: int, batch: int, repeats: int):
     def gradient(m):
         def run():
             m.zero_grad()
-            task.loss(m(x)[0], y).backward()
+            task.loss(m(x)[0], Batch(x, y)).backward()
         return run
 
-    curv = Curvature(model, task.loss, x, y, structural=0.03)
+    curv = Curvature(model, task.loss, Batch(x, y), structural=0.03)
     v = torch.randn_like(curv.theta)
     t_gv = _timed(lambda: curv.product(v), repeats)
     t_g = _timed(gradient(model), repeats)
@@ -63,7 +65,7 @@ def outer_iteration(hidden: int, T: int, batch: int, cg: int, repeats: int) -> f
     task, model, x, y = _setup(hidden, T, batch)
     hf = HessianFree(Context(model, task, None, 1, batch, torch.Generator().manual_seed(0)),
                      HFOptions(cg_max_iters=cg, cg_tolerance=1e-12))  # exactly cg CG iterations
-    return _timed(lambda: hf.step([(x, y)]), repeats)
+    return _timed(lambda: hf.step([Batch(x, y)]), repeats)
 
 
 def main(quick: bool = False) -> str:

@@ -16,7 +16,7 @@ import torch
 import torch.distributed
 
 import rnntrain
-from rnntrain.algorithms.hf import _Curvatures
+from rnntrain.algorithms.curvature import Curvatures
 from rnntrain.training.trainer import Trainer
 
 from test_every_pair import TASK_SIZES
@@ -36,7 +36,7 @@ def hf_pieces(cfg):
     hf = trainer.algorithm
     chunks = next(iter(hf._minibatches()))
     loss, g = hf._gradient(chunks)
-    curv = _Curvatures(trainer.model, trainer.task.loss, chunks, structural=0.3, dist=trainer.dist,
+    curv = Curvatures(trainer.model, trainer.task.loss, chunks, structural=0.3, dist=trainer.dist,
                        task=trainer.task)
     v = torch.randn(g.shape, generator=torch.Generator().manual_seed(1), dtype=g.dtype)
     return {"loss": loss, "g": g, "gv": curv.product(v), "moved": hf._loss_at(curv.theta + 0.01 * v, chunks)}

@@ -9,8 +9,8 @@ from torch.func import functional_call
 import rnntrain
 from rnntrain.algorithms import ALGORITHMS
 from rnntrain.algorithms.base import Context
-from rnntrain.algorithms.hf import (Curvature, HessianFree, HFOptions, _Curvatures, _Unrolled,
-                                    gauss_newton_product)
+from rnntrain.algorithms.curvature import Curvature, Curvatures, Unrolled, gauss_newton_product
+from rnntrain.algorithms.hf import HessianFree, HFOptions
 from rnntrain.errors import UserError
 from rnntrain.models import ModelConfig, build_model
 from rnntrain.tasks import Batch, PathologicalConfig, PathologicalTask
@@ -24,7 +24,7 @@ def explicit_gauss_newton(model, loss, x, y, structural):
     shapes = [p.shape for p in model.parameters()]
     sizes = [p.numel() for p in model.parameters()]
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    wrapped = _Unrolled(model)
+    wrapped = Unrolled(model)
 
     def f(flat, which):
         params = {"model." + n: t.view(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
@@ -54,6 +54,21 @@ def test_gauss_newton_product_equals_the_explicit_matrix_in_float64(cell, proble
     assert torch.equal(curv.product(v), curv.product(v))  # the shared vjp can be reused
 
 
+def test_with_dropout_every_product_of_a_cg_run_sees_one_network_so_the_matrix_is_symmetric_psd():
+    # training mode draws dropout masks; G must still be one symmetric PSD matrix for CG to solve
+    task = PathologicalTask(PathologicalConfig(problem="adding", length=20, eval_size=2), dtype=F64)
+    x, y = task.sample(4, torch.Generator().manual_seed(0))
+    model = build_model(ModelConfig(cell="lstm", hidden=4, layers=2, dropout=0.5), task.spec,
+                        generator=torch.Generator().manual_seed(0), dtype=F64).train()
+    torch.manual_seed(0)
+    curv = Curvature(model, task.loss, Batch(x[:, :9], y), structural=0.3)
+    g = torch.Generator().manual_seed(1)
+    v, w = (torch.randn(curv.theta.numel(), dtype=F64, generator=g) for _ in range(2))
+    assert abs(float(w @ curv.product(v) - v @ curv.product(w))) < 1e-12 * float(v.norm() * w.norm())
+    assert float(v @ curv.product(v)) > 0
+    assert torch.equal(curv.product(v), curv.product(v))
+
+
 def test_a_minibatch_of_chunks_of_different_lengths_is_the_mean_over_its_sequences():
     # one sequence length per task batch: a step mixes lengths by taking several batches
     task = PathologicalTask(PathologicalConfig(problem="adding", length=20, eval_size=2), dtype=F64)
@@ -65,7 +80,7 @@ def test_a_minibatch_of_chunks_of_different_lengths_is_the_mean_over_its_sequenc
     G1, theta = explicit_gauss_newton(model, task.loss, x1, y1, structural=0.3)
     G2, _ = explicit_gauss_newton(model, task.loss, x2, y2, structural=0.3)
     v = torch.randn(theta.numel(), dtype=F64, generator=torch.Generator().manual_seed(1))
-    mixed = _Curvatures(model, task.loss, [Batch(x1, y1), Batch(x2, y2)], structural=0.3)
+    mixed = Curvatures(model, task.loss, [Batch(x1, y1), Batch(x2, y2)], structural=0.3)
     assert torch.allclose(mixed.product(v), (2 * G1 @ v + 3 * G2 @ v) / 5, rtol=1e-10, atol=1e-12)
     hf = HessianFree(Context(model, task, None, 1, 5, g), HFOptions())
     loss, grad = hf._gradient([Batch(x1, y1), Batch(x2, y2)])

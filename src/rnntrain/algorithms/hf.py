@@ -14,9 +14,9 @@ by conjugate gradient (CG), where, on a smaller *curvature* minibatch (the first
 - :math:`G = J^\top H_L J` is the generalised Gauss-Newton matrix (Schraudolph 2002) of
   the loss :math:`L` composed with the outputs :math:`z(\theta)`: :math:`J = \partial z /
   \partial\theta`, :math:`H_L = \partial^2 L / \partial z^2` (PSD for MSE and softmax
-  cross-entropy). :math:`Gv` costs one forward-mode pass (``torch.func.jvp``: :math:`Jv`),
-  a product with :math:`H_L` on the outputs only, and one reverse-mode pass
-  (``torch.func.vjp``: :math:`J^\top u`) -- no double backward through the network.
+  cross-entropy). :math:`Gv` costs a forward-mode pass (:math:`Jv`, here as the kept
+  backward pass differentiated once more: :class:`Curvature`), a product with :math:`H_L`
+  on the outputs only, and one reverse-mode pass (:math:`J^\top u`).
 - :math:`S = J_h^\top J_h / (N L)` is *structural damping* (M&S 2011 sec. 3.2): the
   Gauss-Newton matrix of the penalty :math:`\tfrac{1}{2NL}\sum\|h_t(\theta+p) -
   h_t(\theta)\|^2` on the change of the hidden states, weighted by :math:`\lambda\mu`.
@@ -44,15 +44,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp, vjp
+from torch.func import functional_call
 
 from ..config.schema import check
 from ..core import constrain
-from ..parallel import Distributed, sum_gradients
-from ..tasks.base import Batch
+from ..parallel import sum_gradients
 from .base import COTANGENT, FORWARD, TANGENT, TRAIN_STEP, Algorithm, Context, StepCallback, register
+from .curvature import Chunks, Curvatures, chunk_parts, flat
 
-GN_PRODUCT = FORWARD + TANGENT + COTANGENT  # G v = J^T H J v: a jvp, then a vjp (Work's unit)
+# G v = J^T H J v (Work's unit) over kept graphs: a tangent and a cotangent pass; the forward
+# pass is made once per curvature minibatch (Curvature)
+GN_PRODUCT = TANGENT + COTANGENT
 
 
 @dataclass(frozen=True)
@@ -84,120 +86,6 @@ class HFOptions:
         check(0 <= self.cg_decay <= 1, f"cg_decay must be in [0, 1], got {self.cg_decay}")
         check(self.backtrack_base > 1, f"backtrack_base must be > 1, got {self.backtrack_base}")
         check(0 < self.min_damping <= self.damping, "min_damping must be in (0, damping]")
-
-
-class _Unrolled(nn.Module):
-    """The model as outputs *and* every hidden state (the protocol's ``outputs_and_states``),
-    as a module's forward so that ``functional_call`` runs it over explicit parameters."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, lengths: Optional[Tensor] = None, decoder=None):
-        return self.model.outputs_and_states(x, lengths, decoder)
-
-
-class Curvature:
-    """Gauss-Newton(-vector) products of ``loss(model(x), y)`` at the model's current weights.
-
-    ``product(v)`` = :math:`(J^\\top H_L J + \\gamma J_h^\\top J_h / (N L)) v` for a flat
-    parameter-vector ``v`` (order of ``model.parameters()``), with ``gamma = structural``.
-    One jvp and one vjp through the network per product; the vjp's forward pass is shared.
-    """
-
-    def __init__(self, model: nn.Module, loss: Callable[[Tensor, Batch], Tensor], batch: Batch,
-                 *, structural: float = 0.0, steps: Optional[int] = None, loss_scale: float = 1.0) -> None:
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = ["model." + n for n, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.sizes = [p.numel() for _, p in named]
-        self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-        self.structural = structural
-        wrapped = _Unrolled(model)
-
-        def f(flat: Tensor):
-            params = {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
-            return functional_call(wrapped, params, (batch.inputs, batch.lengths, batch.decoder))
-
-        self.f = f
-        (self.out, self.states), self._vjp = vjp(f, self.theta)
-        self._loss_grad = grad(lambda z: loss(z, batch))  # dL/dz, differentiated once more by jvp below
-        # N * L without padding (padded states are constant zeros); a process's rows of a batch
-        # divide by the whole batch's (``steps``)
-        self.steps = steps or batch.valid_steps
-        self.loss_scale = loss_scale  # a process's rows: their share of the batch's loss (not of the structural term)
-
-    def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
-        """The product with ``v``; ``structural=False`` leaves out the structural term."""
-        _, (jv, jh) = jvp(self.f, (self.theta,), (v,))  # J v (outputs), J_h v (hidden states)
-        _, hjv = jvp(self._loss_grad, (self.out,), (jv,))  # H_L J v, on the outputs only
-        hjv = hjv * self.loss_scale if self.loss_scale != 1.0 else hjv
-        gamma = self.structural if structural else 0.0
-        cot_h = jh * (gamma / self.steps) if gamma else torch.zeros_like(jh)
-        (gv,) = self._vjp((hjv, cot_h))  # J^T H_L J v + gamma J_h^T J_h v / (N L)
-        return gv
-
-
-def gauss_newton_product(model: nn.Module, loss, batch: Batch, v: Tensor, *,
-                         structural: float = 0.0) -> Tensor:
-    """:math:`(J^\\top H_L J + \\gamma J_h^\\top J_h/(NL))\\, v` on ``batch``; see :class:`Curvature`."""
-    return Curvature(model, loss, batch, structural=structural).product(v)
-
-
-def _flat(tensors) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-Chunks = List[Batch]
-
-
-def _weights(chunks: Chunks) -> List[float]:
-    """n_i / N: each chunk's share of the minibatch's sequences."""
-    sizes = [len(b) for b in chunks]
-    return [n / sum(sizes) for n in sizes]
-
-
-# A chunk as this process computes it: (its rows of the chunk, the chunk's weight n_i / N,
-# these rows' share of the chunk's loss (Task.loss_weight; 1 in one process), the chunk's
-# valid steps). Every quantity is the sum of the processes' weighted parts (rnntrain/parallel.py).
-Part = Tuple[Batch, float, float, int]
-
-
-def _parts(chunks: Chunks, dist: Distributed, task) -> List[Part]:
-    out = []
-    for b, w in zip(chunks, _weights(chunks)):
-        if not dist.active:
-            out.append((b, w, 1.0, b.valid_steps))
-            continue
-        mine = b.select(dist.shard(len(b)))
-        if len(mine):
-            out.append((mine, w, task.loss_weight(mine) / task.loss_weight(b), b.valid_steps))
-    return out
-
-
-class _Curvatures:
-    """The Gauss-Newton products of a minibatch of chunks: the chunks' :class:`Curvature`
-    products weighted by their share of the sequences (so the mean over all sequences),
-    summed over processes (each takes its rows; the structural term is over the whole chunk's
-    steps and not scaled by a row's share of the loss)."""
-
-    def __init__(self, model: nn.Module, loss, chunks: Chunks, *, structural: float,
-                 dist: Optional[Distributed] = None, task=None) -> None:
-        dist = dist or Distributed()  # (one process: ``task`` is not asked for weights)
-        parts = _parts(chunks, dist, task)
-        self.parts = [Curvature(model, loss, b, structural=structural, steps=steps, loss_scale=share)
-                      for b, _, share, steps in parts]
-        self.weights = [w for _, w, _, _ in parts]
-        self.steps = sum(b.work_steps for b, *_ in parts)  # this process's sequence-steps (Work)
-        self.dist = dist
-        self.theta = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
-
-    def product(self, v: Tensor, *, structural: bool = True) -> Tensor:
-        out = torch.zeros_like(v)
-        for part, w in zip(self.parts, self.weights):
-            out += w * part.product(v, structural=structural)
-        return self.dist.sum_(out)
 
 
 @register
@@ -238,7 +126,7 @@ class HessianFree(Algorithm):
                                                         self.params)}
         total = torch.zeros((), dtype=torch.float64)
         with torch.no_grad():
-            for b, w, share, _ in _parts(chunks, self.ctx.dist, self.ctx.task):
+            for b, w, share, _ in chunk_parts(chunks, self.ctx.dist, self.ctx.task):
                 out = functional_call(model, params, (b.inputs,), {"lengths": b.lengths, "final_state": False,
                                                                    "decoder": b.decoder})[0]
                 total += w * share * float(self.ctx.task.loss(out, b))
@@ -249,14 +137,14 @@ class HessianFree(Algorithm):
         for p in self.params:
             p.grad = None
         total = torch.zeros((), dtype=torch.float64)
-        for b, w, share, _ in _parts(chunks, self.ctx.dist, self.ctx.task):
+        for b, w, share, _ in chunk_parts(chunks, self.ctx.dist, self.ctx.task):
             out = self.ctx.model(b.inputs, lengths=b.lengths, final_state=False, decoder=b.decoder)[0]
             loss = (w * share) * self.ctx.task.loss(out, b)
             loss.backward()  # accumulates into .grad, one chunk's graph at a time
             self.ctx.work.add(b.work_steps, TRAIN_STEP)
             total += float(loss.detach())
         (total,) = sum_gradients(self.ctx.dist, self.params, total)  # every process's rows
-        g = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
+        g = flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params])
         for p in self.params:
             p.grad = None
         return float(total), g
@@ -297,7 +185,7 @@ class HessianFree(Algorithm):
             saved.append((i, p, values[-1] if values else 0.0))
         return saved, i
 
-    def _reduction_ratio(self, curv: "_Curvatures", theta: Tensor, p: Tensor, chunks: Chunks) -> float:
+    def _reduction_ratio(self, curv: "Curvatures", theta: Tensor, p: Tensor, chunks: Chunks) -> float:
         r""":math:`\rho = (L_c(\theta + p) - L_c(\theta)) / (g_c^\top p + \tfrac12 p^\top G_c p)`.
 
         Numerator and denominator on the same (curvature) sequences: with the gradient
@@ -323,8 +211,9 @@ class HessianFree(Algorithm):
         curv_chunks = [b.select(torch.arange(m)) for b in chunks
                        for m in [max(1, int(round(o.curvature_fraction * len(b))))]]
         lam = self.damping
-        curv = _Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping,
+        curv = Curvatures(self.ctx.model, self.ctx.task.loss, curv_chunks, structural=lam * o.structural_damping,
                            dist=self.ctx.dist, task=self.ctx.task)
+        self.ctx.work.add(curv.steps, FORWARD)  # its one forward pass (the products reuse its graph)
 
         def apply(v: Tensor) -> Tensor:
             self.ctx.work.add(curv.steps, GN_PRODUCT)

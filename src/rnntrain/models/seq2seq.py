@@ -36,6 +36,7 @@ from torch.func import functional_call, vmap
 
 from ..core import Recurrent
 from ..core.lengths import valid_mask
+from ..core.unroll import stack_steps
 from ..errors import UserError
 from ..tasks.base import PAD_ID
 from .attention import Attention
@@ -176,7 +177,7 @@ class EncoderDecoder(nn.Module):
             out, feed, _, state = self._step(prev, feed, state, memory, mask, keys)
             outs.append(out)
             tops.append(self._top(state))
-        return torch.stack(outs, 1), torch.stack(tops, 1)
+        return stack_steps(outs, 1), stack_steps(tops, 1)
 
     def population_forward(self, params: Dict[str, Tensor], inputs: Tensor,
                            lengths: Optional[Tensor] = None, decoder=None) -> Tensor:
