@@ -199,13 +199,14 @@ def test_short_strings_are_reversed_perfectly_with_or_without_attention(attentio
     assert fresh_exact_match(rnntrain.train(config), 2, 4, 2000) == 1.0
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(25)
 def test_long_strings_are_reversed_only_with_attention():
+    # 10 epochs: additive 0.94 (0.94 at 12 too), none 0.007 (measured 3 December)
     scores = {}
     for attention in ("none", "additive"):
         config = seq2seq_config(**{"task.min_length": 12, "task.max_string": 16, "task.size": 3000,
                                    "model.attention": attention, "model.hidden": 64, "model.embedding": 32,
-                                   "train.epochs": 15, "train.batch_size": 32})
+                                   "train.epochs": 10, "train.batch_size": 32})
         scores[attention] = fresh_exact_match(rnntrain.train(config), 12, 16, 3000)
     assert scores["additive"] >= 0.85 and scores["none"] <= 0.2, scores
 
