@@ -82,7 +82,7 @@ class SimulatedAnnealing(PopulationAlgorithm):
             self.T = torch.full((P,), self.T0, dtype=torch.float64)
         step = self.steps if o.schedule == "adaptive" else o.step * (self.T / self.T0).sqrt()  # (P,)
         proposal = self.x + step.to(self.dtype)[:, None] * torch.randn(P, D, generator=g, dtype=self.dtype)
-        f_new = self.evaluate(proposal)
+        f_new = self.evaluate(proposal, diversity=False)
         u = torch.rand(P, generator=g, dtype=torch.float64)
         delta = f_new - self.f
         accept = (delta <= 0) | (u < torch.exp(-delta / self.T.clamp_min(1e-300)))

@@ -21,6 +21,7 @@ BPTT (with the run's ``[optim]``) for gradient fine-tuning, in the same run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -113,27 +114,32 @@ class PopulationAlgorithm(Algorithm):
         f = self.options.solved_fraction
         return f > 0 and within >= f - 1e-12
 
-    def evaluate(self, pop: Tensor) -> Tensor:
-        """Losses (P,) of ``pop`` (P, D); updates the best individual and the counters.
+    def evaluate(self, pop: Tensor, *, diversity: bool = True) -> Tensor:
+        """Losses (P,) of ``pop`` (P, D); updates the best individual and the counters, and
+        the diversity metric from ``pop`` (``diversity=False``: the caller sets it from the
+        population it keeps, as GA and annealing do).
 
         Ordering of individuals: solved (``solved_fraction`` of examples within tolerance)
         before unsolved, then lower loss."""
         losses, within = self.evaluator(pop)
-        solved = torch.tensor([self.solved(float(w)) for w in within]) if self.options.solved_fraction \
-            else torch.zeros(len(pop), dtype=torch.bool)
-        if solved.any() and self.solved_at is None:
-            self.solved_at = self.evaluations + int(solved.nonzero()[0, 0]) + 1
-        key = losses.clone()
-        key[~solved] += float("inf") if solved.any() else 0.0
-        i = int(torch.argmin(key))
-        better = (bool(solved[i]) and not self.solved(self.best_within)) or \
-                 (bool(solved[i]) == self.solved(self.best_within) and float(losses[i]) < self.best_loss)
+        if self.options.solved_fraction:
+            solved = torch.tensor([self.solved(float(w)) for w in within])
+            if solved.any() and self.solved_at is None:
+                self.solved_at = self.evaluations + int(solved.nonzero()[0, 0]) + 1
+            key = torch.where(solved, losses, math.inf) if solved.any() else losses
+            i = int(torch.argmin(key))
+            now_solved = bool(solved[i])
+        else:  # (no criterion: the lowest loss, without the masks)
+            i, now_solved = int(torch.argmin(losses)), False
+        better = (now_solved and not self.solved(self.best_within)) or \
+                 (now_solved == self.solved(self.best_within) and float(losses[i]) < self.best_loss)
         if better:
             self.best, self.best_loss, self.best_within = pop[i].clone(), float(losses[i]), float(within[i])
         self.evaluations += len(pop)
         self.ctx.work.add(self.evaluator.evaluated * self.evaluator.work_steps)  # this process's share
         self.last_losses = losses
-        self.diversity = spread(pop)
+        if diversity:
+            self.diversity = spread(pop)
         return losses
 
     # -- what a method implements ----------------------------------------------------------

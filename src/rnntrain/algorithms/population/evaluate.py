@@ -87,22 +87,23 @@ class PopulationEvaluator:
         self.evaluated = len(pop)
         losses, within = [], []
         batched = self._fast if self.fast else self._plain
-        was_training = self.model.training
-        self.model.eval()  # no dropout: an individual's loss is a function of its weights
-        try:
-            with torch.no_grad():
-                for i in range(0, len(pop), self.chunk):
-                    params = self.layout.unflatten(pop[i:i + self.chunk])
-                    loss = torch.zeros(min(self.chunk, len(pop) - i), dtype=torch.float64)
-                    count = torch.zeros_like(loss)
-                    for batch in self.batches:
-                        l, w = batched(params, batch)  # (chunk,), (chunk,)
-                        loss += l.double() * len(batch)
-                        count += w.double()
-                    losses.append(loss / self.examples)
-                    within.append(count / self.examples)
-        finally:
-            self.model.train(was_training)
+        # no dropout: an individual's loss is a function of its weights. The model is left in
+        # eval mode (gradient algorithms set train mode at each round, the trainer's
+        # evaluation restores the mode it found): switching it back and forth walked every
+        # module twice, 0.3 ms of a 10 ms GA generation
+        if self.model.training:
+            self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(pop), self.chunk):
+                params = self.layout.unflatten(pop[i:i + self.chunk])
+                loss = torch.zeros(min(self.chunk, len(pop) - i), dtype=torch.float64)
+                count = torch.zeros_like(loss)
+                for batch in self.batches:
+                    l, w = batched(params, batch)  # (chunk,), (chunk,)
+                    loss += l.double() * len(batch)
+                    count += w.double()
+                losses.append(loss / self.examples)
+                within.append(count / self.examples)
         if not losses:
             return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
         return torch.cat(losses), torch.cat(within)

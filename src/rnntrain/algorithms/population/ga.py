@@ -107,7 +107,7 @@ class GeneticAlgorithm(PopulationAlgorithm):
         mask = torch.rand(n, self.D, generator=g) < o.mutation_rate
         children = children + mask * (o.mutation_scale * torch.randn(n, self.D, generator=g, dtype=self.dtype))
         elite = self.losses.argsort()[:o.elite]
-        child_losses = self.evaluate(children)
+        child_losses = self.evaluate(children, diversity=False)
         self.pop = torch.cat([self.pop[elite], children])
         self.losses = torch.cat([self.losses[elite], child_losses])
         self.last_losses = self.losses
