@@ -160,9 +160,15 @@ def test_a_nan_gradient_poisons_the_update_as_torchs_clipping_does():
 
 
 def test_a_training_run_never_imports_torch_dynamo():
-    """torch.optim's classes import torch._dynamo (1-2 s) on first use; the rules do not."""
+    """torch.optim's classes import torch._dynamo (1-2 s) on first use; the rules do not. Nor
+    does any other family's first round: torch.func's grad transform imported it too, in
+    Hessian-free's products (now over kept graphs: algorithms/curvature.py) and RTRL's
+    Jacobians (now the compiled kernel's)."""
     code = ("import sys, rnntrain\n"
             "rnntrain.train(rnntrain.load_config(overrides=['train.epochs=2', 'optim.schedule=\"cosine\"']))\n"
+            "for name in ('hf', 'rtrl', 'uoro', 'snap1', 'ga', 'pso', 'cmaes'):\n"
+            "    rnntrain.train(rnntrain.load_config(overrides=['train.epochs=1', f'algorithm.name=\"{name}\"',\n"
+            "                                                   'model.hidden=8']))\n"
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
