@@ -8,8 +8,8 @@ For a constant input u, minimise the speed
 from many starting states (typically states the network visits). Minima with q = 0 are
 fixed points; local minima with small q > 0 are *slow points*, where the dynamics
 linger (Sussillo & Barak 2013, sec. 2). Each start is minimised by Levenberg-Marquardt
-on the residual r(h) = F(h, u) - h, whose Jacobian J - I comes from the step by
-``vmap(jacrev(step))``; all starts run as one batch. The candidates are de-duplicated
+on the residual r(h) = F(h, u) - h, whose Jacobian J - I comes from the vmapped step
+(``batched_jacobians``); all starts run as one batch. The candidates are de-duplicated
 and each is classified by the eigenvalues μ of its Jacobian J = ∂F/∂h (a discrete-time
 map: |μ| < 1 contracts):
 
@@ -24,9 +24,9 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
-from torch.func import jacrev, vmap
+from torch.func import vmap
 
-from .step import StepFn
+from .step import StepFn, batched_jacobians
 
 
 @dataclass
@@ -61,7 +61,7 @@ def classify(eigenvalues: Tensor, eps: float = 1e-3) -> str:
     return "saddle" if above else "marginal"
 
 
-@torch.no_grad()  # jacrev ignores an outer no_grad; no graph through model weights
+@torch.no_grad()
 def minimise_speed(step: StepFn, x: Tensor, starts: Tensor, iterations: int = 200,
                    tol: Optional[float] = None) -> tuple:
     """Levenberg-Marquardt on r(h) = F(h, x) - h for every start (B, D), in float64.
@@ -79,7 +79,6 @@ def minimise_speed(step: StepFn, x: Tensor, starts: Tensor, iterations: int = 20
     B, D = h.shape
     eye = torch.eye(D, dtype=torch.float64)
     F_b = vmap(f, in_dims=(0, None))
-    J_b = vmap(jacrev(f, argnums=0), in_dims=(0, None))
     with torch.no_grad():
         r = F_b(h, x) - h
     q = 0.5 * (r * r).sum(-1)
@@ -88,7 +87,7 @@ def minimise_speed(step: StepFn, x: Tensor, starts: Tensor, iterations: int = 20
         active = (q > tol) & (lam < 1e8)
         if not bool(active.any()):
             break
-        A = J_b(h, x) - eye  # (B, D, D)
+        A = batched_jacobians(F_b, h, x) - eye  # (B, D, D)
         g = (A.transpose(1, 2) @ r.unsqueeze(-1)).squeeze(-1)  # (B, D)
         H = A.transpose(1, 2) @ A
         diag = H.diagonal(dim1=1, dim2=2).clamp(min=1e-12)
@@ -105,7 +104,7 @@ def minimise_speed(step: StepFn, x: Tensor, starts: Tensor, iterations: int = 20
     return h, q
 
 
-@torch.no_grad()  # jacrev ignores an outer no_grad; no graph through model weights
+@torch.no_grad()
 def find_fixed_points(step: StepFn, x: Tensor, starts: Tensor, *, iterations: int = 200,
                       fixed_tol: float = 1e-10, slow_tol: float = 1e-4, unique_tol: float = 1e-3,
                       eps: float = 1e-3) -> List[FixedPoint]:
@@ -126,7 +125,7 @@ def find_fixed_points(step: StepFn, x: Tensor, starts: Tensor, *, iterations: in
         return []
     dtype = starts.dtype
     f = (lambda s, u: step(s.to(dtype), u.to(dtype)).double()) if dtype != torch.float64 else step
-    jac = vmap(jacrev(f, argnums=0), in_dims=(0, None))(h[kept], x.double())  # (P, D, D)
+    jac = batched_jacobians(vmap(f, in_dims=(0, None)), h[kept], x.double())  # (P, D, D)
     points = []
     for n, i in enumerate(kept):
         ev = torch.linalg.eigvals(jac[n])

@@ -18,7 +18,7 @@ Computed here, for a step function and a batch (:mod:`.step`):
 - ``grad_norms[k]`` = ‖∂L/∂h_k‖ for k = 0..L (norm over the batch's (N, D) state at step
   k; L is the task's mean loss), by autograd through the unrolled single steps;
 - ``log_sigma[lag]`` = mean over the batch's sequences of ln σ_max(∂h_T/∂h_{T-lag}),
-  T the last step, every J_t from ``vmap(jacrev(step))``; the running product is
+  T the last step, every J_t from ``batched_jacobians``; the running product is
   renormalised at every step, so lags of thousands of steps neither underflow nor overflow;
 - ``rate`` = exp(slope) of the least-squares line through (lag, log_sigma), lags >= 1.
 """
@@ -32,9 +32,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
-from torch.func import jacrev, vmap
+from torch.func import vmap
 
-from .step import StepFn, model_step
+from .step import StepFn, batched_jacobians, model_step
 
 LossOfStates = Callable[[Tensor], Tensor]  # states (N, L+1, D) -> scalar loss
 
@@ -74,7 +74,7 @@ def fit_rate(log_sigma: Tensor) -> float:
     return math.exp(float((xc * (y - y.mean())).sum() / (xc * xc).sum()))
 
 
-@torch.no_grad()  # torch.func transforms ignore an outer no_grad; this keeps model weights out
+@torch.no_grad()
 def jacobian_product_log_norms(step: StepFn, hs: Tensor, xs: Tensor) -> Tensor:
     """ln σ_max(∂h_T/∂h_{T-lag}) for lag = 0..T, per sequence.
 
@@ -83,12 +83,12 @@ def jacobian_product_log_norms(step: StepFn, hs: Tensor, xs: Tensor) -> Tensor:
     divided by its spectral norm after every step (the norms are summed in log space).
     """
     N, T1, D = hs.shape
-    jac = vmap(jacrev(step, argnums=0))  # (N, D), (N, I) -> (N, D, D)
+    batched = vmap(step)
     P = torch.eye(D, dtype=hs.dtype, device=hs.device).expand(N, D, D)
     out = [torch.zeros(N, dtype=torch.float64, device=hs.device)]
     log_scale = torch.zeros(N, dtype=torch.float64, device=hs.device)
     for k in range(T1 - 1, 0, -1):  # J_k = ∂h_k/∂h_{k-1} at (h_{k-1}, x_k)
-        P = P @ jac(hs[:, k - 1], xs[:, k - 1])  # (N, D, D)
+        P = P @ batched_jacobians(batched, hs[:, k - 1], xs[:, k - 1])  # (N, D, D)
         s = torch.linalg.matrix_norm(P, ord=2)  # (N,)
         out.append(log_scale + torch.log(s.double()))
         # renormalise (zero norm: the influence is exactly gone; keep -inf, avoid 0/0)

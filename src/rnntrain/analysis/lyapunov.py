@@ -13,7 +13,7 @@ which telescopes to the same sums as a QR at every step (Geist, Parlitz & Lauter
 sec. 3: the frame need only be re-orthonormalised before its columns lose independence).
 So :math:`\lambda_1 \ge \lambda_2 \ge \dots` are the mean exponential growth rates per
 step of k-dimensional volumes (nats per step). Every :math:`J_t` comes straight from
-the step by ``vmap(jacrev(step))``, batched over chunks of time steps. A negative
+the step (``step_jacobians``), batched over chunks of time steps. A negative
 largest exponent means nearby trajectories converge (point attractor or stable cycle);
 a positive one is chaos (Sompolinsky, Crisanti & Sommers 1988); zero is a neutral
 direction (a cycle's phase, quasi-periodic motion).
@@ -55,7 +55,7 @@ _RANGE_BUDGET = math.log(1e100)
 _MAX_INTERVAL = 100
 
 
-@torch.no_grad()  # jacrev ignores an outer no_grad; no graph through the model's weights
+@torch.no_grad()
 def lyapunov_spectrum(step: StepFn, h0: Tensor, x: Tensor, steps: int = 1000, *,
                       transient: int = 100, k: Optional[int] = None,
                       xs: Optional[Tensor] = None, chunk: int = 16,
@@ -65,7 +65,7 @@ def lyapunov_spectrum(step: StepFn, h0: Tensor, x: Tensor, steps: int = 1000, *,
     h0 (D,); x (I,) a constant input, or ``xs`` (transient + steps, I) a driving sequence.
     ``transient`` steps are run first (and not counted) so the estimate is of the attractor.
     The trajectory is run ``chunk`` steps at a time, then the Jacobians of those steps come
-    from one ``vmap(jacrev(step))`` call over time (the per-call overhead of the transform
+    from one batched call over time (:func:`.step.batched_jacobians`: its per-call overhead
     is paid once per chunk), then the frame is propagated through them. It is
     re-orthonormalised (QR) every ``reorthonormalize`` steps, or, by default (None), at
     intervals adapted to the stretching observed (module docstring). Computed in float64.

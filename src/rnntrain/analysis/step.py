@@ -5,7 +5,7 @@ against a generic single step::
 
     step(h, x) -> h'        h, h' (D,) flat state;  x (I,) the core's input at that step
 
-and take every Jacobian ``∂h'/∂h`` from that step with ``torch.func`` (jacrev, jvp, vmap).
+and take every Jacobian ``∂h'/∂h`` from that step (:func:`batched_jacobians`, under vmap).
 Any callable of that shape works (a linear map ``h -> ρQh`` in the known-answer tests);
 :func:`model_step` is the thin adapter for a model: it calls ``Recurrent.step`` (the
 cells' own single steps, so every cell of the core, present and future, works unchanged)
@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.func import jacrev, vmap
+from torch.func import vmap
 
 from ..errors import UserError
 
@@ -121,11 +121,29 @@ def trajectory(step: StepFn, h0: Tensor, xs: Tensor) -> Tensor:
 
 
 def step_jacobians(step: StepFn, hs: Tensor, xs: Tensor) -> Tensor:
-    """∂F/∂h at every (h, x): hs (..., D), xs (..., I) -> (..., D, D), by vmap(jacrev(step))."""
+    """∂F/∂h at every (h, x): hs (..., D), xs (..., I) -> (..., D, D)."""
     lead = hs.shape[:-1]
     n = hs[..., 0].numel()
-    jac = vmap(jacrev(step, argnums=0))(hs.reshape(n, hs.shape[-1]), xs.reshape(n, xs.shape[-1]))
+    jac = batched_jacobians(vmap(step), hs.reshape(n, hs.shape[-1]), xs.reshape(n, xs.shape[-1]))
     return jac.reshape(*lead, hs.shape[-1], hs.shape[-1])
+
+
+def batched_jacobians(f: Callable[..., Tensor], h: Tensor, *args: Tensor) -> Tensor:
+    """Row by row ∂f(h, *args)/∂h of a function whose rows are independent (a vmapped step):
+    h (B, D) -> (B, D', D) for f's output (B, D').
+
+    One backward pass over the D' basis cotangents at once (autograd's ``is_grads_batched``)
+    rather than ``torch.func.jacrev``: the same numbers, the same time or less (0.65-1.04x at
+    16-256 units, Elman, LSTM, GRU, layer-normalised LSTM), and without torch.func's grad
+    transform, whose first call imports ``torch._dynamo`` (2 s of every analysis command).
+    The model's weights are not differentiated (only h is asked for)."""
+    with torch.enable_grad():
+        h = h.detach().requires_grad_()
+        out = f(h, *args)
+        eye = torch.eye(out.shape[-1], dtype=out.dtype, device=out.device)
+        cotangents = eye[:, None, :].expand(out.shape[-1], *out.shape)  # (D', B, D')
+        (rows,) = torch.autograd.grad(out, h, cotangents, is_grads_batched=True)  # (D', B, D)
+    return rows.transpose(0, 1)
 
 
 def constant_input(x: Tensor, steps: int, batch: int = 1) -> Tensor:
