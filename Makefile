@@ -28,9 +28,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rnntrain train --out runs/demo --overwrite
 
-# -n auto: one worker per core (pytest-xdist); every test sets its own single torch thread
+# -n auto: one worker per core (pytest-xdist); every test sets its own single torch thread.
+# --dist worksteal: an idle worker takes tests queued for the other, so neither waits at the
+# end (measured 3 December: 10:34 against 11:28 with the default scheduling, the same CPU)
 test: $(STAMP)
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist worksteal
 
 bench: $(STAMP)
 	$(PIP) install -q -c constraints.txt -e ".[bench]"
