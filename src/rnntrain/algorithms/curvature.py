@@ -41,8 +41,8 @@ class Curvature:
     then three passes of autograd's engine over kept graphs, no Python per step: :math:`J v =
     \\partial (v^\\top g) / \\partial u` (the backward pass differentiated), :math:`H_L J v`
     through the loss's kept gradient, and :math:`J^\\top (H_L J v)`. ``torch.func.jvp``,
-    which re-ran the model's Python forward for every product, took 2-3x as long (forecast
-    and seq2seq LSTMs, 4 units). Dropout draws once: every product sees one network.
+    which re-ran the model's Python forward for every product, took 1.4-2.3x as long (4-128
+    units, T = 20-100; docs/benchmarks.md). Dropout draws once: every product sees one network.
     """
 
     def __init__(self, model: nn.Module, loss: Callable[[Tensor, Batch], Tensor], batch: Batch,
@@ -93,6 +93,7 @@ def gauss_newton_product(model: nn.Module, loss, batch: Batch, v: Tensor, *,
 
 
 def flat(tensors) -> Tensor:
+    """Tensors of any shapes -> one flat vector, in order."""
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
@@ -112,6 +113,8 @@ Part = Tuple[Batch, float, float, int]
 
 
 def chunk_parts(chunks: Chunks, dist: Distributed, task) -> List[Part]:
+    """Each chunk as this process computes it (:data:`Part`); a process with no rows of a
+    chunk leaves it out."""
     out = []
     for b, w in zip(chunks, _weights(chunks)):
         if not dist.active:
