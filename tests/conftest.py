@@ -102,8 +102,8 @@ def assert_resume_equals_uninterrupted(config, tmp_path, *, after: int = 1, comp
 
 def pytest_collection_modifyitems(config, items):
     """The tests marked slow run first, longest first (``slow(seconds)``, about 10 unless
-    said): with xdist's load scheduling a long test that starts last runs alone at the end
-    while the other workers sit idle."""
+    said): a long test that starts last runs alone at the end while the other worker sits
+    idle (``--dist worksteal`` rebalances queues of short tests, not one long test)."""
     def seconds(item) -> float:
         mark = item.get_closest_marker("slow")
         return 0.0 if mark is None else (mark.args[0] if mark.args else 10.0)

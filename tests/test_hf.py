@@ -69,6 +69,18 @@ def test_with_dropout_every_product_of_a_cg_run_sees_one_network_so_the_matrix_i
     assert torch.equal(curv.product(v), curv.product(v))
 
 
+@pytest.mark.parametrize("dim", [0, 1])
+def test_the_stack_of_a_time_loop_is_twice_differentiable_and_only_special_within_stepping(dim):
+    from rnntrain.core.unroll import stack_steps, stepping
+
+    steps = [torch.randn(3, 2, dtype=F64, requires_grad=True) for _ in range(4)]
+    with stepping():
+        assert torch.equal(stack_steps(steps, dim), torch.stack(steps, dim))
+        assert stack_steps(steps, dim).grad_fn.name() != "StackBackward0"  # the one-unbind backward
+        assert torch.autograd.gradgradcheck(lambda *t: stack_steps(t, dim).sin(), steps)
+    assert stack_steps(steps, dim).grad_fn.name() == "StackBackward0"  # outside: torch.stack
+
+
 def test_a_minibatch_of_chunks_of_different_lengths_is_the_mean_over_its_sequences():
     # one sequence length per task batch: a step mixes lengths by taking several batches
     task = PathologicalTask(PathologicalConfig(problem="adding", length=20, eval_size=2), dtype=F64)

@@ -53,7 +53,7 @@ class Curvature:
         self.structural = structural
         theta = self.theta.clone().requires_grad_()
         params = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
-        with torch.enable_grad(), stepping(model):  # a backward pass autograd can differentiate
+        with torch.enable_grad(), stepping():  # a backward pass autograd can differentiate
             out, states = functional_call(Unrolled(model), params, (batch.inputs, batch.lengths, batch.decoder))
             # the outputs and states the weights move (an echo state network's states they do
             # not: J_h = 0), each with a tracked cotangent u

@@ -61,7 +61,7 @@ from .fused import as_tuple, from_tuple
 from .lengths import LengthsArg, as_lengths, step_mask
 from .state import HiddenArg, StateLayout
 from .regularize import Noise, drop_weight, recurrent_keep, sequence_dropout, zone
-from .unroll import _under_transform, unroll_layer
+from .unroll import _under_transform, twice_differentiable, unroll_layer
 
 PATHS = ("auto", "fused", "step", "compiled")
 Weights = Tuple[Optional[Tensor], ...]  # one layer and direction: (W_ih, W_hh, b_ih, b_hh, *rest)
@@ -295,10 +295,10 @@ class Recurrent(StateLayout, nn.Module):
         return hx
 
     def _resolve(self, path: str, x: Tensor, hx: HiddenArg, weights: List[Weights]) -> str:
-        """The path that runs: auto takes the fastest kernel (compiled where
-        :func:`.compiled.preferred`, else torch's) unless a torch.func transform needs the step
-        path; cells without a kernel, and masks inside the time loop, always step."""
-        if self.cell.fused is None or self.noise.needs_steps(self.training):
+        """The path that runs: auto takes the fastest kernel (compiled where :func:`.compiled.preferred`,
+        else torch's) unless a torch.func transform needs the step path; cells without a kernel, masks
+        in the time loop, and a backward to be differentiated (:func:`.unroll.stepping`) always step."""
+        if self.cell.fused is None or self.noise.needs_steps(self.training) or twice_differentiable():
             return "step"
         if path in ("auto", "compiled") and _under_transform([x, *as_tuple(hx), *fused.flat_weights(weights)]):
             return "step"

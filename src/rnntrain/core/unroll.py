@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .cells import Cell, State
 from .regularize import zone
@@ -75,24 +75,22 @@ _TWICE: ContextVar[bool] = ContextVar("rnntrain_twice_differentiable", default=F
 
 
 @contextmanager
-def stepping(model: nn.Module) -> Iterator[None]:
-    """Within: every recurrent core of ``model`` runs the step path, whose backward pass is
-    itself differentiable (ordinary ops), and time loops stack their steps by
+def stepping() -> Iterator[None]:
+    """Within (this thread or task): every ``Recurrent`` runs the step path, whose backward
+    pass is itself differentiable (ordinary ops), and time loops stack their steps by
     :func:`stack_steps`. The compiled kernel's backward is one C++ node that autograd
     cannot differentiate again, and torch's fused kernels promise no double backward on
     every device; Hessian-free's Gauss-Newton products differentiate a backward pass."""
-    from .recurrent import Recurrent  # (recurrent.py imports this module)
-    cores = [m for m in model.modules() if isinstance(m, Recurrent)]
-    paths = [core.path for core in cores]
     token = _TWICE.set(True)
-    for core in cores:
-        core.path = "step"
     try:
         yield
     finally:
         _TWICE.reset(token)
-        for core, path in zip(cores, paths):
-            core.path = path
+
+
+def twice_differentiable() -> bool:
+    """Whether the caller is within :func:`stepping`."""
+    return _TWICE.get()
 
 
 def stack_steps(steps: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -101,7 +99,7 @@ def stack_steps(steps: Sequence[Tensor], dim: int = 0) -> Tensor:
     select differentiated again (Hessian-free's products) writes a zero tensor the size of
     the whole stack, quadratic in the steps (a 64-unit RNN over 100 steps: a product 2x
     slower than by jvp; 3x faster with this)."""
-    return _StackSteps.apply(dim, *steps) if _TWICE.get() else torch.stack(steps, dim)
+    return _StackSteps.apply(dim, *steps) if twice_differentiable() else torch.stack(steps, dim)
 
 
 class _StackSteps(torch.autograd.Function):

@@ -1,7 +1,7 @@
 """Where a forecasting task's rows come from and the defaults they imply (a mixin of
 :class:`~.forecast.ForecastTask`): the file's columns, calendar features appended, which
-columns are inputs, targets and predicted, the first ``task.end`` rows, the train/val/test bounds (``task.split``, ``task.test_rows``),
-and the automatic window and normalisation."""
+columns are inputs, targets and predicted, the first ``task.end`` rows, the train/val/test
+bounds (``task.split``, ``task.test_rows``), and the automatic window and normalisation."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
