@@ -6,12 +6,15 @@ import torch
 
 from rnntrain.algorithms.gradcheck import EXACT_TOL, gradcheck
 from rnntrain.algorithms.online import ModelStep
+from rnntrain.algorithms.step_function import StepFunction
 from rnntrain.algorithms.snap import SparseSensitivity, probe_patterns, snap_pattern
 from rnntrain.cli.main import main
 from rnntrain.core import Recurrent
 
 EXACT = [  # (algorithm, cell, layers): where the online gradient must equal BPTT's
     *[("rtrl", cell, layers) for cell in ("rnn", "rnn-relu", "lstm", "gru", "local") for layers in (1, 2)],
+    # cells without the compiled kernel: the step's Jacobians by autograd on per-row weights
+    *[("rtrl", cell, 1) for cell in ("ln-lstm", "ln-gru", "peephole", "ctrnn", "indrnn")], ("rtrl", "peephole", 2),
     ("snap1", "local", 1), ("snap2", "local", 1), ("snap1", "local", 2),
     ("crbp", "local", 1), ("crbp", "local", 2),
 ]
@@ -82,9 +85,10 @@ def test_gradcheck_cli_names_the_fix(capsys, argv, message):
                                      ("LSTM", {"proj_size": 3}), ("GRU", {}), ("ln_lstm", {}), ("indrnn", {}),
                                      ("local", {}), ("ctrnn", {}), ("peephole", {})],
                          ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}{w}" for k, w in v.items()))
-def test_the_steps_jacobian_products_without_torch_func_equal_torch_funcs(mode, kw):
+def test_the_steps_jacobians_and_products_without_torch_func_equal_torch_funcs(mode, kw):
     """ModelStep's products (plain autograd: per-stream weight copies, a backward and a double
-    backward) against torch.func's jvp and vjp of the same step, float64."""
+    backward) against torch.func's jvp and vjp of the same step, and its Jacobians D and I
+    against torch.func's jacrev (the generic StepFunction's), float64."""
     from torch.func import jvp, vjp
     torch.manual_seed(0)
     fn = ModelStep(Recurrent(mode, 3, 5, dtype=torch.float64, **kw))
@@ -98,3 +102,6 @@ def test_the_steps_jacobian_products_without_torch_func_equal_torch_funcs(mode, 
     torch.testing.assert_close(s_next, fn(theta, s, x), atol=1e-12, rtol=0)
     torch.testing.assert_close(cI, want_cI, atol=1e-12, rtol=0)
     torch.testing.assert_close(Dt, want_Dt, atol=1e-12, rtol=0)
+    got, want = fn.jacobians(theta, s, x), StepFunction.jacobians(fn, theta, s, x)  # (s', D, I)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

@@ -163,14 +163,15 @@ def test_a_training_run_never_imports_torch_dynamo():
     """torch.optim's classes import torch._dynamo (1-2 s) on first use; the rules do not. Nor
     does any other family's first round, or the gradient-flow monitor: torch.func's grad
     transform imported it too, in Hessian-free's products (now over kept graphs:
-    algorithms/curvature.py), RTRL's Jacobians (now the compiled kernel's) and the analyses'
-    step Jacobians (now analysis.step.batched_jacobians)."""
+    algorithms/curvature.py), RTRL's Jacobians (now the compiled kernel's, and autograd's for
+    cells without a kernel) and the analyses' step Jacobians (now analysis.step.batched_jacobians)."""
     code = ("import sys, rnntrain\n"
             "rnntrain.train(rnntrain.load_config(overrides=['train.epochs=2', 'optim.schedule=\"cosine\"',\n"
             "                                             'monitor.gradient_flow_every=1']))\n"
-            "for name in ('hf', 'rtrl', 'uoro', 'snap1', 'ga', 'pso', 'cmaes'):\n"
+            "for name, cell in (('hf', 'rnn'), ('rtrl', 'rnn'), ('uoro', 'rnn'), ('snap1', 'rnn'), ('ga', 'rnn'),\n"
+            "                   ('pso', 'rnn'), ('cmaes', 'rnn'), ('rtrl', 'ln-lstm'), ('snap2', 'peephole')):\n"
             "    rnntrain.train(rnntrain.load_config(overrides=['train.epochs=1', f'algorithm.name=\"{name}\"',\n"
-            "                                                   'model.hidden=8']))\n"
+            "                                                   'model.hidden=8', f'model.cell=\"{cell}\"']))\n"
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -17,8 +17,8 @@ pattern); each implements a :class:`Sensitivity`. The rest lives here, once:
 - :class:`StepFunction` / :class:`ModelStep` (``step_function.py``): the core's single step ``Recurrent.step`` as
   a pure function of a flat parameter vector, its Jacobians D and I and the products D·v
   and u·I: for Elman, LSTM, GRU and local stacks one call of the compiled products kernel
-  (``core/kernels/products.cpp``); for other cells ``torch.func`` (one vjp per stream pulled
-  back along a basis, for D and I) and plain autograd (``StepFunction.products``). The cell's equations are never restated: everything is derived from the cell's
+  (``core/kernels/products.cpp``); for other cells plain autograd through per-row copies of
+  the weights (``ModelStep._pullback``: one backward pass for D and I, two for the products). The cell's equations are never restated: everything is derived from the cell's
   own step.
 - :class:`OnlineAlgorithm`: the stream loop (one step at a time, state carried across
   batches that ``continue``), the credit ``∂L_t/∂s_t`` and the readout's gradient by

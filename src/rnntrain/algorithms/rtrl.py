@@ -6,7 +6,7 @@ The influence matrix of every stream is kept densely and advanced by
 .. math::  M_t = D_t M_{t-1} + I_t \qquad (N, S, P) = (N, S, S) @ (N, S, P) + (N, S, P)
 
 with ``D_t`` and ``I_t`` the Jacobians of the core's own single step (the compiled products
-kernel's S basis tangents and cotangents, or ``torch.func``'s vjps, see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
+kernel's S basis tangents and cotangents, or autograd's pullback of the S basis cotangents, see :mod:`.online`). The gradient of the loss at step t is ``∂L_t/∂s_t · M_t``: exact, for
 every cell and any number of layers, with no stored history. Cost per step: the batched
 matrix product, 2·N·S²·P flops (for an Elman network S = n, P ≈ n², so n⁴), and N·S·P
 memory (n³) — why the approximations (UORO, SnAp) exist.

@@ -3,12 +3,13 @@ its Jacobians (what RTRL, UORO, SnAp and CRBP differentiate).
 
 ``s_t = f(θ, s_{t-1}, x_t)`` is one step of the whole core (``Recurrent.step``, every
 layer), with the state flattened: ``s = [h_layer0 .. h_layerK, c_layer0 .. c_layerK]``.
-``D = ∂f/∂s`` and ``I = ∂f/∂θ`` (RTRL) come from one ``torch.func`` vjp per stream pulled
-back along a basis. The products the cheaper algorithms need, D·v and u·I, run in one call
-of the compiled kernel for the cells it implements (``core/kernels/products.cpp``, tested
-against autograd), else by plain autograd on the same step (:meth:`ModelStep.products`):
-torch.func's per-call cost, about a millisecond, was forty BPTT steps of a 64-unit network,
-and autograd's forty small ops a step were still most of UORO's and SnAp's step.
+``D = ∂f/∂s`` and ``I = ∂f/∂θ`` (RTRL), and the products the cheaper algorithms need, D·v
+and u·I, run in one call of the compiled kernel for the cells it implements
+(``core/kernels/products.cpp``, tested against autograd), else by plain autograd on the
+same step through per-row copies of the weights (:meth:`ModelStep._pullback`): torch.func's
+per-call cost, about a millisecond, was forty BPTT steps of a 64-unit network, and
+autograd's forty small ops a step were still most of UORO's and SnAp's step. The generic
+:class:`StepFunction` (any step written as a function of θ) keeps torch.func.
 
 Shapes: ``N`` streams, ``S`` state size (arity·layers·H), ``P`` recurrent parameters,
 ``F`` encoded input features.
@@ -150,10 +151,10 @@ class ModelStep(StepFunction):
 
     def jacobians(self, theta: Tensor, s: Tensor, x: Tensor, out: Optional[Tensor] = None
                   ) -> Tuple[Tensor, Tensor, Tensor]:
-        """(s', D, I) as :meth:`StepFunction.jacobians`, cheaper: one vjp per stream, pulled back
-        along the S basis cotangents (one vmap), differentiating the parameter tensors
-        themselves, so each block of I is written once, straight into ``out``'s columns
-        (no concatenation of the blocks, no fresh (N, S, P) tensor when ``out`` is given)."""
+        """(s', D, I) as :meth:`StepFunction.jacobians`, without torch.func: the kernel's S
+        basis tangents and cotangents, or one backward pass of the S basis cotangents through
+        per-row weight copies (:meth:`_pullback`). Each block of I is written once, straight
+        into ``out``'s columns (no fresh (N, S, P) tensor when ``out`` is given)."""
         N, S = s.shape
         if self._basis is None or self._basis.dtype != s.dtype or self._basis.device != s.device:
             self._basis = torch.eye(S, dtype=s.dtype, device=s.device)
@@ -166,28 +167,25 @@ class ModelStep(StepFunction):
             s_next, I, Dt = compiled.step_products(self.rnn, dict(zip(self.names, self.split(theta))),
                                                    self.offsets, self.P, s, x, eye, eye, out)
             return s_next, Dt.transpose(1, 2), I
-        params = tuple(self.split(theta))
-
-        def per_stream(s1, x1):  # (S,), (F,)
-            s_next, pull = vjp(lambda p, s_: self.single_params(p, s_, x1), params, s1)
-            dp, ds = vmap(pull)(basis)  # rows of I per parameter tensor (S, *shape), of D (S, S)
-            return s_next, ds, dp
-
         if out is None:
             out = s.new_empty(N, S, self.P)
-        # streams in groups whose temporaries stay under JACOBIAN_CHUNK_BYTES: the allocator
+        # other cells: the step of per-row weight copies (the form of products() below), each
+        # stream repeated S times with the basis cotangents e_1 .. e_S, pulled back once: row i
+        # of every stream's D and I in one backward pass. torch.func's vjp per stream took
+        # 1.1-1.9x as long here and imported torch._dynamo at a process's first step (autograd's
+        # is_grads_batched, the analyses' route, loops over the basis for layer norm's backward).
+        # Streams go in groups whose temporaries stay under JACOBIAN_CHUNK_BYTES: the allocator
         # then reuses the same memory every step instead of mapping (and faulting in) fresh
         # pages for an N·S·P tensor, which costs more than the GEMM itself at n = 128
         group = max(1, JACOBIAN_CHUNK_BYTES // (S * self.P * s.element_size()))
         s_next, D = [], []
         for lo in range(0, N, group):
             hi = min(N, lo + group)
-            s1, D1, blocks = vmap(per_stream)(s[lo:hi], x[lo:hi])  # (G, S), (G, S, S), ((G, S, *shape), ...)
-            for blk, dst, shape in zip(blocks, out[lo:hi].split(self.sizes, dim=2), self.shapes):
-                dst.view(hi - lo, S, *shape).copy_(blk)  # (G, S, P_k) columns of I
-            s_next.append(s1)
-            D.append(D1)
-            del blocks
+            nxt, dI, dD = self._pullback(theta, s[lo:hi], x[lo:hi], basis.expand(hi - lo, S, S))
+            for blk, dst, shape in zip(dI, out[lo:hi].split(self.sizes, dim=2), self.shapes):
+                dst.view(hi - lo, S, *shape).copy_(blk.unflatten(0, (hi - lo, S)))  # (G, S, P_k) columns of I
+            s_next.append(nxt)
+            D.append(dD)
         if len(D) == 1:
             return s_next[0], D[0], out
         return torch.cat(s_next), torch.cat(D), out
@@ -198,35 +196,48 @@ class ModelStep(StepFunction):
     # own recur on stacked weights) once, through per-row copies of the weights, and pulls
     # back twice (ARCHITECTURE.md, "Online products by plain autograd").
 
-    def _per_row(self, flat: Tensor, s: Tensor, x: Tensor) -> Tensor:
-        """The step of N networks of batch 1, row n with weights flat[n]: flat (N, P),
-        s (N, S), x (N, F) -> (N, S)."""
-        weights = {n: t.view(flat.shape[0], *shape)
-                   for n, t, shape in zip(self.names, flat.split(self.sizes, 1), self.shapes)}
-        hx = as_tuple(self.to_hx(s))  # each (layers, N, size)
-        new = population_step(self.rnn, weights, x[:, None], tuple(h[:, :, None] for h in hx))
-        return self.from_hx(from_tuple(tuple(h[:, :, 0] for h in new)))
+    def _pullback(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Optional[Tensor] = None):
+        """K cotangents and tangents a stream, cot and tan (N, K, S), through the step of
+        per-row weight copies (row n k: stream n's s and x, the weights theta) ->
+        (s' (N, S), cot I as one (N K, *shape) block per parameter tensor, cot D (N, K, S)),
+        and with ``tan``, D tan (N, K, S) in place of cot D.
+
+        Each parameter tensor is a leaf of its own (an expanded view: no copy): through one
+        flat leaf, every tensor's slice of it pulled back into a zero (N K, P) gradient."""
+        N, K, S = cot.shape
+        with torch.enable_grad():
+            leaves = [t.detach().expand(N * K, *shape).requires_grad_()
+                      for t, shape in zip(self.split(theta), self.shapes)]  # each (N K, *shape)
+            rows = s.detach().repeat_interleave(K, 0).requires_grad_()  # (N K, S)
+            hx = as_tuple(self.to_hx(rows))  # each (layers, N K, size)
+            new = population_step(self.rnn, dict(zip(self.names, leaves)),
+                                  x.repeat_interleave(K, 0)[:, None], tuple(h[:, :, None] for h in hx))
+            out = self.from_hx(from_tuple(tuple(h[:, :, 0] for h in new)))  # (N K, S)
+            w = cot.reshape(N * K, S).detach()
+            if tan is not None:  # w D is linear in w: its pullback along tan is D tan
+                w = w.clone().requires_grad_()
+            *dI, dD = torch.autograd.grad(out, leaves + [rows], w, create_graph=tan is not None,
+                                          allow_unused=True)
+            dD = torch.zeros_like(rows) if dD is None else dD
+            if tan is not None:
+                (Dt,) = torch.autograd.grad(dD, w, tan.reshape(N * K, S), allow_unused=True)
+                dD = torch.zeros_like(w) if Dt is None else Dt
+        dI = [torch.zeros_like(leaf) if g is None else g.detach() for g, leaf in zip(dI, leaves)]
+        return out.detach()[::K], dI, dD.detach().view(N, K, S)
 
     def products(self, theta: Tensor, s: Tensor, x: Tensor, cot: Tensor, tan: Tensor
                  ) -> Tuple[Tensor, Tensor, Tensor]:
         """:meth:`StepFunction.products`. Elman, LSTM and GRU stacks run it in one call of
         the compiled kernel (:func:`rnntrain.core.compiled.step_products`); other cells from
-        one forward and two backward passes: the pullback of the cotangents w = cot, kept
-        differentiable, gives cot I and w D; w D is linear in w, so its pullback along tan is
-        D tan (the double-backward form of a forward-mode product)."""
+        one forward and two backward passes (:meth:`_pullback`): the pullback of the
+        cotangents w = cot, kept differentiable, gives cot I and w D; w D is linear in w, so
+        its pullback along tan is D tan (the double-backward form of a forward-mode product)."""
         if compiled.products_supported(self.rnn, s):  # the same step in C++ (kernels/products.cpp)
             return compiled.step_products(self.rnn, dict(zip(self.names, self.split(theta))), self.offsets,
                                           self.P, s, x, cot, tan)
-        N, K, S = cot.shape
-        with torch.enable_grad():
-            flat = theta.detach().expand(N * K, -1).requires_grad_()  # (N K, P)
-            rows = s.detach().repeat_interleave(K, 0).requires_grad_()  # (N K, S)
-            out = self._per_row(flat, rows, x.repeat_interleave(K, 0))
-            w = cot.reshape(N * K, S).detach().clone().requires_grad_()
-            g_theta, g_s = torch.autograd.grad(out, [flat, rows], w, create_graph=True)
-            (Dt,) = torch.autograd.grad(g_s, w, tan.reshape(N * K, S), allow_unused=True)
-        Dt = torch.zeros_like(w) if Dt is None else Dt
-        return out.detach()[::K], g_theta.detach().view(N, K, self.P), Dt.view(N, K, S)
+        N, K, _ = cot.shape
+        s_next, dI, Dt = self._pullback(theta, s, x, cot, tan)
+        return s_next, torch.cat([g.reshape(N, K, -1) for g in dI], 2), Dt
 
     def single_params(self, params, s1: Tensor, x1: Tensor) -> Tensor:
         """One stream with the parameters as tensors: s1 (S,), x1 (F,) -> (S,)."""
