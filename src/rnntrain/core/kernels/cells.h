@@ -72,7 +72,14 @@ inline at::vec::Vectorized<T> tanh_(const at::vec::Vectorized<T>& x) { return x.
 template <>
 inline at::vec::Vectorized<float> tanh_(const at::vec::Vectorized<float>& v) {
   using Vec = at::vec::Vectorized<float>;
+#if defined(CPU_CAPABILITY_AVX512)
+  // the clamp in one instruction: the smaller magnitude of v and 9, with v's sign (vrangeps);
+  // bit for bit ATen's clamp for every float but NaN (checked over all 2^32), 3 % of the
+  // population loop's time at 16 units
+  const Vec x = Vec(_mm512_range_ps(v, _mm512_set1_ps(9.f), 0x02));
+#else
   const Vec x = at::vec::clamp(v, Vec(-9.f), Vec(9.f));
+#endif
   const Vec x2 = x * x;
   Vec p = at::vec::fmadd(x2, Vec(-2.76076847742355e-16f), Vec(2.00018790482477e-13f));
   p = at::vec::fmadd(p, x2, Vec(-8.60467152213735e-11f));
