@@ -94,14 +94,15 @@ def test_a_probabilistic_head_is_refused_by_closed_form_and_curvature_algorithms
         rnntrain.load_config(base={"task.head": "quantile", "task.quantiles": [0.1, 0.9]})
 
 
+@pytest.mark.parametrize("horizon", [1, 3])
 @pytest.mark.parametrize("head", ["point", "gaussian", "quantile"])
-def test_a_forecasts_population_scores_are_its_loss_and_tolerance_count_per_network(head):
+def test_a_forecasts_population_scores_are_its_loss_and_tolerance_count_per_network(head, horizon):
     """Population methods score P networks at once (the point head by plain batched ops, the
     others by vmap): each network's loss and number of windows within tolerance are what
     loss and within_tolerance give for its outputs alone."""
     from rnntrain.training.build import make_task
 
-    config = rnntrain.load_config(base={"task.head": head, "task.horizon": 3})
+    config = rnntrain.load_config(base={"task.head": head, "task.horizon": horizon})
     task = make_task(config)
     batch = next(task.batches("train", 64, generator=torch.Generator().manual_seed(0)))
     g = torch.Generator().manual_seed(1)

@@ -179,7 +179,9 @@ def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], fina
                                   for n in rnn.weight_slots(layer)[:4]]
         last = final_only and layer == rnn.num_layers - 1
         x = kernel().population(kind, x.contiguous(), w_ih, b_ih, b_hh, w_hh, lengths, last)
-    return x.permute(0, 2, 1, 3)  # (P, N, L or 1, H)
+    # final states come units first, (P, 1, H, N): a linear readout's product W h^T reads them
+    # in place (a (P, H, N) view of (P, N, H) rows took 1.4-2.8x as long at P = 50, N = 780)
+    return x.permute(0, 3, 1, 2) if final_only else x.permute(0, 2, 1, 3)  # (P, N, L or 1, H)
 
 
 # The cells whose online products the kernel computes: (kind, W_hh diagonal). The locally

@@ -17,8 +17,9 @@
 //
 // Shapes: x units first (Px, L, F, N), Px = 1 (shared) or P; w_ih (P, G*H, F), w_hh (P, G*H, H),
 // b_ih, b_hh (P, G*H) or absent; lengths (N,) or absent -> out (P, L, N, H), zero after each
-// sequence's length, or (P, 1, N, H), each sequence's final state (final_only). A window past
-// its length keeps its state (its lanes are computed and not kept).
+// sequence's length, or (P, 1, H, N), each sequence's final state units first (final_only: the
+// layout a linear readout multiplies, W h^T, and a block's lanes store directly). A window
+// past its length keeps its state (its lanes are computed and not kept).
 #include "cells.h"
 
 #include <algorithm>
@@ -98,6 +99,15 @@ inline void put(const std::vector<Vec<T>>& h, const Vec<T>* live, int64_t H, int
     for (int64_t u = 0; u < H; ++u) out[i * H + u] = lane[(u * C + i / V) * V + i % V];
 }
 
+// The final states of a block, units first: lanes (H x C vectors) -> out[u][n0 ..], one
+// (partial) vector store each
+template <typename T, int C>
+inline void put_units(const std::vector<Vec<T>>& h, int64_t N, int64_t H, int64_t count, T* out) {
+  constexpr int64_t V = Vec<T>::size();
+  for (int64_t u = 0; u < H; ++u)
+    for (int c = 0; c < C && c * V < count; ++c) h[u * C + c].store(out + u * N + c * V, std::min(V, count - c * V));
+}
+
 template <typename T, int KIND>
 void blocks(int64_t P, int64_t Px, int64_t L, int64_t N, int64_t F, int64_t H, const int64_t* len,
             const T* X, const T* WI, const T* WH, const T* BI, const T* BH, T* O, bool final_only) {
@@ -164,7 +174,7 @@ void blocks(int64_t P, int64_t Px, int64_t L, int64_t N, int64_t F, int64_t H, c
         h.swap(hn);
         if (!final_only) put<T, C>(h, len ? live : nullptr, H, count, lane.data(), O + ((p * L + t) * N + n0) * H);
       }
-      if (final_only) put<T, C>(h, nullptr, H, count, lane.data(), O + (p * N + n0) * H);
+      if (final_only) put_units<T, C>(h, N, H, count, O + p * H * N + n0);
     }
   });
 }

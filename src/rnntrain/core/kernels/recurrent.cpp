@@ -194,7 +194,8 @@ void population_rows(const Population<T>& q) {
                      kind == LSTM ? c.data() : nullptr, final_only ? nullptr : O + (p * L + t) * N * H,
                      save.data(), 0, a.data(), t);
       }
-      if (final_only) std::memcpy(O + p * N * H, h.data(), N * H * sizeof(T));
+      for (int64_t n = 0; final_only && n < N; ++n)  // units first (population_blocks' layout)
+        for (int64_t u = 0; u < H; ++u) O[(p * H + u) * N + n] = h[n * H + u];
     }
   });
 }
@@ -202,7 +203,7 @@ void population_rows(const Population<T>& q) {
 // P networks of one shape, forward only, from the zero state (population search evaluates
 // many weight vectors on the same data): x (Px, L, N, F), Px = 1 (shared) or P; w_ih (P, G*H,
 // F), b_ih, b_hh (P, G*H) or absent, w_hh (P, G*H, H) -> out (P, L, N, H), zero after each
-// sequence's length, or (P, 1, N, H), each sequence's final state (final_only).
+// sequence's length, or (P, 1, H, N), each sequence's final state units first (final_only).
 //
 // Networks are shared out among torch's threads; each runs its whole time loop in buffers of
 // its own, units first: its state is h^T (H, N) and a step's recurrent product one GEMM
@@ -266,9 +267,7 @@ void population_units(const Population<T>& q, const std::vector<std::vector<int6
           for (int64_t u = 0; u < H; ++u) ot[n * H + u] = h[u * N + n];
         for (int64_t n : frozen[t]) std::fill_n(ot + n * H, H, T(0));
       }
-      if (final_only)
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t u = 0; u < H; ++u) O[(p * N + n) * H + u] = h[u * N + n];
+      if (final_only) std::memcpy(O + p * H * N, h.data(), H * N * sizeof(T));  // units first
     }
   });
 }
@@ -279,7 +278,7 @@ template <typename T>
 at::Tensor population_impl(int kind, const at::Tensor& x, const at::Tensor& w_ih, const Opt& b_ih,
                            const Opt& b_hh, const at::Tensor& w_hh, const Opt& lengths, bool final_only) {
   const int64_t P = w_hh.size(0), L = x.size(1), N = x.size(2), H = w_hh.size(2);
-  auto out = at::empty({P, final_only ? 1 : L, N, H}, x.options());
+  auto out = final_only ? at::empty({P, 1, H, N}, x.options()) : at::empty({P, L, N, H}, x.options());
   const int64_t* len = lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
   std::vector<std::vector<int64_t>> frozen(L);  // the sequences past their length at step t
   int64_t padding = 0;
@@ -386,7 +385,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer", &layer, "one layer and direction over a padded batch, differentiable: "
         "(kind, lengths, x, W_ih, b_ih, b_hh, W_hh, h_0, c_0) -> (out, h_n, c_n)");
   m.def("population", &population, "P networks forward from the zero state: "
-        "(kind, x, W_ih, b_ih, b_hh, W_hh, lengths, final_only) -> (P, L or 1, N, H)");
+        "(kind, x, W_ih, b_ih, b_hh, W_hh, lengths, final_only) -> (P, L, N, H), or (P, 1, H, N) final_only");
   m.def("products", &rnntrain_kernel::step_products, "one step of a stack of layers and its "
         "Jacobian products (products.cpp): (kind, weights, offsets, P, s, x, cot, tan, "
         "diagonal, out) -> (s', cot I (into out if given), D tan)");
