@@ -87,6 +87,39 @@ def test_a_run_never_imports_matplotlib_and_its_run_directory_has_every_figure(t
     assert page.count("data:image/png;base64,") >= 3  # the page waited for the figures
 
 
+def test_a_run_without_figures_draws_none_starts_no_worker_and_writes_the_same_numbers(tmp_path):
+    """--no-figures (train.figures = false, for sweeps and CI): no PNG, no plot worker, a
+    report.html without plots, and every metric of the run with figures."""
+    import csv
+    import json
+
+    import rnntrain
+    script = textwrap.dedent(f"""
+        import sys
+        from rnntrain.cli.main import main
+        from rnntrain.reporting import render
+        code = main(["train", "--no-figures", "--epochs", "2", "--set", "threads=1", "--quiet",
+                     "--out", {str(tmp_path / "bare")!r}])
+        print(code, render._worker is None, [m for m in sys.modules if m.split(".")[0] == "matplotlib"][:1])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 True []"
+    bare, drawn = tmp_path / "bare", tmp_path / "drawn"
+    rnntrain.train(rnntrain.load_config(overrides=["train.epochs=2", "threads=1"]), drawn)
+    assert not list(bare.rglob("*.png")) and (drawn / "loss.png").exists()
+    assert "<img" not in (bare / "report.html").read_text() and "<img" in (drawn / "report.html").read_text()
+
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (bare, drawn)]
+    assert "plot" not in summaries[0] and summaries[1]["plot"] == "forecast.png"  # names only a drawn figure
+
+    def numbers(run, summary):
+        rows = list(csv.DictReader((run / "metrics.csv").open()))
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows], \
+            {k: v for k, v in summary.items() if k not in ("seconds", "plot")}
+    assert numbers(bare, summaries[0]) == numbers(drawn, summaries[1])
+
+
 def test_a_metric_constant_over_the_run_is_stated_in_the_title_not_drawn(tmp_path, monkeypatch):
     drawn = []
     monkeypatch.setattr(plots, "save", lambda fig, path, margins=None: drawn.append(fig))

@@ -13,7 +13,7 @@ from rnntrain.training.tune import Param
 
 optuna = pytest.importorskip("optuna")
 
-BASE = ["--hidden", "8", "--set", "train.epochs=4", "--quiet"]
+BASE = ["--hidden", "8", "--set", "train.epochs=4", "--quiet", "--no-figures"]  # trials draw no figures
 
 
 def rows(out):
@@ -44,7 +44,8 @@ def test_a_pruned_study_in_sqlite_resumes_where_it_stopped(tmp_path, capsys):
     assert config["optim"]["lr"] == best.params["optim.lr"] and config["model"]["cell"] == best.params["model.cell"]
     assert float(table[best.number]["val_loss"]) == pytest.approx(best.value)
     assert (out / "trials" / f"trial-{best.number:04d}" / "report.html").is_file()
-    assert (out / "tune_history.png").is_file()
+    assert (out / "tune_history.png").is_file()  # the study's own plots, with --no-figures for its trials
+    assert not list((out / "trials").rglob("*.png"))
     assert "best: trial" in capsys.readouterr().out
 
 

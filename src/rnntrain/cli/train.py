@@ -101,6 +101,9 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tensorboard", action="store_true", default=None,
                    help="write TensorBoard event files into RUN_DIR/tensorboard every round "
                         "(monitor.tensorboard_every = 1; the track extra)")
+    g.add_argument("--figures", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the run's figures (default); --no-figures: none, the same numbers and "
+                        "report.html without plots (train.figures; for sweeps and CI)")
     g.add_argument("--device", help="cpu or cuda")
     g.add_argument("--dtype", help="float32 or float64")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -203,7 +206,7 @@ def _flag_entries(a: argparse.Namespace) -> Dict[str, Any]:
                        ("train.epochs", a.epochs), ("train.batch_size", a.batch_size),
                        ("train.patience", a.patience), ("optim.name", a.optimizer), ("optim.lr", a.lr),
                        ("optim.clip", a.clip), ("seed", a.seed), ("device", a.device), ("dtype", a.dtype),
-                       ("monitor.tensorboard_every", a.tensorboard and 1)):
+                       ("monitor.tensorboard_every", a.tensorboard and 1), ("train.figures", a.figures)):
         if value is not None:
             out[key] = value
     return out

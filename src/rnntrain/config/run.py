@@ -56,6 +56,10 @@ class TrainConfig:
     # 0: after every round. A crash loses at most this much training, and --resume still
     # ends exactly like an uninterrupted run
     checkpoint_every: float = 30.0
+    # draw the run's figures (loss.png, train_metrics.png, the task's forecast, confusion or
+    # attention plots); false: none, for sweeps, tune trials and CI. Every number (metrics.csv,
+    # summary.json, the checkpoint) and report.html (then without plots) are the same
+    figures: bool = True
 
     def __post_init__(self) -> None:
         check(self.epochs > 0, f"epochs must be positive, got {self.epochs} (--epochs)")

@@ -46,9 +46,12 @@ def __getattr__(name: str):
 def run_plot(draw: Callable[..., Any]) -> Callable[..., None]:
     """A figure of a run: drawn by the run's plot worker while one is active
     (:func:`.render.rendering`; its arguments are pickled: plain data, arrays, paths), else
-    at once. ``f.draw`` always draws at once (what the worker calls)."""
+    at once; not at all where the run draws no figures (``train.figures = false``).
+    ``f.draw`` always draws at once (what the worker calls)."""
     @functools.wraps(draw)
     def ask(*args: Any, **kwargs: Any) -> None:
+        if not render.drawing():
+            return
         renderer = render.active()
         if renderer is None:
             draw(*args, **kwargs)
@@ -183,6 +186,17 @@ def plot_forecast(path: Path, rows: np.ndarray, truth: np.ndarray, one_step, rec
         axes[-1, 0].set_xlabel("date")
     else:
         axes[-1, 0].set_xlabel("time step (row)")
+    save(fig, path)
+
+
+@run_plot
+def plot_accepted_by_n(ns: List[int], ok: List[bool], max_n: int, path: Path, title: str = "") -> None:
+    """A formal-language run: accepted (1) or not (0) for every n, the training range shaded."""
+    fig, ax = pyplot().subplots(figsize=(7, 2.4))
+    ax.axvspan(ns[0], max_n, color="0.9", label="trained on")
+    ax.plot(ns, [int(a) for a in ok], drawstyle="steps-mid", lw=1)
+    ax.set(xlabel="n", ylabel="accepted", ylim=(-0.1, 1.1), title=title)
+    ax.legend(loc="lower left")
     save(fig, path)
 
 

@@ -241,12 +241,26 @@ def _release() -> None:
         _worker_busy = False
 
 
+def drawing() -> bool:
+    """False within ``rendering(figures=False)``: the run's figures are not drawn at all."""
+    return not getattr(_local, "no_figures", False)
+
+
 @contextmanager
-def rendering(enabled: bool = True) -> Iterator[Optional[Renderer]]:
+def rendering(enabled: bool = True, *, figures: bool = True) -> Iterator[Optional[Renderer]]:
     """Within: the run's figures (:func:`.plots.run_plot`) are drawn by the worker; on exit,
     every figure asked for is on disk (or its error raised). Nested uses share the outer
     run's. ``RNNTRAIN_PLOT_WORKER=0`` draws in the run instead, as does a run in one thread
-    while another thread's run has the worker."""
+    while another thread's run has the worker. ``figures=False`` (``train.figures``): no
+    figure is drawn, and no worker started."""
+    if not figures:
+        before = getattr(_local, "no_figures", False)
+        _local.no_figures = True
+        try:
+            yield None
+        finally:
+            _local.no_figures = before
+        return
     off = os.environ.get("RNNTRAIN_PLOT_WORKER", "1") in ("0", "off", "false", "no")
     renderer = None if not enabled or off or active() is not None else _claim()
     if renderer is None:

@@ -11,6 +11,7 @@ import torch
 
 from ..config.schema import check
 from .base import evaluating
+from ..reporting.render import drawing
 from .baselines import verdict
 
 
@@ -35,7 +36,9 @@ class ForecastReport:
         w, (a, b) = self._windows[split], self.bounds[split]
         p = self._predict(model, w.x)[0.5].reshape(len(w.x), self.horizon, -1)
         one_step = self.to_data_units(p)[:, 0]  # (N, n_t), first horizon step
-        out: Dict[str, Any] = {"plot": plot, "one_step_split": split}
+        # the figure's name, where the run draws figures (train.figures)
+        out: Dict[str, Any] = {"plot": plot} if drawing() else {}
+        out["one_step_split"] = split
         judged = "test" if self.split_size("test") else split
         judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
         if judgement:

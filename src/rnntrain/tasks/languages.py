@@ -223,6 +223,7 @@ class LanguageTask(Task):
         out_dir = Path(out_dir)
         with open(out_dir / "accepted_by_n.csv", "w", newline="") as f:
             csv.writer(f).writerows([("n", "accepted"), *zip(ns, [int(a) for a in ok])])
+        from ..reporting.plots import plot_accepted_by_n  # drawn by the run's plot worker
         plot_accepted_by_n(ns, ok, c.max_n, out_dir / "accepted_by_n.png", self.language.name)
         first_wrong = next((n for n, a in zip(ns, ok) if not a), None)
         return {"accepted_n": [n for n, a in zip(ns, ok) if a], "first_rejected_n": first_wrong}
@@ -231,17 +232,3 @@ class LanguageTask(Task):
     def for_inference(cls, config: LanguageConfig, state: Dict[str, Any], *, device="cpu",
                       dtype: torch.dtype = torch.float32) -> "LanguageTask":
         return cls(config, device=device, dtype=dtype)  # the strings are regenerated, cheaply
-
-
-def plot_accepted_by_n(ns: List[int], ok: List[bool], max_n: int, path: Path, title: str = "") -> None:
-    """Accepted (1) or not (0) for every n, with the training range shaded."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from ..reporting.plots import plt, save
-
-    fig, ax = plt.subplots(figsize=(7, 2.4))
-    ax.axvspan(ns[0], max_n, color="0.9", label="trained on")
-    ax.plot(ns, [int(a) for a in ok], drawstyle="steps-mid", lw=1)
-    ax.set(xlabel="n", ylabel="accepted", ylim=(-0.1, 1.1), title=title)
-    ax.legend(loc="lower left")
-    save(fig, path)

@@ -28,6 +28,7 @@ import torch
 
 from ..config.schema import check
 from .base import Batch, Task
+from ..reporting.render import drawing
 from .baselines import verdict
 from .forecast import ForecastTask
 from .forecast_config import ForecastConfig
@@ -144,7 +145,9 @@ class PanelForecastTask(Task):
             writer.writerows(rows)
         for k, m in list(self._members.items())[:PLOTTED]:
             m.report(model, out_dir, plot=f"forecast-{_file_safe(k)}.png")
-        out: Dict[str, Any] = {"series": len(self._members), "per_series": rows, "plots": "forecast-*.png"}
+        out: Dict[str, Any] = {"series": len(self._members), "per_series": rows}
+        if drawing():  # (train.figures)
+            out["plots"] = "forecast-*.png"
         judged = "test" if self.split_size("test") else "val"
         judgement = verdict(self.evaluate(model, judged), ("persistence", "seasonal_naive", "mean"))
         if judgement:

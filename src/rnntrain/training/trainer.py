@@ -201,7 +201,8 @@ class Trainer:
         self._good = parameters_to_vector(self.model.parameters()).detach()  # the weights a round starts from
         try:
             # the run's figures are drawn by a worker that imports matplotlib meanwhile
-            with Interrupts(enabled=not self.dist.active) as interrupts, rendering(self.writes):
+            figures = rendering(self.writes, figures=self.config.train.figures)
+            with Interrupts(enabled=not self.dist.active) as interrupts, figures:
                 while self.round < self.config.train.epochs and self.stop_reason is None:
                     if not self._round(interrupts, progress):
                         break
