@@ -18,6 +18,11 @@ Scaling exponents, two ways (the raw table is printed too):
   sizes reach where ``b·n^k`` is comparable to ``a`` (hence n = 256 for the n² methods);
   it is printed only when ``b·n^k`` is at least half of the largest size's time.
 
+For the cells the compiled kernel does not implement (layer-normalised LSTM, peephole LSTM,
+CT-RNN), RTRL's step Jacobians D and I come from autograd through per-row weight copies
+(``ModelStep._pullback``); they are timed against ``torch.func``'s ``vmap(jacrev)`` of the
+same step (``StepFunction.jacobians``), interleaved, N = 4 streams.
+
 RTRL's update ``M = D M + I`` is one batched GEMM written into a preallocated buffer
 (``baddbmm_``). It is timed exactly as the algorithm runs it (its own buffers, shapes,
 float32, layout, after real steps) at n = 64, interleaved with ``torch.mm`` on square
@@ -41,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rnntrain.algorithms.online import ModelStep  # noqa: E402
 from rnntrain.algorithms.rtrl import RTRLSensitivity  # noqa: E402
+from rnntrain.algorithms.step_function import StepFunction  # noqa: E402
 from rnntrain.algorithms.snap import SparseSensitivity, probe_patterns, snap_pattern  # noqa: E402
 from rnntrain.algorithms.uoro import UOROSensitivity  # noqa: E402
 from rnntrain.core import Recurrent  # noqa: E402
@@ -164,6 +170,24 @@ def rtrl_update_rate(n: int = 64, repeats: int = 25) -> Dict[str, float]:
             "fraction_same": rate["update"] / rate["mm_same"], "fraction_1024": rate["update"] / rate["mm_1024"]}
 
 
+def nonkernel_jacobians(cell: str, n: int, repeats: int = 15) -> Dict[str, float]:
+    """Seconds per call of the step's Jacobians (D, I) for a cell without a kernel: rnntrain's
+    (autograd) and torch.func's jacrev of the same step, interleaved medians; their largest
+    difference (float32)."""
+    torch.manual_seed(0)
+    fn = ModelStep(Recurrent(cell, 1, n))
+    theta, s, x = fn.theta(), torch.randn(N, fn.S), torch.randn(N, 1)
+    ours, theirs = fn.jacobians(theta, s, x), StepFunction.jacobians(fn, theta, s, x)
+    diff = max(float((a - b).abs().max()) for a, b in zip(ours, theirs))
+    times: Dict[str, List[float]] = {"autograd": [], "jacrev": []}
+    for _ in range(repeats):
+        for name, call in (("autograd", fn.jacobians), ("jacrev", lambda *a: StepFunction.jacobians(fn, *a))):
+            t = time.perf_counter()
+            call(theta, s, x)
+            times[name].append(time.perf_counter() - t)
+    return {**{k: statistics.median(v) for k, v in times.items()}, "diff": diff}
+
+
 def slope(ns: Sequence[int], ys: Sequence[float], start: int = FIT_FROM) -> float:
     """Least-squares slope of log y against log n over n >= start (nan below 2 points)."""
     pts = [(n, y) for n, y in zip(ns, ys) if n >= start]
@@ -244,7 +268,15 @@ def _main(quick: bool) -> str:
               f"({f['mm_1024_gflops']:.1f} GFLOP/s); interleaved medians, 1 thread. The update is "
               f"{f['update_ms'] / f['step_ms']:.0%} of RTRL's whole step ({f['step_ms']:.2f} ms) "
               f"at this n; the rest is the Jacobians D, I (n³, one call of the compiled products kernel).",
-              f"(benchmark time {time.perf_counter() - started:.0f} s)"]
+              "", f"Cells without the compiled kernel: RTRL's step Jacobians D, I (N = {N}), autograd through "
+              "per-row weight copies against torch.func's vmap(jacrev) of the same step, interleaved medians:", "",
+              "| cell | n | autograd | jacrev | ratio | max difference |", "|---|---:|---:|---:|---:|---:|"]
+    for cell in ("ln_lstm", "peephole", "ctrnn"):
+        for n in ((16, 32) if quick else (16, 32, 64)):
+            j = nonkernel_jacobians(cell, n)
+            lines.append(f"| {cell} | {n} | {j['autograd'] * 1e3:.2f} ms | {j['jacrev'] * 1e3:.2f} ms | "
+                         f"{j['autograd'] / j['jacrev']:.2f}x | {j['diff']:.1e} |")
+    lines.append(f"\n(benchmark time {time.perf_counter() - started:.0f} s)")
     return "\n".join(lines)
 
 
