@@ -171,9 +171,10 @@ class ModelStep(StepFunction):
             out = s.new_empty(N, S, self.P)
         # other cells: the step of per-row weight copies (the form of products() below), each
         # stream repeated S times with the basis cotangents e_1 .. e_S, pulled back once: row i
-        # of every stream's D and I in one backward pass. torch.func's vjp per stream took
-        # 1.1-1.9x as long here and imported torch._dynamo at a process's first step (autograd's
-        # is_grads_batched, the analyses' route, loops over the basis for layer norm's backward).
+        # of every stream's D and I in one backward pass. torch.func's vjp per stream took 1.0-2.1x
+        # as long at 16-64 units (0.7x at a 128-unit LN-GRU) and imported torch._dynamo at a
+        # process's first step (autograd's is_grads_batched, the analyses' route, loops over the
+        # basis for layer norm's backward).
         # Streams go in groups whose temporaries stay under JACOBIAN_CHUNK_BYTES: the allocator
         # then reuses the same memory every step instead of mapping (and faulting in) fresh
         # pages for an N·S·P tensor, which costs more than the GEMM itself at n = 128
@@ -238,10 +239,6 @@ class ModelStep(StepFunction):
         N, K, _ = cot.shape
         s_next, dI, Dt = self._pullback(theta, s, x, cot, tan)
         return s_next, torch.cat([g.reshape(N, K, -1) for g in dI], 2), Dt
-
-    def single_params(self, params, s1: Tensor, x1: Tensor) -> Tensor:
-        """One stream with the parameters as tensors: s1 (S,), x1 (F,) -> (S,)."""
-        return self.step_params(params, s1[None], x1[None])[0]
 
     def structural(self) -> "ModelStep":
         # ReLU units are exactly zero (with zero derivative) half the time; tanh has the same

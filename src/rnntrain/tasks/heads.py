@@ -68,7 +68,7 @@ class Head:
         err = out - y
         loss = torch.square(err).mean((1, 2))
         worst = err.abs_() if err.shape[2] == 1 else err.abs_().amax(2, keepdim=True)  # (P, N, 1)
-        return loss, worst[..., 0].le_(tolerance).sum(1)
+        return loss, worst[..., 0].le_(tolerance).sum(1, dtype=torch.float64)  # exact counts at any N
 
     @property
     def interval(self) -> float:
