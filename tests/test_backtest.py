@@ -41,6 +41,16 @@ def test_folds_tile_the_end_and_each_is_scored_against_the_baselines_on_its_own_
     assert table.count("\n") == 2 + 3 + 1 and "| mean |" in table
 
 
+def test_a_series_without_a_test_split_backtests_folds_of_its_validation_rows():
+    """A built-in series splits train:val only; the default fold is its validation rows over
+    K (a fold of one horizon, one window, had no NRMSE), tiling the series' end."""
+    config = rnntrain.load_config(base={"task.length": 300, "task.window": 8, "model.hidden": 4,
+                                        "train.epochs": 1})
+    result = backtest(config, 3)
+    assert [(r["first_row"], r["last_row"]) for r in result.rows] == [(240, 259), (260, 279), (280, 299)]
+    assert all(r["windows"] == 20 and np.isfinite(r["nrmse"]) for r in result.rows)
+
+
 def test_a_refit_trains_each_fold_on_the_rows_before_it_only(ramp_csv, tmp_path):
     result = backtest(quick(ramp_csv), 2, refit=True, fold_size=10, out_dir=tmp_path / "bt")
     for k, row in enumerate(result.rows, start=1):

@@ -18,7 +18,8 @@ def register(sub) -> None:
                    "or a TOML config (default: the config the flags make)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--fold-size", dest="fold_size", type=int, help="rows per fold (default: the test "
-                   "split's rows / folds, at least the horizon)")
+                   "split's rows / folds, the validation split's where there is no test split, at least "
+                   "the horizon)")
     p.add_argument("--refit", action="store_true", help="train a fresh model before each fold on all "
                    "rows before it (else one model)")
     p.add_argument("--out", metavar="DIR", help="where backtest.csv, backtest.md and the fold runs go "

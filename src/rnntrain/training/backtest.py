@@ -119,7 +119,10 @@ def backtest(source: Union[str, Path, RunConfig], folds: int, *, refit: bool = F
         size = fold_size or (b - a) // folds
         start = a
     else:
-        size = fold_size or max(H, (task.bounds["test"][1] - task.bounds["test"][0]) // folds)
+        # the rows the config holds out (its test split; a built-in series has none, then its
+        # validation split's): a fold of one horizon would be one window, with no NRMSE
+        held = task.bounds["test"] if task.split_size("test") else task.bounds["val"]
+        size = fold_size or max(H, (held[1] - held[0]) // folds)
         start = task.window + H + 2  # the first fold's model needs some rows to train on
     check(size >= H, f"a fold of {size} rows cannot hold one horizon of {H} rows; use a larger --fold-size")
     origins = _folds(T, folds, size, start)
