@@ -170,6 +170,33 @@ def test_population_evaluation_equals_the_cells_own_recur_on_stacked_weights(cel
         torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_data", "own_data"])
+@pytest.mark.parametrize("cell", list(MODES))
+def test_a_bidirectional_population_is_each_network_run_by_the_module_itself(cell, shared, loop, monkeypatch):
+    """Both directions of two layers, the backward one on sequences reversed within their
+    lengths: every network's outputs (P, N, L, 2H) are the module's own, float64."""
+    from torch.func import functional_call
+    rnn = make(cell, num_layers=2, bidirectional=True)
+    P = 4
+    g = torch.Generator().manual_seed(3)
+    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
+               for n, p in rnn.named_parameters()}
+    seq = torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
+    for lengths in (None, LENGTHS, torch.tensor([7, 7, 6, 7, 7])):
+        with monkeypatch.context() as m:
+            if loop == "python":
+                m.setattr(compiled, "population_supported", lambda *a: False)
+            got = rnn.population_unroll(weights, seq, lengths)
+        assert got.shape == (P, 5, 7, 12)
+        for p in range(P):
+            out, _ = functional_call(rnn, {n: w[p] for n, w in weights.items()},
+                                     (seq if shared else seq[:, p],), {"lengths": lengths})
+            torch.testing.assert_close(got[p], out.transpose(0, 1), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="both ends"):
+        rnn.population_unroll(weights, seq, final_only=True)
+
+
 @pytest.mark.parametrize("hidden", [7, 72])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cell", list(MODES))

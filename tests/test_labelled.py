@@ -166,14 +166,18 @@ def test_the_docs_own_task_example_trains_through_the_registry():
 
 @pytest.mark.parametrize("readout,per_step,head", [("last", False, ()), ("last", False, (5,)), ("mean", False, ()),
                                                    ("every", True, ()), ("every", True, (5,))])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forwards", "bidirectional"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_population_forward_equals_each_network_on_ragged_batches(cell, readout, per_step, head):
-    """Readouts with a linear or MLP head run as batched products (Readout.population), others by vmap."""
+def test_population_forward_equals_each_network_on_ragged_batches(cell, readout, per_step, head, bidirectional):
+    """Readouts with a linear or MLP head run as batched products (Readout.population), others
+    by vmap; a bidirectional core's backward direction on the sequences reversed within their
+    lengths."""
     from rnntrain.models import ModelConfig, build_model
     from rnntrain.models.vector import WeightLayout
     from rnntrain.tasks import TaskSpec
     spec = TaskSpec(input_size=3, output_size=2, per_step=per_step)
-    model = build_model(ModelConfig(cell=cell, hidden=4, layers=2, readout=readout, readout_hidden=head), spec,
+    model = build_model(ModelConfig(cell=cell, hidden=4, layers=2, readout=readout, readout_hidden=head,
+                                    bidirectional=bidirectional), spec,
                         generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     layout = WeightLayout(model)
     g = torch.Generator().manual_seed(1)

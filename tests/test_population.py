@@ -39,9 +39,11 @@ def test_weight_vector_round_trips_and_follows_registration_order(cell, layers):
     assert w_hh[1, 2] == slot.offset + 1 * w_hh.shape[1] + 2  # one gene = one weight, row-major
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["forwards", "bidirectional"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_batched_evaluation_equals_one_network_at_a_time(cell):
-    trainer = Trainer(pop_config("ga", **{"model.cell": cell, "model.layers": 2}))
+def test_batched_evaluation_equals_one_network_at_a_time(cell, bidirectional):
+    trainer = Trainer(pop_config("ga", **{"model.cell": cell, "model.layers": 2,
+                                          "model.bidirectional": bidirectional}))
     algo, model, task = trainer.algorithm, trainer.model, trainer.task
     pop = algo.pop[:7]
     losses, _ = algo.evaluator(pop)

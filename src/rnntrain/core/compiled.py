@@ -37,7 +37,7 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -169,15 +169,17 @@ def population_supported(rnn, weights, seq: Tensor) -> bool:
             and seq.device.type == "cpu" and seq.dtype in DTYPES and kernel() is not None)
 
 
-def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], final_only: bool) -> Tensor:
-    """:func:`.population.population_unroll` by the compiled loop: ``weights`` {name: (P,
-    *shape)}, seq (L, N, F) shared or (L, P, N, F) -> (P, N, L or 1, H)."""
+def population_unroll(rnn, weights, seq: Tensor, lengths: Optional[Tensor], final_only: bool,
+                      layers: Sequence[int], direction: int = 0) -> Tensor:
+    """:func:`.population.population_unroll` by the compiled loop, through ``layers`` of one
+    direction: ``weights`` {name: (P, *shape)}, seq (L, N, F) shared or (L, P, N, F) ->
+    (P, N, L or 1, H)."""
     kind = KINDS[rnn.cell.name]
     x = seq[None] if seq.dim() == 3 else seq.permute(1, 0, 2, 3)  # (1 or P, L, N, F)
-    for layer in range(rnn.num_layers):
+    for layer in layers:
         w_ih, w_hh, b_ih, b_hh = [None if n is None else weights[n].contiguous()
-                                  for n in rnn.weight_slots(layer)[:4]]
-        last = final_only and layer == rnn.num_layers - 1
+                                  for n in rnn.weight_slots(layer, direction)[:4]]
+        last = final_only and layer == layers[-1]
         x = kernel().population(kind, x.contiguous(), w_ih, b_ih, b_hh, w_hh, lengths, last)
     # final states come units first, (P, 1, H, N): a linear readout's product W h^T reads them
     # in place (a (P, H, N) view of (P, N, H) rows took 1.4-2.8x as long at P = 50, N = 780)

@@ -1,7 +1,8 @@
 """P recurrent networks of one shape at once, laid out population-first (population methods).
 
-``population_unroll(rnn, weights, seq, lengths)`` runs P unidirectional networks shaped like
-``rnn`` (a :class:`~rnntrain.core.Recurrent`), each with its own weights, from the zero state.
+``population_unroll(rnn, weights, seq, lengths)`` runs P networks shaped like ``rnn`` (a
+:class:`~rnntrain.core.Recurrent`, either direction), each with its own weights, from the
+zero state.
 The time loop calls the cell's own ``recur`` with stacked weights (P, G*H, H) on contiguous
 (P, N, H) states, so every recurrent product is one batched matmul (``cells._linear``) and
 there is no vmap dispatch per step; it runs over blocks of individuals whose per-step
@@ -43,13 +44,14 @@ def _packed(w: Tensor) -> Tensor:
     return w if w.stride(0) == 0 else w.contiguous()
 
 
-def stacked_weights(rnn, weights: Dict[str, Tensor], layer: int, rows: slice = slice(None)):
+def stacked_weights(rnn, weights: Dict[str, Tensor], layer: int, rows: slice = slice(None), direction: int = 0):
     """One layer's weights of the networks ``rows`` in the layout ``recur`` takes stacked:
     -> (w_in (p, F, G*H), b_in (p, 1, G*H) or None, (w_hh, b_hh, *rest)), every weight
     (p, *shape) and a vector (p, K) as (p, 1, K), to broadcast over the batch axis of
     (p, N, K) states (what b_hh always was); b_hh folded into b_in where it only meets gx."""
     whole = rows == slice(None)  # (weights[n][:] would put a slice's backward in a graph through them)
-    ws = [None if n is None else weights[n] if whole else weights[n][rows] for n in rnn.weight_slots(layer)]
+    ws = [None if n is None else weights[n] if whole else weights[n][rows]
+          for n in rnn.weight_slots(layer, direction)]
     w_in = _packed(ws[0].transpose(1, 2))  # (p, F, G*H)
     w_hh, b_in, b_hh, *rest = [None if w is None else _packed(w[:, None] if w.dim() == 2 else w)
                                for w in ws[1:]]
@@ -79,34 +81,72 @@ def population_step(rnn, weights: Dict[str, Tensor], x: Tensor, state: Tuple[Ten
 def population_unroll(rnn, weights: Dict[str, Tensor], seq: Tensor, lengths: Optional[Tensor] = None,
                       *, final_only: bool = False) -> Tensor:
     """``weights`` {rnn's parameter name: (P, *shape)}, seq (L, N, F) shared by all or
-    (L, P, N, F) -> top-layer outputs (P, N, L, H), or (P, N, 1, H) (each sequence's final
-    state) with ``final_only``."""
-    if rnn.bidirectional:
-        raise ValueError("population_unroll runs forwards only; vmap the module for a bidirectional one")
-    P = weights[rnn.weight_names(0)[0]].shape[0]
+    (L, P, N, F) -> top-layer outputs (P, N, L, D*H), or (P, N, 1, H) (each sequence's final
+    state) with ``final_only`` (unidirectional only: a backward direction's final state is
+    at step 0).
+
+    A bidirectional core runs layer by layer, each direction as a unidirectional run of the
+    same loop, the backward one on every sequence reversed within its length (its padding
+    left in place, as the module's own backward direction reads it), its outputs reversed
+    back; the layer's output, both directions side by side, is the next layer's input."""
+    n = as_lengths(lengths, seq.shape[-2], seq.shape[0])
+    if not rnn.bidirectional:
+        return _directed(rnn, weights, seq, n, final_only, range(rnn.num_layers), 0)
+    if final_only:
+        raise ValueError("a bidirectional core's final states are at both ends of its outputs: "
+                         "ask for every step (final_only=False)")
+    L, N = seq.shape[0], seq.shape[-2]
+    t = torch.arange(L, device=seq.device)[:, None]  # (L, 1)
+    src = (L - 1 - t).expand(L, N) if n is None else \
+        torch.where(t < n[None, :], n[None, :] - 1 - t, t)  # (L, N): the step each reversed step reads
+    x = seq
+    for layer in range(rnn.num_layers):
+        ahead = _directed(rnn, weights, x, n, False, [layer], 0)  # (P, N, L, H)
+        back = _directed(rnn, weights, _reverse(x, src, 0), n, False, [layer], 1)
+        out = torch.cat([ahead, _reverse(back, src.t(), 2)], -1)  # (P, N, L, 2H)
+        x = out.permute(2, 0, 1, 3)  # (L, P, N, 2H): each individual's input to the next layer
+    return out
+
+
+def _reverse(x: Tensor, src: Tensor, dim: int) -> Tensor:
+    """``x`` with step ``dim`` reordered by ``src`` (the steps along ``dim``, the sequences
+    along the dimension that follows, as in (L, N, F), (L, P, N, F) with src (L, N), or
+    (P, N, L, H) with src.t() (N, L)); an involution for the reversal within lengths."""
+    shape = [1] * x.dim()
+    if dim == 0:
+        shape[0], shape[-2] = src.shape
+    else:
+        shape[dim - 1], shape[dim] = src.shape
+    return x.gather(dim, src.reshape(shape).expand(x.shape))
+
+
+def _directed(rnn, weights: Dict[str, Tensor], seq: Tensor, n: Optional[Tensor], final_only: bool,
+              layers, direction: int) -> Tensor:
+    """``layers`` of one direction, run forwards over ``seq`` -> (P, N, L or 1, H)."""
+    layers = list(layers)
+    P = weights[rnn.weight_names(layers[0], direction)[0]].shape[0]
     N = seq.shape[-2]
-    n = as_lengths(lengths, N, seq.shape[0])
     if compiled.population_supported(rnn, weights, seq):  # the C++ loop (core/compiled.py)
-        return compiled.population_unroll(rnn, weights, seq, n, final_only)
+        return compiled.population_unroll(rnn, weights, seq, n, final_only, layers, direction)
     mask = None if n is None else step_mask(n, seq.shape[0], seq.device)  # (L, N, 1)
     block = max(1, _CACHE_BYTES // (N * rnn.cell.gates * rnn.hidden_size * seq.element_size()))
     shared = seq.dim() == 3
     return torch.cat([_block(rnn, weights, seq if shared else seq[:, i:i + block], mask, i,
-                             min(block, P - i), final_only) for i in range(0, P, block)])
+                             min(block, P - i), final_only, layers, direction) for i in range(0, P, block)])
 
 
 def _block(rnn, weights: Dict[str, Tensor], seq: Tensor, mask: Optional[Tensor], i: int, p: int,
-           final_only: bool) -> Tensor:
-    """Individuals i..i+p through every layer -> (p, N, L or 1, H)."""
+           final_only: bool, layers: List[int], direction: int) -> Tensor:
+    """Individuals i..i+p through ``layers`` of one direction -> (p, N, L or 1, H)."""
     cell = rnn.cell
     steps = list(seq.unbind(0))  # L x (N, F) or (p, N, F)
     masks = None if mask is None else mask.unbind(0)  # L x (N, 1)
     dts = [x_t[..., -1:] for x_t in steps] if cell.reads_dt else None  # the data's Δt column
-    for layer in range(rnn.num_layers):
-        w_in, b_in, (w_hh, b_hh, *rest) = stacked_weights(rnn, weights, layer, slice(i, i + p))
+    for layer in layers:
+        w_in, b_in, (w_hh, b_hh, *rest) = stacked_weights(rnn, weights, layer, slice(i, i + p), direction)
         state = tuple(torch.zeros(p, steps[0].shape[-2], size, dtype=w_in.dtype, device=w_in.device)
                       for size in rnn.state_sizes)
-        outs, last = [], final_only and layer == rnn.num_layers - 1
+        outs, last = [], final_only and layer == layers[-1]
         gx = None  # gx_t's storage, reused: recur reads gx and never keeps it
         for t, x_t in enumerate(steps):
             gx = _input_part(x_t, w_in, b_in, gx)  # (p, N, G*H)

@@ -100,14 +100,14 @@ class LastStep(Readout):
         return self.head(last)
 
     def population(self, params: Dict[str, Tensor], states: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
-        if self.directions == 1:
-            N = states.shape[1]
-            last = states[:, :, -1] if lengths is None else \
-                states[:, torch.arange(N, device=states.device), (lengths - 1).clamp(min=0).to(states.device)]
-            out = population_head(self.head, self._head_params(params), last)  # (P, N, O)
-            if out is not None:
-                return out
-        return super().population(params, states, lengths)
+        """states (P, N, L, D*H), or (P, N, 1, H) final states of one direction."""
+        N, H = states.shape[1], self.hidden_size
+        last = states[:, :, -1, :H] if lengths is None else \
+            states[:, torch.arange(N, device=states.device), (lengths - 1).clamp(min=0).to(states.device), :H]
+        if self.directions == 2:  # the backward direction has read the whole sequence at step 0
+            last = torch.cat([last, states[:, :, 0, H:]], -1)  # (P, N, 2H)
+        out = population_head(self.head, self._head_params(params), last)  # (P, N, O)
+        return super().population(params, states, lengths) if out is None else out
 
 
 class MeanPool(Readout):

@@ -260,22 +260,17 @@ class SequenceModel(nn.Module):
         The time loop calls the cell's own ``recur`` with stacked weights (one batched
         matmul per step, no vmap dispatch per step: :meth:`Recurrent.population_unroll`);
         the encoder runs under vmap, the readout by its own :meth:`Readout.population`. A
-        bidirectional core takes plain vmap of :func:`torch.func.functional_call` of the
-        whole model (the step path, masked)."""
+        bidirectional core runs each direction that way, the backward one on the sequences
+        reversed (:func:`.core.population.population_unroll`)."""
         enc = {k[len("encoder."):]: v for k, v in params.items() if k.startswith("encoder.")}
         core = {k[len("rnn."):]: v for k, v in params.items() if k.startswith("rnn.")}
         ro = {k[len("readout."):]: v for k, v in params.items() if k.startswith("readout.")}
-        if self.rnn.bidirectional:
-            def one(p):
-                return functional_call(self, p, (inputs, None), {"lengths": lengths,
-                                                                 "final_state": False})[0]
-            return vmap(one)(params)
         if enc:  # learned embeddings: features differ per individual
             feats = vmap(lambda p: functional_call(self.encoder, p, (inputs,)))(enc)  # (P, N, L, F)
             seq = feats.permute(2, 0, 1, 3)  # (L, P, N, F)
         else:
             seq = self.encoder(inputs).transpose(0, 1)  # (L, N, F), shared by all
-        final_only = not self.reads_all_steps
+        final_only = not self.reads_all_steps and not self.rnn.bidirectional  # (a backward direction ends at step 0)
         states = self.rnn.population_unroll(core, seq.contiguous(), lengths,
                                             final_only=final_only)  # (P, N, L or 1, D*H)
         # final_only: (P, N, 1, H) holds each sequence's final (frozen) state, the last step read
