@@ -150,16 +150,22 @@ def test_float32_tanh_keeps_torchs_accuracy():
     assert rel < 4 * torch.finfo(torch.float32).eps, rel
 
 
+def population_of(rnn: Recurrent, P: int, shared: bool, seed: int):
+    """P weight sets around ``rnn``'s ({name: (P, *shape)}) and float64 inputs (L = 7, N = 5,
+    F = 3), one sequence set for all (L, N, F) or one each (L, P, N, F)."""
+    g = torch.Generator().manual_seed(seed)
+    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
+               for n, p in rnn.named_parameters()}
+    return weights, torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
+
+
 @pytest.mark.parametrize("final_only", [False, True], ids=["every_step", "final"])
 @pytest.mark.parametrize("shared", [True, False], ids=["shared_data", "own_data"])
 @pytest.mark.parametrize("cell", list(MODES))
 def test_population_evaluation_equals_the_cells_own_recur_on_stacked_weights(cell, shared, final_only, monkeypatch):
     rnn = make(cell, num_layers=2)
     P = 5
-    g = torch.Generator().manual_seed(1)
-    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
-               for n, p in rnn.named_parameters()}
-    seq = torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
+    weights, seq = population_of(rnn, P, shared, seed=1)
     # full, ragged (the rows-first loop) and nearly full (units first, one state put back)
     for lengths in (None, LENGTHS, torch.tensor([7, 7, 6, 7, 7])):
         got = rnn.population_unroll(weights, seq, lengths, final_only=final_only)
@@ -179,10 +185,7 @@ def test_a_bidirectional_population_is_each_network_run_by_the_module_itself(cel
     from torch.func import functional_call
     rnn = make(cell, num_layers=2, bidirectional=True)
     P = 4
-    g = torch.Generator().manual_seed(3)
-    weights = {n: p.detach() + 0.3 * torch.randn(P, *p.shape, dtype=p.dtype, generator=g)
-               for n, p in rnn.named_parameters()}
-    seq = torch.randn(7, *(() if shared else (P,)), 5, 3, dtype=torch.float64, generator=g)
+    weights, seq = population_of(rnn, P, shared, seed=3)
     for lengths in (None, LENGTHS, torch.tensor([7, 7, 6, 7, 7])):
         with monkeypatch.context() as m:
             if loop == "python":
