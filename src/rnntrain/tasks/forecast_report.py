@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..config.schema import check
-from .base import evaluating
 from ..reporting.render import drawing
+from .base import evaluating
 from .baselines import verdict
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..config.schema import check
-from .base import Batch, Task
 from ..reporting.render import drawing
+from .base import Batch, Task
 from .baselines import verdict
 from .forecast import ForecastTask
 from .forecast_config import ForecastConfig
