@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from . import compiled
-from .lengths import as_lengths, step_mask
+from .lengths import as_lengths, reversal_index, reverse_within, step_mask
 from .regularize import zone
 
 # Bytes of one per-step tensor (p, N, G*H) of a block of individuals: the step's working set
@@ -44,13 +44,14 @@ def _packed(w: Tensor) -> Tensor:
     return w if w.stride(0) == 0 else w.contiguous()
 
 
-def stacked_weights(rnn, weights: Dict[str, Tensor], layer: int, rows: slice = slice(None), direction: int = 0):
-    """One layer's weights of the networks ``rows`` in the layout ``recur`` takes stacked:
+def stacked_weights(rnn, weights: Dict[str, Tensor], layer: int, rows: Optional[slice] = None,
+                    direction: int = 0):
+    """One layer's weights of the networks ``rows`` (None: all, not sliced: ``[:]`` would put a
+    slice's backward into a graph through them) in the layout ``recur`` takes stacked:
     -> (w_in (p, F, G*H), b_in (p, 1, G*H) or None, (w_hh, b_hh, *rest)), every weight
     (p, *shape) and a vector (p, K) as (p, 1, K), to broadcast over the batch axis of
     (p, N, K) states (what b_hh always was); b_hh folded into b_in where it only meets gx."""
-    whole = rows == slice(None)  # (weights[n][:] would put a slice's backward in a graph through them)
-    ws = [None if n is None else weights[n] if whole else weights[n][rows]
+    ws = [None if n is None else weights[n] if rows is None else weights[n][rows]
           for n in rnn.weight_slots(layer, direction)]
     w_in = _packed(ws[0].transpose(1, 2))  # (p, F, G*H)
     w_hh, b_in, b_hh, *rest = [None if w is None else _packed(w[:, None] if w.dim() == 2 else w)
@@ -96,28 +97,20 @@ def population_unroll(rnn, weights: Dict[str, Tensor], seq: Tensor, lengths: Opt
         raise ValueError("a bidirectional core's final states are at both ends of its outputs: "
                          "ask for every step (final_only=False)")
     L, N = seq.shape[0], seq.shape[-2]
-    t = torch.arange(L, device=seq.device)[:, None]  # (L, 1)
-    src = (L - 1 - t).expand(L, N) if n is None else \
-        torch.where(t < n[None, :], n[None, :] - 1 - t, t)  # (L, N): the step each reversed step reads
+    full = n if n is not None else torch.full((N,), L, dtype=torch.long)
+    index = reversal_index(full, L, seq.device)  # the module's own reversal (core/lengths.py)
+
+    def reverse(x: Tensor, order) -> Tensor:  # x permuted by `order` is (L, N, ...); an involution
+        return reverse_within(x.permute(*order), full, index).permute(*order)
+
     x = seq
     for layer in range(rnn.num_layers):
         ahead = _directed(rnn, weights, x, n, False, [layer], 0)  # (P, N, L, H)
-        back = _directed(rnn, weights, _reverse(x, src, 0), n, False, [layer], 1)
-        out = torch.cat([ahead, _reverse(back, src.t(), 2)], -1)  # (P, N, L, 2H)
+        shared = x.dim() == 3  # (L, N, F), or each individual's (L, P, N, F)
+        back = _directed(rnn, weights, reverse(x, (0, 1, 2) if shared else (0, 2, 1, 3)), n, False, [layer], 1)
+        out = torch.cat([ahead, reverse(back, (2, 1, 0, 3))], -1)  # (P, N, L, 2H)
         x = out.permute(2, 0, 1, 3)  # (L, P, N, 2H): each individual's input to the next layer
     return out
-
-
-def _reverse(x: Tensor, src: Tensor, dim: int) -> Tensor:
-    """``x`` with step ``dim`` reordered by ``src`` (the steps along ``dim``, the sequences
-    along the dimension that follows, as in (L, N, F), (L, P, N, F) with src (L, N), or
-    (P, N, L, H) with src.t() (N, L)); an involution for the reversal within lengths."""
-    shape = [1] * x.dim()
-    if dim == 0:
-        shape[0], shape[-2] = src.shape
-    else:
-        shape[dim - 1], shape[dim] = src.shape
-    return x.gather(dim, src.reshape(shape).expand(x.shape))
 
 
 def _directed(rnn, weights: Dict[str, Tensor], seq: Tensor, n: Optional[Tensor], final_only: bool,
