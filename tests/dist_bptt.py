@@ -13,16 +13,19 @@ import torch
 
 import rnntrain
 
+# no figures: these runs compare weights and metrics, and rank 0's figures under torchrun
+# are test_population's and test_hessian_free_trains_under_torchrun's to draw
 CASES = {
     # the default forecaster, float64, a batch that leaves a last batch of odd size
-    "forecast": {"dtype": "float64", "model.hidden": 6, "train.batch_size": 25, "train.epochs": 3},
+    "forecast": {"dtype": "float64", "model.hidden": 6, "train.batch_size": 25, "train.epochs": 3,
+                 "train.figures": False},
     # ragged labelled sequences with class weights: shards of unequal loss weight
     "classify": {"dtype": "float64", "task.kind": "classify", "task.class_weights": "balanced",
-                 "model.hidden": 5, "train.batch_size": 9, "train.epochs": 2},
+                 "model.hidden": 5, "train.batch_size": 9, "train.epochs": 2, "train.figures": False},
     # noise of its own in every process (dropout), truncated BPTT over streams of text
     "noisy": {"task.kind": "text", "model.cell": "lstm", "model.hidden": 8, "model.layers": 2,
               "model.dropout": 0.3, "algorithm.truncation": 5, "train.batch_size": 6,
-              "train.epochs": 3, "train.checkpoint_every": 0},
+              "train.epochs": 3, "train.checkpoint_every": 0, "train.figures": False},
 }
 
 

@@ -89,6 +89,9 @@ def _ending(run):
 
 
 EVERY_ROUND = ["--set", "train.checkpoint_every=0"]
+# Figures are drawn only where the kill is among them: elsewhere they are a second of
+# matplotlib per run and change no number (tests/test_render.py)
+DRAWN = {"final-files"}
 
 
 @pytest.mark.slow
@@ -96,14 +99,15 @@ EVERY_ROUND = ["--set", "train.checkpoint_every=0"]
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_path, family, policy):
     args = [*SMALL, *FAMILIES[family], *(EVERY_ROUND if policy == "every-round" else [])]
-    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *args, "--no-figures", "--out", str(tmp_path / "whole")]) == 0
     whole, whole_flow = _ending(tmp_path / "whole")
     assert whole["round"] == 3
     # every-round: all four moments; the interval policy writes checkpoints after rounds 1 and
     # 3 only, so a kill in round 2 or at its end resumes from round 1
     for point in KILL_AT if policy == "every-round" else ("mid-round", "between-rounds", "final-files"):
         run = tmp_path / point
-        assert killed_at(point, [*args, "--out", str(run)]) == -9, point  # the kill happened where arranged
+        figures = "--figures" if point in DRAWN else "--no-figures"
+        assert killed_at(point, [*args, figures, "--out", str(run)]) == -9, point  # the kill happened where arranged
         assert main(["train", "--resume", str(run), "--quiet"]) == 0, point
         resumed, resumed_flow = _ending(run)
         assert resumed["round"] == 3, point
@@ -113,3 +117,4 @@ def test_a_run_killed_at_any_moment_resumes_to_the_uninterrupted_runs_end(tmp_pa
         assert resumed_flow == whole_flow, point  # the record of the round killed is not lost
         assert _metrics(run) == _metrics(tmp_path / "whole"), point
         assert (run / "summary.json").exists() and not list(run.glob(".*.tmp")), point
+        assert (run / "loss.png").exists() == (point in DRAWN), point  # redrawn by the resumed run

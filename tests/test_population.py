@@ -129,6 +129,32 @@ def test_cmaes_above_max_genes_keeps_a_diagonal_covariance_learns_and_resumes(tm
         Trainer(pop_config("cmaes", **{"algorithm.max_genes": 50, "algorithm.covariance": "full"}))
 
 
+def test_cmaes_decomposes_its_covariance_lazily_learns_and_resumes(tmp_path, monkeypatch):
+    # 321 weights, lambda = 4: C moves by c_1 + c_mu ~ 2e-5 a generation, so B and d are
+    # redone every 1 / (10 n (c_1 + c_mu)) = 14 generations (Hansen's tutorial, B.2)
+    config = pop_config("cmaes", **{"model.hidden": 16, "algorithm.population": 4, "train.epochs": 30})
+    algo = Trainer(config).algorithm
+    n = algo.D
+    assert n == 321 and algo.eigen_every == int(1 / (10 * n * (algo.c_1 + algo.c_mu))) == 14
+    eigh, calls = torch.linalg.eigh, []
+    monkeypatch.setattr(torch.linalg, "eigh", lambda C: calls.append(C) or eigh(C))
+    losses = []
+    for g in range(30):
+        before = algo.C.clone()
+        losses.append(algo.run_round()["loss"])
+        if algo.eigen_at == g:  # decomposed at the start of this generation: the C it found
+            assert torch.allclose(algo.B @ torch.diag(algo.evals) @ algo.B.T, before, atol=1e-12)
+            assert torch.allclose(algo.B.T @ algo.B, torch.eye(n, dtype=torch.float64), atol=1e-12)
+    assert len(calls) == 2 and algo.eigen_at == 28  # at generations 14 and 28 only
+    assert losses[-1] < losses[0] / 2
+    monkeypatch.undo()
+    # interrupted after generation 16, between decompositions: the one in use is restored
+    assert_resume_equals_uninterrupted(pop_config("cmaes", **{"model.hidden": 16, "algorithm.population": 4,
+                                                              "train.epochs": 20, "train.restore_best": False}),
+                                       tmp_path, after=16,
+                                       compare=("train_loss", "train_loss_population_mean", "train_sigma"))
+
+
 def test_memetic_finetuning_continues_from_the_best_individual():
     r = rnntrain.train(pop_config("ga", **{"train.epochs": 14, "algorithm.finetune_epochs": 4}))
     ga_best = r.history[9]["train_loss"]
