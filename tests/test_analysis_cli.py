@@ -53,6 +53,11 @@ def test_gradient_records_survive_an_interrupted_and_resumed_run(tmp_path):
 
 
 def test_analyze_names_the_problem_for_bad_input(tmp_path, capsys):
+    for args in (["analyze", str(tmp_path)], ["analyze"]):  # the run directory without what to analyze
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "gradients|dynamics" in err, err
     assert main(["analyze", "dynamics", str(tmp_path / "nothing")]) == 2
     assert "run directory not found" in capsys.readouterr().err
     run = tmp_path / "bi"

@@ -8,8 +8,10 @@ from .commands import help_of
 
 def register(sub) -> None:
     p = sub.add_parser("analyze", help=help_of("analyze"))
-    what = p.add_subparsers(dest="what", required=True, parser_class=type(p),
-                           help="gradients or dynamics")
+    # the metavar names the choice in argparse's one-line errors ("argument gradients|dynamics:
+    # invalid choice: 'runs/x'"), where dest would say "argument what"
+    what = p.add_subparsers(dest="what", required=True, parser_class=type(p), metavar="gradients|dynamics",
+                           help="what to look at, then the run directory: rnntrain analyze gradients RUN_DIR")
     g = what.add_parser("gradients", help="vanishing/exploding gradients: ‖∂L/∂h_k‖, "
                         "σ_max(∂h_T/∂h_k) against the lag, heatmap over training")
     g.set_defaults(func=cmd_gradients)
