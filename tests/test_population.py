@@ -94,6 +94,43 @@ def test_ga_stops_at_the_maximum_number_of_generations():
     assert len(r.history) == 5
 
 
+def test_the_gas_coins_are_fair_its_selection_exact_and_its_mutations_bernoulli():
+    from rnntrain.algorithms.population.ga import bernoulli_positions, coin_masks, select_bits
+    g = torch.Generator().manual_seed(0)
+    heads = torch.arange(4000) % 10 == 0  # every tenth row copies parent a whole
+    masks = coin_masks(heads, 200, g)  # 200 genes: four words of 63 bits, the last one cut
+    assert masks.shape == (4000, 200) and set(masks.unique().tolist()) == {-1, 0}
+    assert bool((masks[heads] == -1).all())
+    per_gene = (masks[~heads] == -1).double().mean(0)  # 3600 coins a gene: sd 0.0083
+    assert float(per_gene.min()) > 0.46 and float(per_gene.max()) < 0.54
+    assert abs(float(per_gene.mean()) - 0.5) < 0.003
+    # bit for bit a's or b's gene, NaN and inf included, as torch.where would choose
+    a = torch.tensor([[float("nan"), float("inf"), -0.0, 1.5]] * 2)
+    b = torch.tensor([[2.0, -1.0, 0.0, float("-inf")]] * 2)
+    m = torch.tensor([[-1, -1, -1, 0], [0, 0, 0, -1]])
+    for dtype in (torch.float32, torch.float64):
+        got = select_bits(m, a.to(dtype), b.to(dtype))
+        want = torch.where(m == -1, a.to(dtype), b.to(dtype))
+        assert torch.equal(got.view(torch.int64 if dtype == torch.float64 else torch.int32),
+                           want.view(torch.int64 if dtype == torch.float64 else torch.int32))
+    # mutations: each of count positions independently with probability p, also when the
+    # gaps are drawn three at a time
+    count, p, n = 500, 0.1, 4000
+    for draws in (0, 3):
+        hits = torch.zeros(count)
+        sizes = []
+        for _ in range(n):
+            pos = bernoulli_positions(count, p, g, draws)
+            assert bool((pos[1:] > pos[:-1]).all()) and (len(pos) == 0 or 0 <= int(pos[0]) <= int(pos[-1]) < count)
+            hits[pos] += 1
+            sizes.append(len(pos))
+        sizes = torch.tensor(sizes, dtype=torch.float64)
+        assert abs(float(sizes.mean()) - count * p) < 0.3  # sd of the mean: 0.11
+        assert abs(float(sizes.var()) / (count * p * (1 - p)) - 1) < 0.1  # binomial, not fixed-size
+        assert 0.08 < float(hits.min()) / n and float(hits.max()) / n < 0.12  # no position favoured
+    assert len(bernoulli_positions(count, 0.0, g)) == 0 and torch.equal(bernoulli_positions(7, 1.0, g), torch.arange(7))
+
+
 @pytest.mark.parametrize("options", [
     {"algorithm.selection": "roulette", "algorithm.crossover": "one-point"},
     {"algorithm.selection": "rank", "algorithm.crossover": "blend"},

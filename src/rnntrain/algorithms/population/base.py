@@ -90,6 +90,7 @@ class PopulationAlgorithm(Algorithm):
         self.generation_count = 0
         self.evaluations = 0
         self.best = self.layout.vector(ctx.model)  # (D,)
+        self.loaded = self.best  # the vector the model's weights hold (a new best is a new tensor)
         self.best_loss = float("inf")
         self.best_within = 0.0
         self.solved_at: Optional[int] = None  # evaluations until the first solved individual
@@ -161,7 +162,9 @@ class PopulationAlgorithm(Algorithm):
             return self._finetune_round(on_step)
         extra = self.generation()
         self.generation_count += 1
-        self.layout.load(self.ctx.model, self.best)
+        if self.best is not self.loaded:  # writing the same weights again was 1 % of a GA generation
+            self.layout.load(self.ctx.model, self.best)
+            self.loaded = self.best
         losses = self.last_losses
         eps = self.options.epsilon
         finite = losses[torch.isfinite(losses)]
