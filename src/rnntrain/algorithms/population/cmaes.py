@@ -28,8 +28,9 @@ The eigendecomposition C = B diag(d^2) B^T (O(n^3)) is redone only every
 tutorial's appendix B.2 that ``cma`` and ``purecma`` use: C moves by at most c_1 + c_mu a
 generation, so B and d from a few generations ago sample and whiten almost as well, and the
 amortised cost falls to O(n^2) a sample. Up to a few hundred weights (the GA benchmark's
-321, P = 50) that is every generation, as before; for a seq2seq model's 1,900 weights
-and P = 4 it is every 69th, where a decomposition took 3 s and the whole evaluation 20 ms.
+321, P = 50) that is every generation, as before; for a small seq2seq model's 2,234
+weights and P = 4 it is every 97th, where a decomposition took 3-4 s and the population's
+evaluation 11 ms.
 """
 from __future__ import annotations
 
