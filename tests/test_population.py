@@ -185,6 +185,11 @@ def test_cmaes_decomposes_its_covariance_lazily_learns_and_resumes(tmp_path, mon
     assert len(calls) == 2 and algo.eigen_at == 28  # at generations 14 and 28 only
     assert losses[-1] < losses[0] / 2
     monkeypatch.undo()
+    # a checkpoint without the decomposition (written before the lazy update) decomposes its C
+    state = {k: v for k, v in algo.search_state().items() if k not in ("evals", "B", "eigen_at")}
+    algo.load_search_state(state)
+    assert algo.eigen_at == 30
+    assert torch.allclose(algo.B @ torch.diag(algo.evals) @ algo.B.T, state["C"], atol=1e-12)
     # interrupted after generation 16, between decompositions: the one in use is restored
     assert_resume_equals_uninterrupted(pop_config("cmaes", **{"model.hidden": 16, "algorithm.population": 4,
                                                               "train.epochs": 20, "train.restore_best": False}),
